@@ -1,0 +1,146 @@
+"""Evaluate (TFX's Evaluator): TFMA on the eval split, and the blessing decision.
+
+Raw eval examples go through the model's serving signature; the label comes from its
+`transform_features` signature, so evaluation sees exactly what serving sees. The candidate is blessed
+when its blessing metric (accuracy for classification, mean squared error for regression) passes the
+absolute threshold and, when a model is already published, is not worse than that baseline by more
+than the tolerance. The reasons (metric, candidate, baseline, threshold) go with the decision.
+"""
+import apache_beam as beam
+import tensorflow_model_analysis as tfma
+from tfx_bsl.public import tfxio
+
+from components import layout
+from components.beam_options import pipeline_options
+from components.keras_autograph import skip_autograph_for_tf_keras
+from components.schema import load_schema
+from components.statistics import TELEMETRY
+from components.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
+from components.user_module import CLASSIFICATION, load_user_module, transformed_name
+
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+
+
+def _blessing_metric(problem_type):
+    """(TFMA metric class, metric name, higher is better) of the metric the blessing is decided on."""
+    if problem_type == CLASSIFICATION:
+        return "SparseCategoricalAccuracy", "sparse_categorical_accuracy", True
+    return "MeanSquaredError", "mean_squared_error", False
+
+
+def evaluation_config(label_key, problem_type, slice_columns, threshold, tolerance, with_baseline):
+    """The TFMA EvalConfig: metrics for the problem type, slices, value and change thresholds.
+
+    A threshold of 0 means no absolute threshold.
+    """
+    metric_class, _, higher_is_better = _blessing_metric(problem_type)
+    metric_threshold = tfma.MetricThreshold()
+    if threshold:
+        bound = {"lower_bound" if higher_is_better else "upper_bound": {"value": threshold}}
+        metric_threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(**bound))
+    if with_baseline:
+        metric_threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
+            direction=(tfma.MetricDirection.HIGHER_IS_BETTER if higher_is_better
+                       else tfma.MetricDirection.LOWER_IS_BETTER),
+            absolute={"value": -tolerance if higher_is_better else tolerance}))
+    metrics = [tfma.MetricConfig(class_name="ExampleCount"),
+               tfma.MetricConfig(class_name=metric_class, threshold=metric_threshold)]
+    if problem_type == CLASSIFICATION:
+        metrics.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
+    else:
+        metrics.append(tfma.MetricConfig(class_name="MeanAbsoluteError"))
+
+    def model_spec(name, is_baseline):
+        return tfma.ModelSpec(
+            name=name, is_baseline=is_baseline, signature_name=SERVING_SIGNATURE,
+            label_key=transformed_name(label_key),
+            prediction_key="probabilities" if problem_type == CLASSIFICATION else "predictions",
+            preprocessing_function_names=[TRANSFORM_SIGNATURE])
+
+    model_specs = [model_spec(CANDIDATE, False)]
+    if with_baseline:
+        model_specs.append(model_spec(BASELINE, True))
+    return tfma.EvalConfig(
+        model_specs=model_specs,
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[c]) for c in slice_columns],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def _scalar_metrics(metrics_for_slice):
+    """{model name: {metric name: value}} for the scalar metrics of one slice; diffs under 'diff'."""
+    values = {}
+    for item in metrics_for_slice.metric_keys_and_values:
+        if item.key.HasField("sub_key") or not item.value.HasField("double_value"):
+            continue
+        model = "diff" if item.key.is_diff else (item.key.model_name or CANDIDATE)
+        values.setdefault(model, {})[item.key.name] = item.value.double_value.value
+    return values
+
+
+def _slice_name(metrics_for_slice):
+    return tfma.slicer.stringify_slice_key(tfma.slicer.deserialize_slice_key(metrics_for_slice.slice_key))
+
+
+def _reasons(validation, metric_name, higher_is_better, overall, threshold, tolerance, with_baseline):
+    """One sentence per check: what was measured, against what, and whether it passed."""
+    failures = {(f.metric_key.name, f.metric_key.is_diff)
+                for per_slice in validation.metric_validations_per_slice for f in per_slice.failures}
+    candidate = overall.get(CANDIDATE, {}).get(metric_name)
+    reasons = []
+    if threshold:
+        relation = ">=" if higher_is_better else "<="
+        verdict = "fails" if (metric_name, False) in failures else "passes"
+        reasons.append(f"{metric_name} of the candidate is {candidate:.4f}: {verdict} the threshold "
+                       f"{relation} {threshold}")
+    if with_baseline:
+        baseline = overall.get(BASELINE, {}).get(metric_name)
+        verdict = "fails" if (metric_name, True) in failures else "passes"
+        direction = "lower" if higher_is_better else "higher"
+        reasons.append(f"{metric_name} of the candidate is {candidate:.4f} against {baseline:.4f} for the "
+                       f"serving model: {verdict} the tolerance (at most {tolerance} {direction})")
+    if not reasons:
+        reasons.append("no threshold was set and no model is serving yet")
+    return reasons
+
+
+def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, baseline_dir=None,
+                   slice_columns=None, threshold=0.0, tolerance=0.0, beam_args=""):
+    """Runs TFMA on the eval split; returns the blessing, its reasons, and overall and per-slice metrics."""
+    user_module = load_user_module(module)
+    skip_autograph_for_tf_keras()
+    if slice_columns is None:
+        slice_columns = list(getattr(user_module, "SLICE_COLUMNS", []))
+    with_baseline = bool(baseline_dir)
+    eval_config = evaluation_config(user_module.LABEL_KEY, user_module.PROBLEM_TYPE, slice_columns,
+                                    threshold, tolerance, with_baseline)
+    models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name=CANDIDATE)]
+    if with_baseline:
+        models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config,
+                                                     model_name=BASELINE))
+    schema = load_schema(schema_dir)
+    source = tfxio.TFExampleRecord(
+        file_pattern=layout.examples_pattern(examples_dir, layout.EVAL), schema=schema,
+        raw_record_column_name=tfma.ARROW_INPUT_COLUMN, telemetry_descriptors=TELEMETRY)
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+        _ = (pipeline
+             | "ReadEval" >> source.BeamSource()
+             | "Evaluate" >> tfma.ExtractEvaluateAndWriteResults(
+                 eval_shared_model=models if with_baseline else models[0], eval_config=eval_config,
+                 output_path=output_dir, tensor_adapter_config=source.TensorAdapterConfig(),
+                 schema=schema))
+
+    slices = {_slice_name(m): _scalar_metrics(m) for m in tfma.load_metrics(output_dir)}
+    overall = slices.get("Overall", {})
+    validation = tfma.load_validation_result(output_dir)
+    _, metric_name, higher_is_better = _blessing_metric(user_module.PROBLEM_TYPE)
+    return {
+        "blessed": bool(validation.validation_ok),
+        "reasons": _reasons(validation, metric_name, higher_is_better, overall, threshold, tolerance,
+                            with_baseline),
+        "metric": metric_name,
+        "baseline": baseline_dir or "",
+        "overall": overall,
+        "slices": {name: values.get(CANDIDATE, {}) for name, values in slices.items()},
+    }
+

@@ -1,0 +1,111 @@
+"""The pipeline's KFP components: one thin, typed component per stage, in pipeline order.
+
+These are lightweight Python components: KFP embeds each function's source in the pipeline spec and
+runs it in the project image (locally: in this Python), where it imports the stage's logic from the
+installed package. So each body imports what it needs, calls the logic, and records metadata; nothing
+else. `pipeline.py` turns them into components for a given image.
+"""
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def ingest(data_pattern: str, span: int, split_ratios: str, beam_args: str, examples: Output[Dataset]):
+    """Ingest (ExampleGen): CSV files of a span -> gzipped tf.Examples, split into train and eval."""
+    from components.errors import report_stage_errors
+    from components.ingest import ingest_examples
+
+    with report_stage_errors():
+        examples.metadata.update(ingest_examples(data_pattern, examples.path, span, split_ratios, beam_args))
+
+
+def statistics(examples: Input[Dataset], beam_args: str, statistics: Output[Artifact]):
+    """Statistics (StatisticsGen): TFDV statistics of every split."""
+    from components.errors import report_stage_errors
+    from components.statistics import generate_statistics
+
+    with report_stage_errors():
+        statistics.metadata["split_names"] = generate_statistics(examples.path, statistics.path, beam_args)
+
+
+def schema(statistics: Input[Artifact], schema_path: str, schema: Output[Artifact]):
+    """Schema (SchemaGen / ImportSchemaGen): a curated schema file, or one inferred from train statistics."""
+    from components.errors import report_stage_errors
+    from components.schema import make_schema
+
+    with report_stage_errors():
+        schema.metadata.update(make_schema(statistics.path, schema.path, schema_path))
+
+
+def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
+             anomalies: Output[Artifact]):
+    """Validate (ExampleValidator): anomalies of every split; blocking ones stop the run."""
+    from components.errors import report_stage_errors
+    from components.validate import validate_statistics
+
+    with report_stage_errors():
+        found = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies)
+        anomalies.metadata.update({"anomaly_count": len(found), "anomalies": found})
+
+
+def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, beam_args: str,
+              transform_graph: Output[Artifact], transformed_examples: Output[Dataset]):
+    """Transform: TensorFlow Transform with the user module's preprocessing_fn."""
+    from components.errors import report_stage_errors
+    from components.transform import transform_examples
+
+    with report_stage_errors():
+        splits = transform_examples(examples.path, schema.path, module, transform_graph.path,
+                                    transformed_examples.path, beam_args)
+        transformed_examples.metadata["split_names"] = splits
+
+
+def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], module: str,
+          train_steps: int, model: Output[Model], metrics: Output[Metrics]):
+    """Train (Trainer): the user module's Keras model; exports a serving model with the transform inside."""
+    from components.errors import report_stage_errors
+    from components.train import train_model
+
+    with report_stage_errors():
+        result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps)
+    model.metadata.update(result)
+    for name, value in result["final"].items():
+        metrics.log_metric(name, value)
+
+
+def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifact], module: str,
+             serving_root: str, model_name: str, slice_columns: str, threshold: float, tolerance: float,
+             beam_args: str, evaluation: Output[Artifact], blessing: Output[Artifact],
+             metrics: Output[Metrics]):
+    """Evaluate (Evaluator): TFMA on the eval split and the blessing against the serving model."""
+    from components.errors import report_stage_errors
+    from components.blessing import write_blessing
+    from components.evaluate import evaluate_model
+    from components.serving_root import latest_published_model
+
+    with report_stage_errors():
+        decision = evaluate_model(
+            model.path, examples.path, schema.path, module, evaluation.path,
+            baseline_dir=latest_published_model(serving_root, model_name),
+            slice_columns=[c.strip() for c in slice_columns.split(",") if c.strip()] or None,
+            threshold=threshold, tolerance=tolerance, beam_args=beam_args)
+    write_blessing(decision, blessing.path)
+    blessing.metadata.update(decision)
+    evaluation.metadata.update({"overall": decision["overall"], "slices": decision["slices"]})
+    for name, value in decision["overall"].get("candidate", {}).items():
+        metrics.log_metric(name, value)
+
+
+def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, model_name: str,
+         pushed_model: Output[Model]):
+    """Push (Pusher): publish a blessed model as the next version in the serving root."""
+    from components.errors import report_stage_errors
+    from components.blessing import read_blessing
+    from components.push import push_model
+
+    with report_stage_errors():
+        result = push_model(model.path, read_blessing(blessing.path), serving_root, model_name)
+    pushed_model.metadata.update(result)
+    print(("Published version {version} at {path}" if result["pushed"] else "Nothing published: {reason}")
+          .format(**result))
+
+
+STAGES = [ingest, statistics, schema, validate, transform, train, evaluate, push]

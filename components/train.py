@@ -1,0 +1,95 @@
+"""Train (TFX's Trainer): the user module's Keras model on the transformed examples.
+
+The exported SavedModel serves raw data: its default signature takes serialized raw `tf.train.Example`s,
+applies the transform graph from the transform stage, and predicts, so serving uses exactly the
+preprocessing of training. A second signature, `transform_features`, returns the transformed
+features (label included) so that evaluation can reuse the transform.
+"""
+import math
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from components import layout
+from components.errors import StageError
+from components.keras_autograph import skip_autograph_for_tf_keras
+from components.user_module import (CLASSIFICATION, load_user_module, train_batch_size,
+                                    transformed_name)
+
+SERVING_SIGNATURE = "serving_default"
+TRANSFORM_SIGNATURE = "transform_features"
+SERVING_INPUT = "examples"
+MAX_EPOCHS = 10
+
+
+def _dataset(pattern, feature_spec, label, batch_size, repeat, seed):
+    return tf.data.experimental.make_batched_features_dataset(
+        file_pattern=pattern, batch_size=batch_size, features=feature_spec, label_key=label,
+        reader=lambda files: tf.data.TFRecordDataset(files, compression_type="GZIP"),
+        num_epochs=None if repeat else 1, shuffle=repeat, shuffle_seed=seed)
+
+
+def _label_vocabulary(tf_transform_output, label_key):
+    try:
+        return tf_transform_output.vocabulary_by_name(label_key)
+    except (ValueError, OSError, tf.errors.NotFoundError):
+        return None
+
+
+def export_serving_model(model, tf_transform_output, label_key, problem_type, model_dir):
+    """Saves `model` with the transform graph inside and the two signatures above."""
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    serving_spec = {name: spec for name, spec in raw_spec.items() if name != label_key}
+    model_inputs = set(model.input_names)
+    vocabulary = _label_vocabulary(tf_transform_output, label_key) if problem_type == CLASSIFICATION else None
+    input_signature = [tf.TensorSpec([None], tf.string, name=SERVING_INPUT)]
+
+    @tf.function(input_signature=input_signature)
+    def serve(examples):
+        transformed = model.tft_layer(tf.io.parse_example(examples, serving_spec))
+        predictions = model({name: value for name, value in transformed.items() if name in model_inputs})
+        if problem_type != CLASSIFICATION:
+            return {"predictions": tf.reshape(predictions, [-1])}
+        outputs = {"probabilities": predictions, "class_ids": tf.argmax(predictions, axis=1)}
+        if vocabulary is not None:
+            outputs["classes"] = tf.gather(tf.constant(vocabulary), outputs["class_ids"])
+        return outputs
+
+    @tf.function(input_signature=input_signature)
+    def transform_features(examples):
+        return model.tft_layer(tf.io.parse_example(examples, raw_spec))
+
+    model.save(model_dir, save_format="tf", signatures={
+        SERVING_SIGNATURE: serve, TRANSFORM_SIGNATURE: transform_features})
+
+
+def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir, train_steps, seed=42):
+    """Trains and exports the serving model; returns the final metrics and the per-epoch history."""
+    if train_steps < 1:
+        raise StageError(f"--train-steps is {train_steps}: train for at least one step.")
+    user_module = load_user_module(module)
+    skip_autograph_for_tf_keras()
+    keras.utils.set_random_seed(seed)
+    tf_transform_output = tft.TFTransformOutput(transform_graph_dir)
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    label = transformed_name(user_module.LABEL_KEY)
+    if label not in feature_spec:
+        raise StageError(f"preprocessing_fn of --module {module!r} returns no {label!r}: "
+                         "return the transformed label under transformed_name(LABEL_KEY).")
+    batch_size = train_batch_size(user_module)
+    train_data = _dataset(layout.examples_pattern(transformed_examples_dir, layout.TRAIN),
+                          feature_spec, label, batch_size, repeat=True, seed=seed)
+    eval_data = _dataset(layout.examples_pattern(transformed_examples_dir, layout.EVAL),
+                         feature_spec, label, batch_size, repeat=False, seed=seed)
+
+    model = user_module.build_model(tf_transform_output)
+    epochs = min(MAX_EPOCHS, train_steps)
+    history = model.fit(train_data, validation_data=eval_data, epochs=epochs,
+                        steps_per_epoch=math.ceil(train_steps / epochs), verbose=2)
+    export_serving_model(model, tf_transform_output, user_module.LABEL_KEY, user_module.PROBLEM_TYPE,
+                         model_dir)
+    final = {name: float(values[-1]) for name, values in history.history.items()}
+    return {"final": final, "history": {name: [float(v) for v in values]
+                                        for name, values in history.history.items()}}

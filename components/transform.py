@@ -1,0 +1,66 @@
+"""Transform (TFX's Transform): TensorFlow Transform over Beam with the user module's `preprocessing_fn`.
+
+Full-pass analyzers (means, variances, vocabularies) run over the train split only; the resulting
+transform graph is applied to every split, written as gzipped tf.Examples, and saved for the trainer,
+which embeds it in the serving model.
+"""
+import os
+import tempfile
+
+import apache_beam as beam
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+from tfx_bsl.coders import example_coder
+from tfx_bsl.public import tfxio
+
+from components import layout
+from components.beam_options import pipeline_options
+from components.errors import StageError
+from components.schema import load_schema
+from components.statistics import TELEMETRY
+from components.user_module import load_user_module
+
+
+def _check_columns(schema, user_module, module):
+    columns = {feature.name for feature in schema.feature}
+    if user_module.LABEL_KEY not in columns:
+        raise StageError(f"The data has no column {user_module.LABEL_KEY!r}, the label (LABEL_KEY) of "
+                         f"--module {module!r}: add the column, or point --module at a module for this data.")
+
+
+def _encode_examples(record_batch_and_passthrough):
+    record_batch, _ = record_batch_and_passthrough
+    return example_coder.RecordBatchToExamplesEncoder().encode(record_batch)
+
+
+def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, transformed_examples_dir,
+                       beam_args=""):
+    """Analyzes the train split, transforms every split; returns the transformed feature names."""
+    user_module = load_user_module(module)
+    schema = load_schema(schema_dir)
+    _check_columns(schema, user_module, module)
+    splits = layout.split_names(examples_dir)
+    sources = {split: tfxio.TFExampleRecord(file_pattern=layout.examples_pattern(examples_dir, split),
+                                            schema=schema, telemetry_descriptors=TELEMETRY)
+               for split in splits}
+    os.makedirs(transformed_examples_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tft-") as temp_dir, \
+            beam.Pipeline(options=pipeline_options(beam_args)) as pipeline, \
+            tft_beam.Context(temp_dir=temp_dir):
+        raw = {split: pipeline | f"Read[{split}]" >> source.BeamSource() for split, source in sources.items()}
+        train_config = sources[layout.TRAIN].TensorAdapterConfig()
+        transform_fn = (raw[layout.TRAIN], train_config) | "Analyze" >> tft_beam.AnalyzeDataset(
+            user_module.preprocessing_fn)
+        _ = transform_fn | "WriteTransformGraph" >> tft_beam.WriteTransformFn(transform_graph_dir)
+        for split in splits:
+            transformed, _ = (((raw[split], sources[split].TensorAdapterConfig()), transform_fn)
+                              | f"Transform[{split}]" >> tft_beam.TransformDataset(output_record_batches=True))
+            _ = (transformed
+                 | f"Encode[{split}]" >> beam.FlatMap(_encode_examples)
+                 | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+                     os.path.join(layout.split_dir(transformed_examples_dir, split), "transformed"),
+                     file_name_suffix=".gz"))
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
+                               os.path.join(transform_graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+    return splits

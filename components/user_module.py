@@ -1,0 +1,82 @@
+"""The user module contract, shared by transform, train and evaluate.
+
+A user module is a Python module, named by import path (`my_project.penguin_module`) or by file path
+(`path/to/module.py`), that defines:
+
+- `LABEL_KEY` (str): the raw column to predict.
+- `PROBLEM_TYPE` (str): "classification" or "regression".
+- `preprocessing_fn(inputs)`: the TensorFlow Transform function, raw features in, transformed features
+  out (full-pass analyzers such as `tft.scale_to_z_score` and `tft.compute_and_apply_vocabulary` are
+  fine). It returns the label under `transformed_name(LABEL_KEY)`; for classification, an integer class
+  id, and if it builds the label's vocabulary with `vocab_filename=LABEL_KEY`, the serving model also
+  returns class names.
+- `build_model(tf_transform_output)`: the training entry point; returns a compiled Keras 2 (`tf_keras`)
+  model whose inputs are named after the transformed features it uses. For classification its output
+  is class probabilities, for regression one value per example.
+
+and optionally:
+
+- `SLICE_COLUMNS` (list of raw column names): evaluation slices (default: none).
+- `TRAIN_BATCH_SIZE` (int): the training batch size (default 32).
+
+`components/penguins/module.py` is a complete example.
+"""
+import importlib
+import importlib.util
+import os
+import sys
+
+from components.errors import StageError
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+_REQUIRED = {
+    "LABEL_KEY": "the name of the label column, e.g. LABEL_KEY = 'species'",
+    "PROBLEM_TYPE": "PROBLEM_TYPE = 'classification' or 'regression'",
+    "preprocessing_fn": "def preprocessing_fn(inputs): the TensorFlow Transform function",
+    "build_model": "def build_model(tf_transform_output): returns a compiled tf_keras model",
+}
+
+
+def transformed_name(key):
+    """The name of a feature after the transform."""
+    return f"{key}_xf"
+
+
+def _import(module):
+    if module.endswith(".py") or os.sep in module:
+        if not os.path.isfile(module):
+            raise StageError(f"--module {module!r}: no such file.")
+        name = f"living_pipeline_user_module_{abs(hash(os.path.abspath(module)))}"
+        spec = importlib.util.spec_from_file_location(name, module)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded
+        spec.loader.exec_module(loaded)
+        return loaded
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and module.startswith(error.name):
+            raise StageError(f"--module {module!r}: no module of that name is importable; "
+                             "give an import path or the path of a .py file.") from None
+        raise
+
+
+def load_user_module(module):
+    """Imports a user module and checks that it meets the contract."""
+    loaded = _import(module)
+    for attribute, hint in _REQUIRED.items():
+        if not hasattr(loaded, attribute):
+            raise StageError(f"--module {module!r} has no {attribute}: define {hint}.")
+    if loaded.PROBLEM_TYPE not in (CLASSIFICATION, REGRESSION):
+        raise StageError(f"--module {module!r}: PROBLEM_TYPE is {loaded.PROBLEM_TYPE!r}; "
+                         f"use {CLASSIFICATION!r} or {REGRESSION!r}.")
+    return loaded
+
+
+def slice_columns(user_module):
+    return list(getattr(user_module, "SLICE_COLUMNS", []))
+
+
+def train_batch_size(user_module):
+    return int(getattr(user_module, "TRAIN_BATCH_SIZE", 32))

@@ -1,0 +1,280 @@
+"""The living pipeline: eight TFX-style stages wired into one KFP v2 pipeline, and its command line.
+
+    python pipeline.py compile [--output pipeline.yaml] [--image IMAGE]
+    python pipeline.py run [--data PATTERN] [--span N] [--module M] [--serving-root DIR] ...
+
+`compile` writes the pipeline spec (KFP IR YAML) that Kubeflow Pipelines and Vertex AI run. `run`
+compiles the same spec and runs it on this machine with kfp.local's SubprocessRunner, in this Python
+environment: no cluster, no Docker.
+"""
+import argparse
+import importlib.metadata
+import json
+import os
+import re
+import sys
+import time
+from typing import NamedTuple
+
+from kfp import compiler, components, dsl, local
+from kfp.dsl import Artifact, Metrics, Model
+from kfp.local import pipeline_orchestrator
+
+from components import stages
+from components.errors import ERROR_PREFIX
+from components.layout import DEFAULT_SPLIT_RATIOS
+from components.penguins import curated_schema_path
+
+PIPELINE_NAME = "living-pipeline"
+DEFAULT_MODULE = "components.penguins.module"
+DEFAULT_MODEL_NAME = "penguins"
+DEFAULT_TRAIN_STEPS = 300
+DEFAULT_THRESHOLD = 0.8
+DEFAULT_TOLERANCE = 0.01
+
+
+def default_image():
+    """The project image, tagged with the package version."""
+    return f"living-pipeline:{importlib.metadata.version('living-pipeline')}"
+
+
+class PipelineOutputs(NamedTuple):
+    train_metrics: Metrics
+    eval_metrics: Metrics
+    blessing: Artifact
+    pushed_model: Model
+
+
+def create_pipeline(image):
+    """The pipeline, with every stage running `image`."""
+    op = {stage.__name__: dsl.component(stage, base_image=image, install_kfp_package=False)
+          for stage in stages.STAGES}
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Ingest, validate, transform, train, evaluate and "
+                  "publish a model, TFX-style, on Kubeflow Pipelines, Vertex AI or this machine.")
+    def living_pipeline(
+        serving_root: str,
+        data_pattern: str = "",
+        span: int = 0,
+        split_ratios: str = DEFAULT_SPLIT_RATIOS,
+        schema_path: str = "",
+        block_on_anomalies: bool = True,
+        module: str = DEFAULT_MODULE,
+        train_steps: int = DEFAULT_TRAIN_STEPS,
+        model_name: str = DEFAULT_MODEL_NAME,
+        slice_columns: str = "",
+        threshold: float = DEFAULT_THRESHOLD,
+        tolerance: float = DEFAULT_TOLERANCE,
+        beam_args: str = "",
+    ) -> PipelineOutputs:
+        # Ingest, evaluate and push read state outside their inputs (new files, the serving root):
+        # their results must never come from KFP's cache.
+        ingest = op["ingest"](data_pattern=data_pattern, span=span, split_ratios=split_ratios,
+                              beam_args=beam_args).set_caching_options(False)
+        statistics = op["statistics"](examples=ingest.outputs["examples"], beam_args=beam_args)
+        schema = op["schema"](statistics=statistics.outputs["statistics"], schema_path=schema_path)
+        validate = op["validate"](statistics=statistics.outputs["statistics"],
+                                  schema=schema.outputs["schema"], block_on_anomalies=block_on_anomalies)
+        transform = op["transform"](examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
+                                    module=module, beam_args=beam_args).after(validate)
+        train = op["train"](transformed_examples=transform.outputs["transformed_examples"],
+                            transform_graph=transform.outputs["transform_graph"], module=module,
+                            train_steps=train_steps)
+        evaluate = op["evaluate"](
+            model=train.outputs["model"], examples=ingest.outputs["examples"],
+            schema=schema.outputs["schema"], module=module, serving_root=serving_root,
+            model_name=model_name, slice_columns=slice_columns, threshold=threshold,
+            tolerance=tolerance, beam_args=beam_args).set_caching_options(False)
+        push = op["push"](model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
+                          serving_root=serving_root, model_name=model_name).set_caching_options(False)
+        return PipelineOutputs(train_metrics=train.outputs["metrics"],
+                               eval_metrics=evaluate.outputs["metrics"],
+                               blessing=evaluate.outputs["blessing"],
+                               pushed_model=push.outputs["pushed_model"])
+
+    return living_pipeline
+
+
+def compile_pipeline(output, image):
+    compiler.Compiler().compile(create_pipeline(image), package_path=output)
+    return output
+
+
+class StageLog:
+    """Passes the run's output through, noting when each stage starts and ends and any stage error."""
+
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+    _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
+    _ENDED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._partial = ""
+        self._in_error = False
+        self.stages = {}  # name -> {"started": t, "seconds": s, "status": str}
+        self.errors = []
+
+    def write(self, text):
+        self._stream.write(text)
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            self._note(self._ANSI.sub("", line).strip())
+        return len(text)
+
+    def flush(self):
+        self._stream.flush()
+
+    def _note(self, line):
+        if started := self._STARTED.search(line):
+            self.stages[started[1]] = {"started": time.monotonic(), "seconds": None, "status": "RUNNING"}
+        elif ended := self._ENDED.search(line):
+            stage = self.stages.setdefault(ended[1], {"started": time.monotonic()})
+            stage.update(seconds=time.monotonic() - stage["started"], status=ended[2])
+        if ERROR_PREFIX in line:
+            self.errors.append(line.split(ERROR_PREFIX, 1)[1])
+            self._in_error = True
+        elif self._in_error and line.startswith("- "):
+            self.errors[-1] += "\n  " + line
+        else:
+            self._in_error = False
+
+
+def run_locally(arguments, pipeline_root):
+    """Compiles the pipeline and runs the compiled spec with kfp.local; returns (outputs, stage log)."""
+    os.makedirs(pipeline_root, exist_ok=True)
+    spec_path = compile_pipeline(os.path.join(pipeline_root, "pipeline.yaml"), default_image())
+    pipeline_spec = components.load_component_from_file(spec_path).pipeline_spec
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
+               raise_on_error=False)
+    stage_log = StageLog(sys.stdout)
+    sys.stdout = stage_log
+    try:
+        outputs = pipeline_orchestrator.run_local_pipeline(pipeline_spec=pipeline_spec, arguments=arguments)
+    finally:
+        sys.stdout = stage_log._stream
+    return outputs, stage_log
+
+
+def _summary(outputs, stage_log, total_seconds):
+    lines = ["", "Summary", "======="]
+    for name, stage in stage_log.stages.items():
+        seconds = f"{stage['seconds']:6.1f} s" if stage.get("seconds") is not None else "      -"
+        lines.append(f"  {name:<11} {stage.get('status', '?'):<8} {seconds}")
+    lines.append(f"  {'total':<11} {'':<8} {total_seconds:6.1f} s")
+    for error in stage_log.errors:
+        lines.append(f"Error: {error}")
+    if not outputs:
+        lines.append("The run failed: nothing was published.")
+        return "\n".join(lines)
+    train = outputs["train_metrics"].metadata
+    lines.append("Training: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(train.items())))
+    evaluation = outputs["eval_metrics"].metadata
+    lines.append("Evaluation (eval split): " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(evaluation.items())))
+    blessing = outputs["blessing"].metadata
+    lines.append(f"Blessing: {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'}")
+    lines.extend(f"  - {reason}" for reason in blessing["reasons"])
+    pushed = outputs["pushed_model"].metadata
+    lines.append(f"Published: version {int(pushed['version'])} at {pushed['path']}" if pushed["pushed"]
+                 else "Published: nothing (the model was not blessed)")
+    return "\n".join(lines)
+
+
+def _run(args):
+    serving_root = os.path.abspath(args.serving_root)
+    schema_path = args.schema if args.schema is not None else ("" if args.data else curated_schema_path())
+    module = args.module
+    if module.endswith(".py"):
+        module = os.path.abspath(module)
+    arguments = {
+        "serving_root": serving_root,
+        "data_pattern": os.path.abspath(args.data) if args.data and "://" not in args.data else args.data,
+        "span": args.span,
+        "split_ratios": args.split_ratios,
+        "schema_path": os.path.abspath(schema_path) if schema_path else "",
+        "block_on_anomalies": not args.warn_on_anomalies,
+        "module": module,
+        "train_steps": args.train_steps,
+        "model_name": args.model_name,
+        "slice_columns": args.slice_columns,
+        "threshold": args.threshold,
+        "tolerance": args.tolerance,
+        "beam_args": args.beam_args,
+    }
+    # Quieter stage logs: TensorFlow's C++ start-up notices say nothing about the run.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = time.monotonic()
+    outputs, stage_log = run_locally(arguments, os.path.abspath(args.pipeline_root))
+    print(_summary(outputs, stage_log, time.monotonic() - started))
+    if args.summary_json:
+        with open(args.summary_json, "w") as sink:
+            json.dump({
+                "succeeded": bool(outputs),
+                "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds")}
+                           for name, s in stage_log.stages.items()},
+                "errors": stage_log.errors,
+                "outputs": {name: artifact.metadata for name, artifact in outputs.items()},
+            }, sink, indent=2)
+    return 0 if outputs else 1
+
+
+def _compile(args):
+    path = compile_pipeline(args.output, args.image)
+    print(f"Wrote {path} (image {args.image})")
+    return 0
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{compile,run}")
+
+    compile_parser = commands.add_parser("compile", help="write the pipeline spec (KFP IR YAML)",
+                                         description="Write the pipeline spec for KFP or Vertex AI.")
+    compile_parser.add_argument("--output", default="pipeline.yaml", help="where to write the YAML "
+                                "(default: %(default)s)")
+    compile_parser.add_argument("--image", default=default_image(), help="the image every stage runs "
+                                "(default: %(default)s)")
+    compile_parser.set_defaults(handler=_compile)
+
+    run_parser = commands.add_parser("run", help="run the pipeline on this machine (kfp.local)",
+                                     description="Compile the pipeline and run it here with kfp.local.")
+    run_parser.add_argument("--data", default="", metavar="PATTERN", help="CSV files to ingest; may "
+                            "hold {SPAN} and {VERSION} (default: the Palmer penguins demo data)")
+    run_parser.add_argument("--span", type=int, default=0, help="the span to ingest (default: the latest)")
+    run_parser.add_argument("--module", default=DEFAULT_MODULE, help="the user module, by import path or "
+                            ".py file path (default: %(default)s)")
+    run_parser.add_argument("--schema", default=None, metavar="PATH", help="a curated schema.pbtxt "
+                            "(default: the demo's curated schema with the demo data, else inferred; "
+                            "'' to infer)")
+    run_parser.add_argument("--serving-root", default="serving", metavar="DIR", help="where blessed "
+                            "models are published, as <DIR>/<model-name>/<version>/ (default: %(default)s)")
+    run_parser.add_argument("--pipeline-root", default="local_outputs", metavar="DIR", help="where the "
+                            "run's artifacts go (default: %(default)s)")
+    run_parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="default: %(default)s")
+    run_parser.add_argument("--split-ratios", default=DEFAULT_SPLIT_RATIOS, help="train/eval split "
+                            "weights (default: %(default)s)")
+    run_parser.add_argument("--train-steps", type=int, default=DEFAULT_TRAIN_STEPS, help="default: %(default)s")
+    run_parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="blessing needs "
+                            "accuracy >= this (classification) or mean squared error <= this "
+                            "(regression); 0 for none (default: %(default)s)")
+    run_parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="how much worse "
+                            "than the serving model the candidate may be (default: %(default)s)")
+    run_parser.add_argument("--slice-columns", default="", help="comma-separated columns to slice the "
+                            "evaluation by (default: the module's SLICE_COLUMNS)")
+    run_parser.add_argument("--warn-on-anomalies", action="store_true", help="report data anomalies "
+                            "as warnings instead of stopping the run")
+    run_parser.add_argument("--beam-args", default="", help="Beam pipeline arguments for the Beam stages, "
+                            "e.g. '--runner=DataflowRunner --project=P ...' (default: DirectRunner here)")
+    run_parser.add_argument("--summary-json", default="", metavar="PATH", help="also write the run's "
+                            "summary as JSON to PATH")
+    run_parser.set_defaults(handler=_run)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

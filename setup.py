@@ -1,0 +1,25 @@
+"""Package definition for living-pipeline: the stage logic, the KFP components and the pipeline CLI."""
+from setuptools import find_packages, setup
+
+setup(
+    name="living-pipeline",
+    version="0.1.0",
+    description="A TFX-style ML pipeline of native Kubeflow Pipelines v2 components.",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["components", "components.*"]),
+    py_modules=["pipeline"],
+    package_data={"components.penguins": ["schema.pbtxt"]},
+    install_requires=[
+        "tensorflow==2.16.2",
+        "tensorflow-data-validation==1.16.1",
+        "tensorflow-transform==1.16.0",
+        "tensorflow-model-analysis==0.47.1",
+        "tfx-bsl==1.16.1",
+        "apache-beam[gcp]==2.59.0",
+        "kfp>=2.13,<2.14",
+        "google-cloud-storage",
+        "palmerpenguins",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["living-pipeline=pipeline:main"]},
+)
