@@ -1,0 +1,165 @@
+"""The whole pipeline through its command line: the compiled spec run by kfp.local, as a user runs it.
+
+A first run on the demo data publishes a model that classifies the eval split from raw tf.Examples;
+a deliberately bad second candidate is not blessed against it; bad input stops the run with one clear
+line and publishes nothing.
+"""
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from components.ingest import demo_data_pattern
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUMERIC = {"bill_length_mm": float, "bill_depth_mm": float, "flipper_length_mm": int,
+           "body_mass_g": int, "year": int}
+
+
+def run_pipeline(tmp_path, *args, name="run"):
+    summary = tmp_path / f"{name}.json"
+    process = subprocess.run(
+        [sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--serving-root", str(tmp_path / "serving"),
+         "--pipeline-root", str(tmp_path / "outputs"), "--summary-json", str(summary), *args],
+        capture_output=True, text=True, timeout=600)
+    result = json.loads(summary.read_text()) if summary.exists() else None
+    return process, result
+
+
+def example_from_row(row):
+    """A raw tf.train.Example built from a CSV row with TensorFlow's own API."""
+    feature = {}
+    for name, value in row.items():
+        if value == "NA":
+            continue
+        if name in NUMERIC and NUMERIC[name] is int:
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        elif name in NUMERIC:
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+        else:
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def row_key(features):
+    """Identifies a penguin by its values, from a CSV row (strings) or a parsed tf.Example."""
+    return tuple((name, round(float(value), 3) if name in NUMERIC else value)
+                 for name, value in sorted(features.items()) if value not in ("NA", None))
+
+
+def eval_split_keys(pipeline_root):
+    files = glob.glob(os.path.join(pipeline_root, "*", "ingest", "examples", "Split-eval", "*.gz"))
+    keys = set()
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        example = tf.train.Example.FromString(record.numpy())
+        values = {}
+        for name, feature in example.features.feature.items():
+            kind = feature.WhichOneof("kind")
+            value = getattr(feature, kind).value[0]
+            values[name] = value.decode() if kind == "bytes_list" else value
+        keys.add(row_key(values))
+    return keys
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("living")
+    process, result = run_pipeline(tmp_path)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    return tmp_path, process, result
+
+
+def test_demo_run_publishes_a_model_that_classifies_raw_examples(first_run):
+    tmp_path, process, result = first_run
+    assert result["succeeded"]
+    assert list(result["stages"]) == ["ingest", "statistics", "schema", "validate", "transform", "train",
+                                      "evaluate", "push"]
+    assert all(stage["status"] == "SUCCESS" for stage in result["stages"].values())
+    pushed = result["outputs"]["pushed_model"]
+    assert pushed["pushed"] and pushed["version"] == 1
+    assert pushed["path"] == str(tmp_path / "serving" / "penguins" / "1")
+    assert "Published: version 1 at" in process.stdout
+
+    with open(demo_data_pattern(), newline="") as source:
+        rows = list(csv.DictReader(source))
+    eval_keys = eval_split_keys(str(tmp_path / "outputs"))
+    eval_rows = [row for row in rows if row_key(row) in eval_keys]
+    assert len(eval_rows) >= 100
+    model = tf.saved_model.load(pushed["path"])
+    examples = tf.constant([example_from_row(row).SerializeToString() for row in eval_rows])
+    predicted = model.signatures["serving_default"](examples=examples)["classes"].numpy()
+    accuracy = sum(p.decode() == row["species"] for p, row in zip(predicted, eval_rows)) / len(eval_rows)
+    assert accuracy >= 0.9
+
+
+def test_run_summary_reports_metrics_and_blessing(first_run):
+    _, process, result = first_run
+    blessing = result["outputs"]["blessing"]
+    assert blessing["blessed"] and blessing["baseline"] == ""
+    assert result["outputs"]["eval_metrics"]["sparse_categorical_accuracy"] >= 0.9
+    for line in ("Blessing: BLESSED", "Evaluation (eval split):", "Training:", "  train       SUCCESS"):
+        assert line in process.stdout
+
+
+def test_a_bad_candidate_is_not_blessed_and_publishes_nothing(first_run):
+    tmp_path, _, _ = first_run
+    process, result = run_pipeline(tmp_path, "--train-steps", "1", "--threshold", "0", name="weak")
+    assert process.returncode == 0, process.stdout[-3000:]
+    blessing = result["outputs"]["blessing"]
+    assert not blessing["blessed"]
+    assert blessing["baseline"] == str(tmp_path / "serving" / "penguins" / "1")
+    assert "fails the tolerance" in blessing["reasons"][0]
+    assert not result["outputs"]["pushed_model"]["pushed"]
+    assert sorted(os.listdir(tmp_path / "serving" / "penguins")) == [".publish.lock", "1"]
+    assert "Blessing: NOT BLESSED" in process.stdout
+    assert "Published: nothing (the model was not blessed)" in process.stdout
+
+
+@pytest.fixture
+def no_label_csv(tmp_path):
+    with open(demo_data_pattern(), newline="") as source:
+        rows = list(csv.DictReader(source))
+    path = tmp_path / "no_label.csv"
+    with open(path, "w", newline="") as sink:
+        writer = csv.DictWriter(sink, [name for name in rows[0] if name != "species"])
+        writer.writeheader()
+        writer.writerows({k: v for k, v in row.items() if k != "species"} for row in rows)
+    return str(path)
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("missing file", "No file matches --data"),
+    ("empty csv", "empty.csv is empty: a CSV file must start with a header line"),
+    ("no label column", "The data has no column 'species', the label (LABEL_KEY) of --module"),
+    ("module without preprocessing_fn", "has no preprocessing_fn: define def preprocessing_fn(inputs)"),
+])
+def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_label_csv, case, expected):
+    module = tmp_path / "module_without_fn.py"
+    module.write_text('LABEL_KEY = "species"\nPROBLEM_TYPE = "classification"\n'
+                      "def build_model(tf_transform_output):\n    return None\n")
+    (tmp_path / "empty.csv").write_text("")
+    args = {
+        "missing file": ["--data", str(tmp_path / "nowhere" / "*.csv")],
+        "empty csv": ["--data", str(tmp_path / "empty.csv")],
+        "no label column": ["--data", no_label_csv],
+        "module without preprocessing_fn": ["--module", str(module)],
+    }[case]
+    process, result = run_pipeline(tmp_path, *args)
+    assert process.returncode == 1
+    assert not result["succeeded"]
+    assert len(result["errors"]) == 1 and expected in result["errors"][0]
+    assert f"Error: {result['errors'][0]}" in process.stdout
+    assert "The run failed: nothing was published." in process.stdout
+    assert not os.path.exists(tmp_path / "serving")
+
+
+def test_unknown_flag_is_one_clear_line():
+    process = subprocess.run([sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--bogus"],
+                             capture_output=True, text=True)
+    assert process.returncode == 2
+    assert "unrecognized arguments: --bogus" in process.stderr.strip().splitlines()[-1]

@@ -1,0 +1,69 @@
+"""The compiled pipeline spec: what KFP and Vertex AI will run."""
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeline import main
+
+STAGES = ["ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"]
+IMAGE = "registry.example.com/team/living-pipeline:1.2.3"
+
+
+def compile_spec(tmp_path, *extra):
+    output = tmp_path / "pipeline.yaml"
+    assert main(["compile", "--output", str(output), *extra]) == 0
+    with open(output) as source:
+        return json_format.ParseDict(next(yaml.safe_load_all(source)), pipeline_spec_pb2.PipelineSpec())
+
+
+def test_spec_has_the_eight_stages_with_their_artifact_edges(tmp_path):
+    spec = compile_spec(tmp_path, "--image", IMAGE)
+    tasks = spec.root.dag.tasks
+    assert sorted(tasks) == sorted(STAGES)
+    edges = {(name, key): (artifact.task_output_artifact.producer_task,
+                           artifact.task_output_artifact.output_artifact_key)
+             for name, task in tasks.items() for key, artifact in task.inputs.artifacts.items()}
+    assert edges == {
+        ("statistics", "examples"): ("ingest", "examples"),
+        ("schema", "statistics"): ("statistics", "statistics"),
+        ("validate", "statistics"): ("statistics", "statistics"),
+        ("validate", "schema"): ("schema", "schema"),
+        ("transform", "examples"): ("ingest", "examples"),
+        ("transform", "schema"): ("schema", "schema"),
+        ("train", "transformed_examples"): ("transform", "transformed_examples"),
+        ("train", "transform_graph"): ("transform", "transform_graph"),
+        ("evaluate", "model"): ("train", "model"),
+        ("evaluate", "examples"): ("ingest", "examples"),
+        ("evaluate", "schema"): ("schema", "schema"),
+        ("push", "model"): ("train", "model"),
+        ("push", "blessing"): ("evaluate", "blessing"),
+    }
+    assert "validate" in tasks["transform"].dependent_tasks
+
+
+def test_image_reaches_every_executor_and_nothing_is_installed_at_run_time(tmp_path):
+    spec = compile_spec(tmp_path, "--image", IMAGE)
+    executors = spec.deployment_spec["executors"]
+    assert len(executors) == 8
+    for executor in executors.values():
+        container = executor["container"]
+        assert container["image"] == IMAGE
+        command = " ".join(container["command"])
+        assert "pip install" not in command
+        assert "kfp.dsl.executor_main" in command
+
+
+def test_parameters_make_the_spec_reusable(tmp_path):
+    spec = compile_spec(tmp_path)
+    parameters = spec.root.input_definitions.parameters
+    assert {"serving_root", "data_pattern", "span", "split_ratios", "schema_path", "block_on_anomalies",
+            "module", "train_steps", "model_name", "slice_columns", "threshold", "tolerance",
+            "beam_args"} == set(parameters)
+    assert not parameters["serving_root"].is_optional
+    assert parameters["module"].default_value.string_value == "components.penguins.module"
+
+
+def test_stages_reading_outside_state_are_never_cached(tmp_path):
+    tasks = compile_spec(tmp_path).root.dag.tasks
+    uncached = {name for name, task in tasks.items() if not task.caching_options.enable_cache}
+    assert uncached == {"ingest", "evaluate", "push"}
