@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from typing import NamedTuple
 
 from kfp import compiler, components, dsl, local
@@ -201,8 +202,13 @@ def _run(args):
         "tolerance": args.tolerance,
         "beam_args": args.beam_args,
     }
-    # Quieter stage logs: TensorFlow's C++ start-up notices say nothing about the run.
+    # Quieter stage logs: TensorFlow's C++ start-up notices and Google client libraries' Python-version
+    # notices say nothing about the run.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:You are using a Python version:FutureWarning")
+    # kfp.local warns that the (not yet built) project image may not be a Python image; locally the
+    # stages run in this Python, so the warning does not apply.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
     started = time.monotonic()
     outputs, stage_log = run_locally(arguments, os.path.abspath(args.pipeline_root))
     print(_summary(outputs, stage_log, time.monotonic() - started))

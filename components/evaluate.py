@@ -12,7 +12,7 @@ from tfx_bsl.public import tfxio
 
 from components import layout
 from components.beam_options import pipeline_options
-from components.keras_autograph import skip_autograph_for_tf_keras
+from components.autograph_rules import skip_autograph_for_libraries
 from components.schema import load_schema
 from components.statistics import TELEMETRY
 from components.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
@@ -108,7 +108,7 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
                    slice_columns=None, threshold=0.0, tolerance=0.0, beam_args=""):
     """Runs TFMA on the eval split; returns the blessing, its reasons, and overall and per-slice metrics."""
     user_module = load_user_module(module)
-    skip_autograph_for_tf_keras()
+    skip_autograph_for_libraries()
     if slice_columns is None:
         slice_columns = list(getattr(user_module, "SLICE_COLUMNS", []))
     with_baseline = bool(baseline_dir)

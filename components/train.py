@@ -13,7 +13,7 @@ import tf_keras as keras
 
 from components import layout
 from components.errors import StageError
-from components.keras_autograph import skip_autograph_for_tf_keras
+from components.autograph_rules import skip_autograph_for_libraries
 from components.user_module import (CLASSIFICATION, load_user_module, train_batch_size,
                                     transformed_name)
 
@@ -21,13 +21,21 @@ SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
 SERVING_INPUT = "examples"
 MAX_EPOCHS = 10
+SHUFFLE_BUFFER = 10_000
 
 
 def _dataset(pattern, feature_spec, label, batch_size, repeat, seed):
-    return tf.data.experimental.make_batched_features_dataset(
-        file_pattern=pattern, batch_size=batch_size, features=feature_spec, label_key=label,
-        reader=lambda files: tf.data.TFRecordDataset(files, compression_type="GZIP"),
-        num_epochs=None if repeat else 1, shuffle=repeat, shuffle_seed=seed)
+    """Batches of (features, label) from gzipped tf.Examples; shuffled and endless when `repeat`."""
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP")
+    if repeat:
+        records = records.shuffle(SHUFFLE_BUFFER, seed=seed).repeat()
+
+    def parse(batch):
+        features = tf.io.parse_example(batch, feature_spec)
+        return features, features.pop(label)
+
+    return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)
 
 
 def _label_vocabulary(tf_transform_output, label_key):
@@ -70,7 +78,7 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
     if train_steps < 1:
         raise StageError(f"--train-steps is {train_steps}: train for at least one step.")
     user_module = load_user_module(module)
-    skip_autograph_for_tf_keras()
+    skip_autograph_for_libraries()
     keras.utils.set_random_seed(seed)
     tf_transform_output = tft.TFTransformOutput(transform_graph_dir)
     feature_spec = tf_transform_output.transformed_feature_spec()

@@ -15,6 +15,7 @@ from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
 from components import layout
+from components.autograph_rules import skip_autograph_for_libraries
 from components.beam_options import pipeline_options
 from components.errors import StageError
 from components.schema import load_schema
@@ -38,6 +39,7 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
                        beam_args=""):
     """Analyzes the train split, transforms every split; returns the transformed feature names."""
     user_module = load_user_module(module)
+    skip_autograph_for_libraries()
     schema = load_schema(schema_dir)
     _check_columns(schema, user_module, module)
     splits = layout.split_names(examples_dir)

@@ -1,7 +1,8 @@
 """The demo user module: a penguin's species from its measurements, island and sex.
 
-It follows the contract in `components/user_module.py`. Missing measurements are filled with the
-training mean (a full-pass TensorFlow Transform analyzer), so no magic number enters the model.
+It follows the contract in `components/user_module.py`. Measurements are scaled to z-scores over the
+values present in the training data (a full-pass TensorFlow Transform analyzer); a missing measurement
+then becomes 0, the training mean, so no magic number enters the model.
 """
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -30,8 +31,8 @@ def _to_dense(feature, default_value):
 def preprocessing_fn(inputs):
     outputs = {}
     for key in NUMERIC_FEATURES:
-        values = tf.cast(inputs[key], tf.float32)
-        outputs[transformed_name(key)] = tft.scale_to_z_score(_to_dense(values, tft.mean(values)))
+        z_scores = tft.scale_to_z_score(tf.cast(inputs[key], tf.float32))
+        outputs[transformed_name(key)] = _to_dense(z_scores, 0.0)
     for key in CATEGORICAL_FEATURES:
         outputs[transformed_name(key)] = tft.compute_and_apply_vocabulary(
             _to_dense(inputs[key], ""), num_oov_buckets=_OOV_BUCKETS, vocab_filename=key)
