@@ -148,12 +148,13 @@ def run_locally(arguments, pipeline_root):
     pipeline_spec = components.load_component_from_file(spec_path).pipeline_spec
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
                raise_on_error=False)
-    stage_log = StageLog(sys.stdout)
+    terminal = sys.stdout
+    stage_log = StageLog(terminal)
     sys.stdout = stage_log
     try:
         outputs = pipeline_orchestrator.run_local_pipeline(pipeline_spec=pipeline_spec, arguments=arguments)
     finally:
-        sys.stdout = stage_log._stream
+        sys.stdout = terminal
     return outputs, stage_log
 
 

@@ -1,5 +1,6 @@
 """The stages of living-pipeline.
 
-Each stage module holds the stage's logic as plain functions (testable without KFP) and one thin
-KFP component function that calls them; `pipeline.py` turns those into components and wires them.
+`components/<stage>.py` holds each stage's logic as plain functions, testable without KFP;
+`components/stages.py` holds one thin, typed KFP component per stage that calls that logic; and
+`pipeline.py` turns those into components for an image and wires them.
 """

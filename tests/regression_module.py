@@ -1,0 +1,27 @@
+"""A regression user module for the tests: a penguin's body mass (kg) from its other measurements."""
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from components.user_module import transformed_name
+
+LABEL_KEY = "body_mass_g"
+PROBLEM_TYPE = "regression"
+FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
+SLICE_COLUMNS = ["island"]
+
+
+def preprocessing_fn(inputs):
+    outputs = {transformed_name(key): tf.reshape(tft.scale_to_z_score(tf.cast(inputs[key], tf.float32)), [-1])
+               for key in FEATURES}
+    outputs[transformed_name(LABEL_KEY)] = tf.reshape(tf.cast(inputs[LABEL_KEY], tf.float32) / 1000.0, [-1])
+    return outputs
+
+
+def build_model(tf_transform_output):
+    inputs = {transformed_name(key): keras.Input(shape=(), name=transformed_name(key)) for key in FEATURES}
+    hidden = keras.layers.concatenate([keras.layers.Reshape((1,))(value) for value in inputs.values()])
+    hidden = keras.layers.Dense(8, activation="relu")(hidden)
+    model = keras.Model(inputs=inputs, outputs=keras.layers.Dense(1)(hidden))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.05), loss="mse")
+    return model
