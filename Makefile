@@ -34,5 +34,5 @@ test: $(VENV)/.installed-test ## install the test extras and run the test suite
 compile: $(VENV)/.installed ## write pipeline.yaml, the spec KFP and Vertex AI run
 	$(BIN)/python pipeline.py compile --output pipeline.yaml
 
-clean: ## remove local run outputs and published demo models (keeps .venv)
-	rm -rf local_outputs serving pipeline.yaml
+clean: ## remove local run outputs, statistics and published demo models (keeps .venv)
+	rm -rf local_outputs serving statistics living_demo pipeline.yaml

@@ -40,6 +40,7 @@ def default_image():
 
 
 class PipelineOutputs(NamedTuple):
+    anomalies: Artifact
     train_metrics: Metrics
     eval_metrics: Metrics
     blessing: Artifact
@@ -60,6 +61,9 @@ def create_pipeline(image):
         split_ratios: str = DEFAULT_SPLIT_RATIOS,
         schema_path: str = "",
         block_on_anomalies: bool = True,
+        statistics_root: str = "",
+        statistics_slices: str = "",
+        serving_data: str = "",
         module: str = DEFAULT_MODULE,
         train_steps: int = DEFAULT_TRAIN_STEPS,
         model_name: str = DEFAULT_MODEL_NAME,
@@ -69,13 +73,17 @@ def create_pipeline(image):
         beam_args: str = "",
     ) -> PipelineOutputs:
         # Ingest, evaluate and push read state outside their inputs (new files, the serving root):
-        # their results must never come from KFP's cache.
+        # their results must never come from KFP's cache. Nor validate's, below.
         ingest = op["ingest"](data_pattern=data_pattern, span=span, split_ratios=split_ratios,
                               beam_args=beam_args).set_caching_options(False)
-        statistics = op["statistics"](examples=ingest.outputs["examples"], beam_args=beam_args)
-        schema = op["schema"](statistics=statistics.outputs["statistics"], schema_path=schema_path)
-        validate = op["validate"](statistics=statistics.outputs["statistics"],
-                                  schema=schema.outputs["schema"], block_on_anomalies=block_on_anomalies)
+        # Validate reads and writes the statistics store (the previous span's statistics): never cached.
+        statistics = op["statistics"](examples=ingest.outputs["examples"], slice_columns=statistics_slices,
+                                      serving_data=serving_data, beam_args=beam_args)
+        schema = op["schema"](statistics=statistics.outputs["statistics"], schema_path=schema_path,
+                              module=module)
+        validate = op["validate"](statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"],
+                                  block_on_anomalies=block_on_anomalies,
+                                  statistics_root=statistics_root).set_caching_options(False)
         transform = op["transform"](examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
                                     module=module, beam_args=beam_args).after(validate)
         train = op["train"](transformed_examples=transform.outputs["transformed_examples"],
@@ -88,7 +96,8 @@ def create_pipeline(image):
             tolerance=tolerance, beam_args=beam_args).set_caching_options(False)
         push = op["push"](model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
                           serving_root=serving_root, model_name=model_name).set_caching_options(False)
-        return PipelineOutputs(train_metrics=train.outputs["metrics"],
+        return PipelineOutputs(anomalies=validate.outputs["anomalies"],
+                               train_metrics=train.outputs["metrics"],
                                eval_metrics=evaluate.outputs["metrics"],
                                blessing=evaluate.outputs["blessing"],
                                pushed_model=push.outputs["pushed_model"])
@@ -182,20 +191,23 @@ def _summary(outputs, stage_log, total_seconds):
     return "\n".join(lines)
 
 
-def _run(args):
-    serving_root = os.path.abspath(args.serving_root)
+def _pipeline_arguments(args):
+    """The pipeline's arguments from `run`'s flags; local paths made absolute for the stage processes."""
+    def absolute(path):
+        return os.path.abspath(path) if path and "://" not in path else path
+
     schema_path = args.schema if args.schema is not None else ("" if args.data else curated_schema_path())
-    module = args.module
-    if module.endswith(".py"):
-        module = os.path.abspath(module)
-    arguments = {
-        "serving_root": serving_root,
-        "data_pattern": os.path.abspath(args.data) if args.data and "://" not in args.data else args.data,
+    return {
+        "serving_root": absolute(args.serving_root),
+        "data_pattern": absolute(args.data),
         "span": args.span,
         "split_ratios": args.split_ratios,
-        "schema_path": os.path.abspath(schema_path) if schema_path else "",
+        "schema_path": absolute(schema_path),
         "block_on_anomalies": not args.warn_on_anomalies,
-        "module": module,
+        "statistics_root": absolute(args.statistics_root),
+        "statistics_slices": args.statistics_slices,
+        "serving_data": absolute(args.serving_data),
+        "module": absolute(args.module) if args.module.endswith(".py") else args.module,
         "train_steps": args.train_steps,
         "model_name": args.model_name,
         "slice_columns": args.slice_columns,
@@ -203,26 +215,61 @@ def _run(args):
         "tolerance": args.tolerance,
         "beam_args": args.beam_args,
     }
-    # Quieter stage logs: TensorFlow's C++ start-up notices and Google client libraries' Python-version
-    # notices say nothing about the run.
+
+
+def _quiet_stage_logs():
+    # TensorFlow's C++ start-up notices and Google client libraries' Python-version notices say
+    # nothing about the run.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PYTHONWARNINGS", "ignore:You are using a Python version:FutureWarning")
     # kfp.local warns that the (not yet built) project image may not be a Python image; locally the
     # stages run in this Python, so the warning does not apply.
     warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
+
+
+def _write_json(path, value):
+    with open(path, "w") as sink:
+        json.dump(value, sink, indent=2)
+
+
+def _run(args):
+    _quiet_stage_logs()
     started = time.monotonic()
-    outputs, stage_log = run_locally(arguments, os.path.abspath(args.pipeline_root))
+    outputs, stage_log = run_locally(_pipeline_arguments(args), os.path.abspath(args.pipeline_root))
     print(_summary(outputs, stage_log, time.monotonic() - started))
     if args.summary_json:
-        with open(args.summary_json, "w") as sink:
-            json.dump({
-                "succeeded": bool(outputs),
-                "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds")}
-                           for name, s in stage_log.stages.items()},
-                "errors": stage_log.errors,
-                "outputs": {name: artifact.metadata for name, artifact in outputs.items()},
-            }, sink, indent=2)
+        _write_json(args.summary_json, {
+            "succeeded": bool(outputs),
+            "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds")}
+                       for name, s in stage_log.stages.items()},
+            "errors": stage_log.errors,
+            "outputs": {name: artifact.metadata for name, artifact in outputs.items()},
+        })
     return 0 if outputs else 1
+
+
+def _demo_data(args):
+    from components.penguins.demo import demo_pattern, write_demo_spans
+
+    for span, path in write_demo_spans(args.dir).items():
+        print(f"span {span}: {path}")
+    print(f"Run a span with: python pipeline.py run --data '{demo_pattern(args.dir)}' [--span N]")
+    return 0
+
+
+def _demo_living(args):
+    from components.penguins.living import run_scenario
+
+    _quiet_stage_logs()
+
+    def run_pipeline(flags):
+        run_args = parse_args(["run", *flags])
+        return run_locally(_pipeline_arguments(run_args), run_args.pipeline_root)
+
+    results = run_scenario(os.path.abspath(args.dir), run_pipeline)
+    if args.summary_json:
+        _write_json(args.summary_json, results)
+    return 0
 
 
 def _compile(args):
@@ -233,7 +280,8 @@ def _compile(args):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{compile,run}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{compile,run,demo-data,demo-living}")
 
     compile_parser = commands.add_parser("compile", help="write the pipeline spec (KFP IR YAML)",
                                          description="Write the pipeline spec for KFP or Vertex AI.")
@@ -268,6 +316,13 @@ def parse_args(argv):
                             "than the serving model the candidate may be (default: %(default)s)")
     run_parser.add_argument("--slice-columns", default="", help="comma-separated columns to slice the "
                             "evaluation by (default: the module's SLICE_COLUMNS)")
+    run_parser.add_argument("--statistics-root", default="statistics", metavar="DIR", help="where each "
+                            "validated span's statistics are kept, for the next span's drift check; '' for "
+                            "none (default: %(default)s)")
+    run_parser.add_argument("--statistics-slices", default="", metavar="COLUMNS", help="comma-separated "
+                            "columns to also compute statistics per value of (e.g. island)")
+    run_parser.add_argument("--serving-data", default="", metavar="PATTERN", help="a sample of serving "
+                            "requests (CSV or TFRecord files of tf.Examples) to check for training-serving skew")
     run_parser.add_argument("--warn-on-anomalies", action="store_true", help="report data anomalies "
                             "as warnings instead of stopping the run")
     run_parser.add_argument("--beam-args", default="", help="Beam pipeline arguments for the Beam stages, "
@@ -275,6 +330,22 @@ def parse_args(argv):
     run_parser.add_argument("--summary-json", default="", metavar="PATH", help="also write the run's "
                             "summary as JSON to PATH")
     run_parser.set_defaults(handler=_run)
+
+    demo_data_parser = commands.add_parser("demo-data", help="lay the demo data out as three spans by year",
+                                           description="Write the penguins data as spans 1, 2, 3 (2007, "
+                                           "2008, 2009) under DIR/span-{SPAN}/.")
+    demo_data_parser.add_argument("--dir", default="data", help="default: %(default)s")
+    demo_data_parser.set_defaults(handler=_demo_data)
+
+    living_parser = commands.add_parser("demo-living", help="run the living-pipeline scenario on the demo data",
+                                        description="Spans arrive one by one; a corrupted span and one "
+                                        "with shuffled labels are refused; a span runs twice. Prints what "
+                                        "was decided at each step, and why.")
+    living_parser.add_argument("--dir", default="living_demo", help="the scenario's data, statistics, "
+                               "serving root and run outputs (default: %(default)s)")
+    living_parser.add_argument("--summary-json", default="", metavar="PATH", help="also write the "
+                               "steps' outcomes as JSON to PATH")
+    living_parser.set_defaults(handler=_demo_living)
     return parser.parse_args(argv)
 
 

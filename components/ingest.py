@@ -28,6 +28,7 @@ SPAN_TOKEN = "{SPAN}"
 VERSION_TOKEN = "{VERSION}"
 MISSING_VALUES = frozenset({"", "NA", "N/A", "NULL", "null"})
 _COUNTER_NAMESPACE = "ingest"
+SERVING_SPLIT = "serving"
 _ERRORS_FILE = "_errors"
 # Types in widening order: a column takes the widest type any of its values needs.
 _TYPE_ORDER = ("missing", "int", "float", "string")
@@ -56,21 +57,25 @@ def _pattern_regex(pattern):
     return re.compile(regex + r"\Z")
 
 
-def resolve_input(pattern, span=0):
-    """Finds the files to ingest: those of `span`, or of the latest span when `span` is 0."""
+def resolve_input(pattern, span=0, flag="--data"):
+    """Finds the files to ingest: those of `span`, or of the latest span when `span` is 0.
+
+    `flag` names the setting the pattern came from, for error messages.
+    """
     if not pattern:
-        raise StageError("The data pattern is empty: pass --data with a CSV path or pattern.")
+        raise StageError(f"The data pattern is empty: pass {flag} with a CSV path or pattern.")
     if VERSION_TOKEN in pattern and SPAN_TOKEN not in pattern:
-        raise StageError(f"--data {pattern!r} has {VERSION_TOKEN} without {SPAN_TOKEN}: "
+        raise StageError(f"{flag} {pattern!r} has {VERSION_TOKEN} without {SPAN_TOKEN}: "
                          "versions belong to spans, add {SPAN} to the pattern.")
     glob = pattern.replace(SPAN_TOKEN, "*").replace(VERSION_TOKEN, "*")
     matched = sorted(m.path for m in FileSystems.match([glob])[0].metadata_list)
     if not matched:
-        raise StageError(f"No file matches --data {pattern!r}: check the path, or run "
-                         "'python pipeline.py run' without --data for the demo data.")
+        raise StageError(f"No file matches {flag} {pattern!r}: check the path"
+                         + (", or run 'python pipeline.py run' without --data for the demo data."
+                            if flag == "--data" else "."))
     if SPAN_TOKEN not in pattern:
         if span:
-            raise StageError(f"--span {span} was given but --data {pattern!r} has no {SPAN_TOKEN}.")
+            raise StageError(f"--span {span} was given but {flag} {pattern!r} has no {SPAN_TOKEN}.")
         return ResolvedInput(files=matched, span=0, version=None)
 
     regex = _pattern_regex(pattern)
@@ -81,11 +86,11 @@ def resolve_input(pattern, span=0):
             version = int(match["version"]) if VERSION_TOKEN in pattern else None
             by_span.setdefault(int(match["span"]), {}).setdefault(version, []).append(path)
     if not by_span:
-        raise StageError(f"Files match --data {pattern!r} but none has a number where {SPAN_TOKEN} is.")
+        raise StageError(f"Files match {flag} {pattern!r} but none has a number where {SPAN_TOKEN} is.")
     chosen_span = span or max(by_span)
     if chosen_span not in by_span:
         available = ", ".join(str(s) for s in sorted(by_span))
-        raise StageError(f"Span {chosen_span} not found for --data {pattern!r}: "
+        raise StageError(f"Span {chosen_span} not found for {flag} {pattern!r}: "
                          f"available spans are {available}.")
     versions = by_span[chosen_span]
     chosen_version = max(versions) if VERSION_TOKEN in pattern else None
@@ -239,26 +244,27 @@ def _write_json(value, path):
         sink.write(json.dumps(value).encode())
 
 
-def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAULT_SPLIT_RATIOS, beam_args=""):
-    """Runs ingest; returns the metadata of the examples written under `output_dir`."""
-    splits = parse_split_ratios(split_ratios)
-    resolved = resolve_input(data_pattern or demo_data_pattern(), span)
-    headers = {path: read_header(path) for path in resolved.files}
-    columns = headers[resolved.files[0]]
+def _check_headers(files, description):
+    headers = {path: read_header(path) for path in files}
+    columns = headers[files[0]]
     for path, header in headers.items():
         if header != columns:
-            raise StageError(f"{path} has columns {header}, but {resolved.files[0]} has {columns}: "
-                             "every file of a span needs the same header.")
+            raise StageError(f"{path} has columns {header}, but {files[0]} has {columns}: "
+                             f"every file of {description} needs the same header.")
+    return columns
 
+
+def write_examples(files, columns, splits, output_dir, beam_args=""):
+    """CSV rows of `files` -> gzipped tf.Examples in one folder per split; returns (row counts, types)."""
     os.makedirs(output_dir, exist_ok=True)
     types_path = os.path.join(output_dir, "column_types.json")
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    files = pipeline | "Files" >> beam.Create(resolved.files)
-    read = files | "ReadRows" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
+    file_paths = pipeline | "Files" >> beam.Create(files)
+    read = file_paths | "ReadRows" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
     read.errors | "WriteErrors" >> beam.io.WriteToText(errors_prefix, num_shards=1, shard_name_template="")
     column_types = (
-        files
+        file_paths
         | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
     ).rows | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns)))
     column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
@@ -282,15 +288,38 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
     row_counts = {name: 0 for name in split_names}
     for counter in counters:
         row_counts[counter.key.metric.name[len("rows_"):]] += counter.committed
-    if not sum(row_counts.values()):
-        raise StageError(f"The files matched by --data {data_pattern!r} hold a header but no data rows.")
     with FileSystems.open(types_path) as types_file:
         types = json.load(types_file)
+    return row_counts, dict(zip(columns, types))
+
+
+def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAULT_SPLIT_RATIOS, beam_args=""):
+    """Runs ingest; returns the metadata of the examples written under `output_dir`."""
+    splits = parse_split_ratios(split_ratios)
+    resolved = resolve_input(data_pattern or demo_data_pattern(), span)
+    columns = _check_headers(resolved.files, "a span")
+    row_counts, column_types = write_examples(resolved.files, columns, splits, output_dir, beam_args)
+    if not sum(row_counts.values()):
+        raise StageError(f"The files matched by --data {data_pattern!r} hold a header but no data rows.")
     return {
         "span": resolved.span,
         "version": resolved.version,
-        "split_names": split_names,
+        "split_names": [name for name, _ in splits],
         "row_counts": row_counts,
-        "column_types": dict(zip(columns, types)),
+        "column_types": column_types,
         "files": resolved.files,
     }
+
+
+def ingest_serving_sample(pattern, output_dir, beam_args=""):
+    """A sample of serving requests (CSV) -> the `serving` split of tf.Examples under `output_dir`.
+
+    Column types are inferred from the sample itself, so a type that differs from training shows up
+    as skew or an anomaly rather than as a conversion error.
+    """
+    resolved = resolve_input(pattern, flag="--serving-data")
+    columns = _check_headers(resolved.files, "the serving sample")
+    row_counts, _ = write_examples(resolved.files, columns, [(SERVING_SPLIT, 1)], output_dir, beam_args)
+    if not row_counts[SERVING_SPLIT]:
+        raise StageError(f"The serving sample {pattern!r} holds a header but no data rows.")
+    return row_counts[SERVING_SPLIT]

@@ -1,4 +1,12 @@
-"""Schema (TFX's SchemaGen and ImportSchemaGen): inferred from the train statistics, or a curated file."""
+"""Schema (TFX's SchemaGen and ImportSchemaGen): inferred from the train statistics, or a curated file.
+
+An inferred schema keeps what TFDV infers about types, category values and which columns exist, but
+not how often a feature may be missing, which one split cannot tell: only the label must be in every
+training example (if it was in the train split). Features get no fixed shape, so a value missing in
+any split is a missing value, not a parse error; a curated schema can be stricter. It also gets
+TFDV's TRAINING and SERVING environments, with the label left out of SERVING, so that serving
+requests (which carry no label) validate cleanly.
+"""
 import os
 
 from google.protobuf import text_format
@@ -8,6 +16,8 @@ from components import layout
 from components.errors import StageError
 
 SCHEMA_FILE = "schema.pbtxt"
+TRAINING_ENVIRONMENT = "TRAINING"
+SERVING_ENVIRONMENT = "SERVING"
 
 
 def schema_file(schema_dir):
@@ -34,22 +44,30 @@ def read_curated_schema(path):
         raise StageError(f"--schema {path!r} is not a TFDV schema in text format: {error}") from None
 
 
-def infer_schema(statistics_dir):
+def infer_schema(statistics_dir, label_key):
     # TFDV (and with it TensorFlow) is imported only when a schema is inferred: a curated schema
     # needs neither, and the stage then starts in a fraction of a second.
     import tensorflow_data_validation as tfdv
     from components.statistics import load_statistics
 
-    return tfdv.infer_schema(load_statistics(statistics_dir, layout.TRAIN), infer_feature_shape=True)
+    schema = tfdv.infer_schema(load_statistics(statistics_dir, layout.TRAIN), infer_feature_shape=False)
+    schema.default_environment.extend([TRAINING_ENVIRONMENT, SERVING_ENVIRONMENT])
+    for feature in schema.feature:
+        if feature.name == label_key:
+            feature.not_in_environment.append(SERVING_ENVIRONMENT)
+        else:
+            feature.presence.ClearField("min_fraction")
+    return schema
 
 
-def make_schema(statistics_dir, output_dir, curated_schema_path=""):
+def make_schema(statistics_dir, output_dir, curated_schema_path="", module=""):
     """Writes `schema.pbtxt` under `output_dir`; returns where it came from and its features."""
     if curated_schema_path:
         schema = read_curated_schema(curated_schema_path)
         origin = f"curated: {curated_schema_path}"
     else:
-        schema = infer_schema(statistics_dir)
+        from components.user_module import load_user_module
+        schema = infer_schema(statistics_dir, load_user_module(module).LABEL_KEY if module else "")
         origin = "inferred from the train statistics"
     os.makedirs(output_dir, exist_ok=True)
     with open(schema_file(output_dir), "w") as sink:

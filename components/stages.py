@@ -17,33 +17,37 @@ def ingest(data_pattern: str, span: int, split_ratios: str, beam_args: str, exam
         examples.metadata.update(ingest_examples(data_pattern, examples.path, span, split_ratios, beam_args))
 
 
-def statistics(examples: Input[Dataset], beam_args: str, statistics: Output[Artifact]):
-    """Statistics (StatisticsGen): TFDV statistics of every split."""
+def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, beam_args: str,
+               statistics: Output[Artifact]):
+    """Statistics (StatisticsGen): TFDV statistics of every split, per slice, and of a serving sample."""
     from components.errors import report_stage_errors
     from components.statistics import generate_statistics
 
     with report_stage_errors():
-        statistics.metadata["split_names"] = generate_statistics(examples.path, statistics.path, beam_args)
+        splits = generate_statistics(examples.path, statistics.path, beam_args,
+                                     [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data)
+    statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
 
 
-def schema(statistics: Input[Artifact], schema_path: str, schema: Output[Artifact]):
+def schema(statistics: Input[Artifact], schema_path: str, module: str, schema: Output[Artifact]):
     """Schema (SchemaGen / ImportSchemaGen): a curated schema file, or one inferred from train statistics."""
     from components.errors import report_stage_errors
     from components.schema import make_schema
 
     with report_stage_errors():
-        schema.metadata.update(make_schema(statistics.path, schema.path, schema_path))
+        schema.metadata.update(make_schema(statistics.path, schema.path, schema_path, module))
 
 
 def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
-             anomalies: Output[Artifact]):
-    """Validate (ExampleValidator): anomalies of every split; blocking ones stop the run."""
+             statistics_root: str, anomalies: Output[Artifact]):
+    """Validate (ExampleValidator): anomalies, drift against the previous span, skew against serving data."""
     from components.errors import report_stage_errors
     from components.validate import validate_statistics
 
     with report_stage_errors():
-        found = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies)
-        anomalies.metadata.update({"anomaly_count": len(found), "anomalies": found})
+        result = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies,
+                                     int(statistics.metadata.get("span", 0)), statistics_root)
+    anomalies.metadata.update({"anomaly_count": len(result["anomalies"]), **result})
 
 
 def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, beam_args: str,

@@ -1,28 +1,69 @@
-"""Statistics (TFX's StatisticsGen): TFDV statistics of every split, in one Beam pipeline."""
+"""Statistics (TFX's StatisticsGen): TFDV statistics of every split, in one Beam pipeline.
+
+Given a sample of serving requests (CSV, or TFRecords of tf.Examples), its statistics are computed
+too, as the `serving` split, for the training-serving skew check in validate. Given slice columns,
+the statistics also hold one dataset per value of each column (e.g. per island), beside the overall
+one, so a biased split can be spotted.
+"""
+import os
+import tempfile
+
 import apache_beam as beam
 import tensorflow_data_validation as tfdv
+from tensorflow_data_validation import constants as tfdv_constants
 from tfx_bsl.public import tfxio
 
 from components import layout
 from components.beam_options import pipeline_options
+from components.errors import StageError
+from components.ingest import SERVING_SPLIT, ingest_serving_sample
 
 TELEMETRY = ["living-pipeline"]
+_TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
 
 
-def generate_statistics(examples_dir, output_dir, beam_args=""):
-    """Writes `Split-<name>/FeatureStats.pb` for each split of `examples_dir`; returns the splits."""
-    splits = layout.split_names(examples_dir)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        for split in splits:
-            source = tfxio.TFExampleRecord(
-                file_pattern=layout.examples_pattern(examples_dir, split), telemetry_descriptors=TELEMETRY)
-            _ = (pipeline
-                 | f"Read[{split}]" >> source.BeamSource()
-                 | f"Statistics[{split}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
-                 | f"Write[{split}]" >> tfdv.WriteStatisticsToBinaryFile(
-                     layout.statistics_file(output_dir, split)))
-    return splits
+def _serving_examples_pattern(serving_data, scratch_dir, beam_args):
+    """The file pattern of tf.Examples for the serving sample, converting a CSV sample first."""
+    if serving_data.endswith(".csv"):
+        ingest_serving_sample(serving_data, scratch_dir, beam_args)
+        return layout.examples_pattern(scratch_dir, SERVING_SPLIT)
+    if serving_data.endswith(_TFRECORD_SUFFIXES):
+        return serving_data
+    raise StageError(f"--serving-data {serving_data!r}: give CSV files (.csv) or TFRecord files of "
+                     f"tf.Examples ({', '.join(_TFRECORD_SUFFIXES)}).")
+
+
+def _stats_options(slice_columns):
+    slicers = [tfdv.experimental_get_feature_value_slicer({column: None}) for column in slice_columns]
+    return tfdv.StatsOptions(experimental_slice_functions=slicers or None)
+
+
+def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=(), serving_data=""):
+    """Writes `Split-<name>/FeatureStats.pb` for each split (and the serving sample); returns the splits."""
+    patterns = {split: layout.examples_pattern(examples_dir, split) for split in layout.split_names(examples_dir)}
+    with tempfile.TemporaryDirectory(prefix="serving-sample-") as scratch_dir:
+        if serving_data:
+            patterns[SERVING_SPLIT] = _serving_examples_pattern(serving_data, scratch_dir, beam_args)
+        options = _stats_options(slice_columns)
+        with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+            for split, pattern in patterns.items():
+                source = tfxio.TFExampleRecord(file_pattern=pattern, telemetry_descriptors=TELEMETRY)
+                _ = (pipeline
+                     | f"Read[{split}]" >> source.BeamSource()
+                     | f"Statistics[{split}]" >> tfdv.GenerateStatistics(options)
+                     | f"Write[{split}]" >> tfdv.WriteStatisticsToBinaryFile(
+                         layout.statistics_file(output_dir, split)))
+    return sorted(patterns)
+
+
+def load_all_statistics(statistics_dir, split):
+    """A split's statistics with every slice."""
+    return tfdv.load_stats_binary(layout.statistics_file(statistics_dir, split))
 
 
 def load_statistics(statistics_dir, split):
-    return tfdv.load_stats_binary(layout.statistics_file(statistics_dir, split))
+    """A split's statistics over all its examples (the overall slice when there are slices)."""
+    statistics = load_all_statistics(statistics_dir, split)
+    if len(statistics.datasets) > 1:
+        return tfdv.get_slice_stats(statistics, tfdv_constants.DEFAULT_SLICE_KEY)
+    return statistics

@@ -5,7 +5,8 @@ A user module is a Python module, named by import path (`my_project.penguin_modu
 
 - `LABEL_KEY` (str): the raw column to predict.
 - `PROBLEM_TYPE` (str): "classification" or "regression".
-- `preprocessing_fn(inputs)`: the TensorFlow Transform function, raw features in, transformed features
+- `preprocessing_fn(inputs)`: the TensorFlow Transform function, raw features in (a feature that may
+  be missing, and every feature of an inferred schema, arrives as a SparseTensor), transformed features
   out (full-pass analyzers such as `tft.scale_to_z_score` and `tft.compute_and_apply_vocabulary` are
   fine). It returns the label under `transformed_name(LABEL_KEY)`; for classification, an integer class
   id, and if it builds the label's vocabulary with `vocab_filename=LABEL_KEY`, the serving model also

@@ -11,10 +11,15 @@ FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
 SLICE_COLUMNS = ["island"]
 
 
+def _dense(feature):
+    """[batch] values of a feature the schema gives no fixed shape (a SparseTensor of one value each)."""
+    return tf.reshape(tf.sparse.to_dense(feature), [-1])
+
+
 def preprocessing_fn(inputs):
-    outputs = {transformed_name(key): tf.reshape(tft.scale_to_z_score(tf.cast(inputs[key], tf.float32)), [-1])
+    outputs = {transformed_name(key): tft.scale_to_z_score(tf.cast(_dense(inputs[key]), tf.float32))
                for key in FEATURES}
-    outputs[transformed_name(LABEL_KEY)] = tf.reshape(tf.cast(inputs[LABEL_KEY], tf.float32) / 1000.0, [-1])
+    outputs[transformed_name(LABEL_KEY)] = tf.cast(_dense(inputs[LABEL_KEY]), tf.float32) / 1000.0
     return outputs
 
 

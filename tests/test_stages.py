@@ -35,10 +35,17 @@ def test_statistics_describe_each_split(statistics_dir, examples_dir):
 
 
 def test_inferred_schema_knows_the_categories(tmp_path, statistics_dir):
-    metadata = make_schema(statistics_dir, str(tmp_path))
+    metadata = make_schema(statistics_dir, str(tmp_path), module=PENGUIN_MODULE)
     assert metadata["origin"] == "inferred from the train statistics"
-    domains = {d.name: set(d.value) for d in load_schema(str(tmp_path)).string_domain}
+    schema = load_schema(str(tmp_path))
+    domains = {d.name: set(d.value) for d in schema.string_domain}
     assert domains["species"] == {"Adelie", "Chinstrap", "Gentoo"}
+    features = {f.name: f for f in schema.feature}
+    assert list(schema.default_environment) == ["TRAINING", "SERVING"]
+    assert list(features["species"].not_in_environment) == ["SERVING"]
+    assert features["species"].presence.min_fraction == 1.0
+    assert not features["body_mass_g"].presence.HasField("min_fraction")
+    assert not features["body_mass_g"].HasField("shape")
 
 
 def test_curated_schema_is_used_as_is(schema_dir):
@@ -53,7 +60,10 @@ def test_missing_curated_schema_is_a_clear_error(tmp_path, statistics_dir):
 
 
 def test_clean_data_has_no_anomalies(tmp_path, statistics_dir, schema_dir):
-    assert validate_statistics(statistics_dir, schema_dir, str(tmp_path)) == []
+    result = validate_statistics(statistics_dir, schema_dir, str(tmp_path))
+    assert result["anomalies"] == []
+    assert result["checks"] == {"drift": "not checked: the data has no spans",
+                                "skew": "not checked: no serving sample"}
     assert os.path.isfile(os.path.join(layout.split_dir(str(tmp_path), "eval"), "SchemaDiff.pb"))
 
 
@@ -88,7 +98,7 @@ def test_anomalies_block_with_each_feature_named(tmp_path, corrupted_statistics,
 
 
 def test_anomalies_as_warnings_let_the_run_go_on(tmp_path, corrupted_statistics, schema_dir, capsys):
-    rows = validate_statistics(corrupted_statistics, schema_dir, str(tmp_path), blocking=False)
+    rows = validate_statistics(corrupted_statistics, schema_dir, str(tmp_path), blocking=False)["anomalies"]
     assert {("train", "island"), ("eval", "island")} <= {(r["split"], r["feature"]) for r in rows}
     assert all(r["kind"] and r["detail"] for r in rows)
     assert "not blocking" in capsys.readouterr().out
