@@ -24,6 +24,14 @@ from components.statistics_store import previous_span, span_dir, store_span_stat
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 _COMPARATOR_PREFIX = "COMPARATOR_"
+_MAX_DETAIL = 500
+
+
+def _shorten(text):
+    """TFDV quotes offending values in full; a report keeps the first few hundred characters."""
+    if len(text) <= _MAX_DETAIL:
+        return text
+    return f"{text[:_MAX_DETAIL]}... ({len(text) - _MAX_DETAIL} more characters)"
 
 
 def _measurements(anomalies, check):
@@ -52,7 +60,7 @@ def _anomaly_rows(split, anomalies, check="schema", compared_with="", comparison
                 continue
             row = {"split": f"{split} ({check} against {compared_with})" if is_comparison else split,
                    "feature": feature, "check": check if is_comparison else "schema",
-                   "kind": kind, "detail": reason.description or reason.short_description}
+                   "kind": kind, "detail": _shorten(reason.description or reason.short_description)}
             if is_comparison and feature in measured:
                 row["measured"], row["threshold"] = measured[feature]
             rows.append(row)

@@ -135,6 +135,10 @@ def no_label_csv(tmp_path):
 @pytest.mark.parametrize("case,expected", [
     ("missing file", "No file matches --data"),
     ("empty csv", "empty.csv is empty: a CSV file must start with a header line"),
+    ("ragged rows", "ragged.csv, line 3: 1 fields where the header has 2"),
+    ("non-UTF-8 bytes", "latin1.csv is not UTF-8 text: re-encode it as UTF-8."),
+    ("duplicated header", "twice.csv: the header names island more than once"),
+    ("span that does not exist", "Span 9 not found for --data"),
     ("no label column", "The data has no column 'species', the label (LABEL_KEY) of --module"),
     ("module without preprocessing_fn", "has no preprocessing_fn: define def preprocessing_fn(inputs)"),
 ])
@@ -143,9 +147,18 @@ def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_
     module.write_text('LABEL_KEY = "species"\nPROBLEM_TYPE = "classification"\n'
                       "def build_model(tf_transform_output):\n    return None\n")
     (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "ragged.csv").write_text("species,island\nAdelie,Dream\nGentoo\n")
+    (tmp_path / "latin1.csv").write_bytes("species,île\nAdélie,Dream\n".encode("latin-1"))
+    (tmp_path / "twice.csv").write_text("species,island,island\nAdelie,Dream,Dream\n")
+    os.makedirs(tmp_path / "span-1")
+    (tmp_path / "span-1" / "a.csv").write_text("species,island\nAdelie,Dream\n")
     args = {
         "missing file": ["--data", str(tmp_path / "nowhere" / "*.csv")],
         "empty csv": ["--data", str(tmp_path / "empty.csv")],
+        "ragged rows": ["--data", str(tmp_path / "ragged.csv")],
+        "non-UTF-8 bytes": ["--data", str(tmp_path / "latin1.csv")],
+        "duplicated header": ["--data", str(tmp_path / "twice.csv")],
+        "span that does not exist": ["--data", str(tmp_path / "span-{SPAN}" / "*.csv"), "--span", "9"],
         "no label column": ["--data", no_label_csv],
         "module without preprocessing_fn": ["--module", str(module)],
     }[case]
@@ -156,6 +169,10 @@ def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_
     assert f"Error: {result['errors'][0]}" in process.stdout
     assert "The run failed: nothing was published." in process.stdout
     assert not os.path.exists(tmp_path / "serving")
+    failed = [name for name, stage in result["stages"].items() if stage["status"] == "FAILURE"]
+    assert len(failed) == 1
+    # KFP marks an artifact complete by the executor's output file; a failed stage writes none.
+    assert glob.glob(os.path.join(tmp_path, "outputs", "*", failed[0], "executor_output.json")) == []
 
 
 def test_unknown_flag_is_one_clear_line():
@@ -163,3 +180,56 @@ def test_unknown_flag_is_one_clear_line():
                              capture_output=True, text=True)
     assert process.returncode == 2
     assert "unrecognized arguments: --bogus" in process.stderr.strip().splitlines()[-1]
+
+
+def test_demo_data_lays_out_three_spans_by_year(tmp_path):
+    process = subprocess.run([sys.executable, os.path.join(REPO, "pipeline.py"), "demo-data", "--dir",
+                              str(tmp_path)], capture_output=True, text=True, check=True)
+    assert "span-{SPAN}" in process.stdout
+    counts = {}
+    for span in (1, 2, 3):
+        with open(tmp_path / f"span-{span}" / "penguins.csv", newline="") as source:
+            rows = list(csv.DictReader(source))
+        counts[span] = len(rows)
+        assert {row["year"] for row in rows} == {str(2006 + span)}
+    assert counts == {1: 110, 2: 114, 3: 120}
+
+
+def test_living_scenario(tmp_path):
+    """Spans arrive, bad ones are refused, a span runs twice: `python pipeline.py demo-living`."""
+    summary = tmp_path / "living.json"
+    process = subprocess.run(
+        [sys.executable, os.path.join(REPO, "pipeline.py"), "demo-living", "--dir", str(tmp_path / "demo"),
+         "--summary-json", str(summary)], capture_output=True, text=True, timeout=1200)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    first, second, third, corrupted, shuffled, again = json.loads(summary.read_text())
+
+    for number, step in enumerate((first, second, third), 1):
+        assert step["succeeded"] and step["blessed"], step
+        assert step["published_version"] == number
+        assert step["versions_after"] == list(range(1, number + 1))
+    assert len(first["reasons"]) == 1, "the first model meets the absolute threshold only"
+    assert "for the serving model: passes the tolerance" in second["reasons"][1]
+    assert "for the serving model: passes the tolerance" in third["reasons"][1]
+
+    assert not corrupted["succeeded"] and corrupted["failed_stage"] == "validate"
+    report = corrupted["errors"][0]
+    for text in ("feature 'body_mass_g': UNEXPECTED_DATA_TYPE", "feature 'island': ENUM_TYPE_UNEXPECTED_STRING",
+                 "feature 'species': FEATURE_TYPE_LOW_FRACTION_PRESENT"):
+        assert text in report
+    assert corrupted["versions_after"] == corrupted["versions_before"] == [1, 2, 3]
+
+    assert shuffled["succeeded"] and not shuffled["blessed"]
+    assert shuffled["published_version"] == 0
+    assert any("fails" in reason for reason in shuffled["reasons"])
+    assert shuffled["versions_after"] == [1, 2, 3]
+
+    assert again["succeeded"] and again["versions_after"] == [1, 2, 3, 4]
+    model_root = tmp_path / "demo" / "serving" / "penguins"
+    assert sorted(os.listdir(model_root)) == [".publish.lock", "1", "2", "3", "4"]
+    for version in (1, 2, 3, 4):
+        assert (model_root / str(version) / "saved_model.pb").is_file()
+        assert (model_root / str(version) / "variables" / "variables.index").is_file()
+    statistics = sorted(os.listdir(tmp_path / "demo" / "statistics"))
+    assert statistics == ["span-1", "span-2", "span-3", "span-5"]
+    assert "=== What the living pipeline decided ===" in process.stdout
