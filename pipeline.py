@@ -25,6 +25,7 @@ from components import stages
 from components.errors import ERROR_PREFIX
 from components.layout import DEFAULT_SPLIT_RATIOS
 from components.penguins import curated_schema_path
+from components.run_report import write_run_report
 
 PIPELINE_NAME = "living-pipeline"
 DEFAULT_MODULE = "components.penguins.module"
@@ -151,8 +152,12 @@ class StageLog:
 
 
 def run_locally(arguments, pipeline_root):
-    """Compiles the pipeline and runs the compiled spec with kfp.local; returns (outputs, stage log)."""
+    """Compiles the pipeline and runs the compiled spec with kfp.local.
+
+    Returns (outputs, stage log, path of the run report).
+    """
     os.makedirs(pipeline_root, exist_ok=True)
+    earlier_runs = set(os.listdir(pipeline_root))
     spec_path = compile_pipeline(os.path.join(pipeline_root, "pipeline.yaml"), default_image())
     pipeline_spec = components.load_component_from_file(spec_path).pipeline_spec
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
@@ -164,10 +169,15 @@ def run_locally(arguments, pipeline_root):
         outputs = pipeline_orchestrator.run_local_pipeline(pipeline_spec=pipeline_spec, arguments=arguments)
     finally:
         sys.stdout = terminal
-    return outputs, stage_log
+    new_runs = sorted(set(os.listdir(pipeline_root)) - earlier_runs - {"pipeline.yaml"})
+    report = None
+    if new_runs:
+        report = write_run_report(os.path.join(pipeline_root, new_runs[-1]), [s.__name__ for s in stages.STAGES],
+                                  stage_log.stages, stage_log.errors, outputs)
+    return outputs, stage_log, report
 
 
-def _summary(outputs, stage_log, total_seconds):
+def _summary(outputs, stage_log, total_seconds, report):
     lines = ["", "Summary", "======="]
     for name, stage in stage_log.stages.items():
         seconds = f"{stage['seconds']:6.1f} s" if stage.get("seconds") is not None else "      -"
@@ -175,6 +185,8 @@ def _summary(outputs, stage_log, total_seconds):
     lines.append(f"  {'total':<11} {'':<8} {total_seconds:6.1f} s")
     for error in stage_log.errors:
         lines.append(f"Error: {error}")
+    if report:
+        lines.append(f"Run report: {report}")
     if not outputs:
         lines.append("The run failed: nothing was published.")
         return "\n".join(lines)
@@ -235,11 +247,12 @@ def _write_json(path, value):
 def _run(args):
     _quiet_stage_logs()
     started = time.monotonic()
-    outputs, stage_log = run_locally(_pipeline_arguments(args), os.path.abspath(args.pipeline_root))
-    print(_summary(outputs, stage_log, time.monotonic() - started))
+    outputs, stage_log, report = run_locally(_pipeline_arguments(args), os.path.abspath(args.pipeline_root))
+    print(_summary(outputs, stage_log, time.monotonic() - started, report))
     if args.summary_json:
         _write_json(args.summary_json, {
             "succeeded": bool(outputs),
+            "run_report": report,
             "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds")}
                        for name, s in stage_log.stages.items()},
             "errors": stage_log.errors,
@@ -264,7 +277,8 @@ def _demo_living(args):
 
     def run_pipeline(flags):
         run_args = parse_args(["run", *flags])
-        return run_locally(_pipeline_arguments(run_args), run_args.pipeline_root)
+        outputs, stage_log, _ = run_locally(_pipeline_arguments(run_args), run_args.pipeline_root)
+        return outputs, stage_log
 
     results = run_scenario(os.path.abspath(args.dir), run_pipeline)
     if args.summary_json:

@@ -18,8 +18,9 @@ setup(
         "apache-beam[gcp]==2.59.0",
         "kfp>=2.13,<2.14",
         "google-cloud-storage",
+        "markdown",
         "palmerpenguins",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pillow"]},
     entry_points={"console_scripts": ["living-pipeline=pipeline:main"]},
 )

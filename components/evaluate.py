@@ -6,6 +6,8 @@ when its blessing metric (accuracy for classification, mean squared error for re
 absolute threshold and, when a model is already published, is not worse than that baseline by more
 than the tolerance. The reasons (metric, candidate, baseline, threshold) go with the decision.
 """
+import os
+
 import apache_beam as beam
 import tensorflow_model_analysis as tfma
 from tfx_bsl.public import tfxio
@@ -144,3 +146,69 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
         "slices": {name: values.get(CANDIDATE, {}) for name, values in slices.items()},
     }
 
+
+
+def class_names(model_dir, label_key):
+    """The label's vocabulary, as saved with the serving model's transform graph, or None."""
+    path = os.path.join(model_dir, "assets", label_key)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as source:
+        return [line.rstrip("\n") for line in source]
+
+
+def confusion_matrix(output_dir, names=None):
+    """(categories, matrix[actual][predicted]) of the candidate on the whole eval split, or None."""
+    for plots in tfma.load_plots(output_dir):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for item in plots.plot_keys_and_values:
+            if item.key.model_name not in ("", CANDIDATE):
+                continue
+            matrices = item.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if not matrices:
+                continue
+            entries = matrices[0].entries
+            size = max([max(e.actual_class_id, e.predicted_class_id) for e in entries] + [len(names or [])-1]) + 1
+            matrix = [[0] * size for _ in range(size)]
+            for entry in entries:
+                if entry.actual_class_id >= 0 and entry.predicted_class_id >= 0:
+                    matrix[entry.actual_class_id][entry.predicted_class_id] = int(entry.num_weighted_examples)
+            categories = names[:size] if names and len(names) >= size else [str(i) for i in range(size)]
+            return categories, matrix
+    return None
+
+
+def evaluation_html(decision):
+    """An HTML page: overall metrics (candidate, baseline, difference) and the per-slice table."""
+    from components import reports
+
+    overall = decision["overall"]
+    models = [model for model in (CANDIDATE, BASELINE, "diff") if model in overall]
+    metrics = sorted({name for model in models for name in overall[model]})
+    overall_table = reports.html_table(
+        ["metric", *models], [(name, *(reports.number(overall[m].get(name)) for m in models)) for name in metrics],
+        numeric=tuple(range(1, len(models) + 1)))
+    slice_metrics = sorted({name for values in decision["slices"].values() for name in values})
+    slices = sorted(decision["slices"].items(), key=lambda item: (item[0] != "Overall", item[0]))
+    slice_table = reports.html_table(
+        ["slice", *slice_metrics], [(name, *(reports.number(values.get(m)) for m in slice_metrics))
+                                    for name, values in slices], numeric=tuple(range(1, len(slice_metrics) + 1)))
+    verdict = ("<p class=\"ok\">BLESSED</p>" if decision["blessed"] else "<p class=\"bad\">NOT BLESSED</p>")
+    reasons = "".join(f"<li>{reports.escape(reason)}</li>" for reason in decision["reasons"])
+    return reports.html_page("Evaluation", verdict, f"<ul>{reasons}</ul>", "<h2>Overall</h2>", overall_table,
+                             "<h2>Slices</h2>", slice_table)
+
+
+def blessing_markdown(decision):
+    from components.reports import markdown_table, number
+
+    metric = decision["metric"]
+    overall = decision["overall"]
+    rows = [("candidate", number(overall.get(CANDIDATE, {}).get(metric)))]
+    if BASELINE in overall:
+        rows.append((f"serving model ({decision['baseline']})", number(overall[BASELINE].get(metric))))
+    lines = ["# Blessing", "", f"**{'BLESSED' if decision['blessed'] else 'NOT BLESSED'}**", "",
+             *[f"- {reason}" for reason in decision["reasons"]], "",
+             markdown_table(["model", metric], rows), ""]
+    return "\n".join(lines)

@@ -72,4 +72,45 @@ def make_schema(statistics_dir, output_dir, curated_schema_path="", module=""):
     os.makedirs(output_dir, exist_ok=True)
     with open(schema_file(output_dir), "w") as sink:
         sink.write(text_format.MessageToString(schema))
-    return {"origin": origin, "features": [feature.name for feature in schema.feature]}
+    return {"origin": origin, "features": [feature.name for feature in schema.feature],
+            "report": schema_markdown(schema, origin)}
+
+
+def _domain(schema, feature):
+    if feature.HasField("int_domain"):
+        domain = feature.int_domain
+        return f"{domain.min if domain.HasField('min') else ''} to {domain.max if domain.HasField('max') else ''}"
+    if feature.HasField("float_domain"):
+        domain = feature.float_domain
+        return f"{domain.min if domain.HasField('min') else ''} to {domain.max if domain.HasField('max') else ''}"
+    if feature.domain:
+        values = next((d.value for d in schema.string_domain if d.name == feature.domain), [])
+        return ", ".join(values)
+    return ""
+
+
+def _threshold(comparator):
+    if comparator.HasField("infinity_norm"):
+        return f"L-inf {comparator.infinity_norm.threshold:g}"
+    if comparator.HasField("jensen_shannon_divergence"):
+        return f"JSD {comparator.jensen_shannon_divergence.threshold:g}"
+    return ""
+
+
+def schema_markdown(schema, origin):
+    """The schema as a Markdown table: type, presence, domain, environments, drift and skew thresholds."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from components.reports import markdown_table
+
+    rows = []
+    for feature in schema.feature:
+        presence = (f"at least {feature.presence.min_fraction:.0%}" if feature.presence.HasField("min_fraction")
+                    else "optional")
+        environments = ", ".join(env for env in schema.default_environment
+                                 if env not in feature.not_in_environment) or "all"
+        rows.append((feature.name, schema_pb2.FeatureType.Name(feature.type), presence, _domain(schema, feature),
+                     environments, _threshold(feature.drift_comparator), _threshold(feature.skew_comparator)))
+    return (f"# Schema\n\n{len(schema.feature)} features, {origin}.\n\n"
+            + markdown_table(["feature", "type", "presence", "domain", "environments", "drift", "skew"], rows)
+            + "\n")

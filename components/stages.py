@@ -2,10 +2,11 @@
 
 These are lightweight Python components: KFP embeds each function's source in the pipeline spec and
 runs it in the project image (locally: in this Python), where it imports the stage's logic from the
-installed package. So each body imports what it needs, calls the logic, and records metadata; nothing
-else. `pipeline.py` turns them into components for a given image.
+installed package. So each body imports what it needs, calls the logic, records metadata and writes
+the stage's reports (HTML, Markdown, Metrics, ClassificationMetrics: what the KFP dashboard shows);
+nothing else. `pipeline.py` turns them into components for a given image.
 """
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Markdown, Metrics, Model, Output
 
 
 def ingest(data_pattern: str, span: int, split_ratios: str, beam_args: str, examples: Output[Dataset]):
@@ -18,72 +19,89 @@ def ingest(data_pattern: str, span: int, split_ratios: str, beam_args: str, exam
 
 
 def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, beam_args: str,
-               statistics: Output[Artifact]):
+               statistics: Output[Artifact], statistics_report: Output[HTML]):
     """Statistics (StatisticsGen): TFDV statistics of every split, per slice, and of a serving sample."""
     from components.errors import report_stage_errors
-    from components.statistics import generate_statistics
+    from components.reports import write_text
+    from components.statistics import generate_statistics, statistics_report as build_report
 
     with report_stage_errors():
         splits = generate_statistics(examples.path, statistics.path, beam_args,
                                      [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data)
     statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
+    write_text(statistics_report.path, build_report(statistics.path, splits))
 
 
-def schema(statistics: Input[Artifact], schema_path: str, module: str, schema: Output[Artifact]):
+def schema(statistics: Input[Artifact], schema_path: str, module: str, schema: Output[Artifact],
+           schema_report: Output[Markdown]):
     """Schema (SchemaGen / ImportSchemaGen): a curated schema file, or one inferred from train statistics."""
     from components.errors import report_stage_errors
+    from components.reports import write_text
     from components.schema import make_schema
 
     with report_stage_errors():
-        schema.metadata.update(make_schema(statistics.path, schema.path, schema_path, module))
+        result = make_schema(statistics.path, schema.path, schema_path, module)
+    write_text(schema_report.path, result.pop("report"))
+    schema.metadata.update(result)
 
 
 def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
-             statistics_root: str, anomalies: Output[Artifact]):
+             statistics_root: str, anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
     """Validate (ExampleValidator): anomalies, drift against the previous span, skew against serving data."""
     from components.errors import report_stage_errors
-    from components.validate import validate_statistics
+    from components.reports import write_text
+    from components.validate import anomalies_markdown, validate_statistics
 
     with report_stage_errors():
         result = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies,
                                      int(statistics.metadata.get("span", 0)), statistics_root)
     anomalies.metadata.update({"anomaly_count": len(result["anomalies"]), **result})
+    write_text(anomalies_report.path, anomalies_markdown(result))
 
 
 def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, beam_args: str,
-              transform_graph: Output[Artifact], transformed_examples: Output[Dataset]):
+              transform_graph: Output[Artifact], transformed_examples: Output[Dataset],
+              transform_report: Output[Markdown]):
     """Transform: TensorFlow Transform with the user module's preprocessing_fn."""
     from components.errors import report_stage_errors
-    from components.transform import transform_examples
+    from components.reports import write_text
+    from components.transform import transform_examples, transform_report as build_report
 
     with report_stage_errors():
         splits = transform_examples(examples.path, schema.path, module, transform_graph.path,
                                     transformed_examples.path, beam_args)
-        transformed_examples.metadata["split_names"] = splits
+    transformed_examples.metadata["split_names"] = splits
+    write_text(transform_report.path, build_report(transform_graph.path, transformed_examples.path))
 
 
 def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], module: str,
-          train_steps: int, model: Output[Model], metrics: Output[Metrics]):
+          train_steps: int, model: Output[Model], metrics: Output[Metrics], learning_curves: Output[HTML]):
     """Train (Trainer): the user module's Keras model; exports a serving model with the transform inside."""
     from components.errors import report_stage_errors
-    from components.train import train_model
+    from components.reports import write_text
+    from components.train import learning_curves_html, train_model
 
     with report_stage_errors():
         result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps)
     model.metadata.update(result)
     for name, value in result["final"].items():
         metrics.log_metric(name, value)
+    write_text(learning_curves.path, learning_curves_html(result["history"]))
 
 
 def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifact], module: str,
              serving_root: str, model_name: str, slice_columns: str, threshold: float, tolerance: float,
-             beam_args: str, evaluation: Output[Artifact], blessing: Output[Artifact],
-             metrics: Output[Metrics]):
+             beam_args: str, evaluation: Output[Artifact], blessing: Output[Artifact], metrics: Output[Metrics],
+             confusion_matrix: Output[ClassificationMetrics], evaluation_report: Output[HTML],
+             blessing_report: Output[Markdown]):
     """Evaluate (Evaluator): TFMA on the eval split and the blessing against the serving model."""
-    from components.errors import report_stage_errors
     from components.blessing import write_blessing
-    from components.evaluate import evaluate_model
+    from components.errors import report_stage_errors
+    from components.evaluate import (blessing_markdown, class_names, confusion_matrix as read_confusion_matrix,
+                                     evaluate_model, evaluation_html)
+    from components.reports import write_text
     from components.serving_root import latest_published_model
+    from components.user_module import load_user_module
 
     with report_stage_errors():
         decision = evaluate_model(
@@ -96,18 +114,25 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     evaluation.metadata.update({"overall": decision["overall"], "slices": decision["slices"]})
     for name, value in decision["overall"].get("candidate", {}).items():
         metrics.log_metric(name, value)
+    matrix = read_confusion_matrix(evaluation.path, class_names(model.path, load_user_module(module).LABEL_KEY))
+    if matrix:
+        confusion_matrix.log_confusion_matrix(*matrix)
+    write_text(evaluation_report.path, evaluation_html(decision))
+    write_text(blessing_report.path, blessing_markdown(decision))
 
 
 def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, model_name: str,
-         pushed_model: Output[Model]):
+         pushed_model: Output[Model], push_report: Output[Markdown]):
     """Push (Pusher): publish a blessed model as the next version in the serving root."""
-    from components.errors import report_stage_errors
     from components.blessing import read_blessing
-    from components.push import push_model
+    from components.errors import report_stage_errors
+    from components.push import push_markdown, push_model
+    from components.reports import write_text
 
     with report_stage_errors():
         result = push_model(model.path, read_blessing(blessing.path), serving_root, model_name)
     pushed_model.metadata.update(result)
+    write_text(push_report.path, push_markdown(result, serving_root, model_name))
     print(("Published version {version} at {path}" if result["pushed"] else "Nothing published: {reason}")
           .format(**result))
 

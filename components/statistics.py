@@ -67,3 +67,58 @@ def load_statistics(statistics_dir, split):
     if len(statistics.datasets) > 1:
         return tfdv.get_slice_stats(statistics, tfdv_constants.DEFAULT_SLICE_KEY)
     return statistics
+
+
+def _feature_cell(feature, num_examples):
+    """The summary table and chart of one feature in one split."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    from components import reports
+
+    kind = statistics_pb2.FeatureNameStatistics.Type.Name(feature.type)
+    if feature.HasField("num_stats"):
+        stats = feature.num_stats
+        common = stats.common_stats
+        rows = [("count", reports.number(common.num_non_missing)),
+                ("missing", f"{100 * common.num_missing / max(num_examples, 1):.1f}%"),
+                ("min", reports.number(stats.min)), ("mean", reports.number(stats.mean)),
+                ("median", reports.number(stats.median)), ("max", reports.number(stats.max)),
+                ("std", reports.number(stats.std_dev))]
+        standard = next((h for h in stats.histograms if h.type == h.STANDARD), None)
+        chart = reports.svg_histogram([(b.low_value, b.high_value, b.sample_count)
+                                       for b in standard.buckets] if standard else [])
+    else:
+        stats = feature.string_stats
+        common = stats.common_stats
+        rows = [("count", reports.number(common.num_non_missing)),
+                ("missing", f"{100 * common.num_missing / max(num_examples, 1):.1f}%"),
+                ("unique", reports.number(stats.unique))]
+        chart = reports.svg_top_values([(v.value, v.frequency) for v in stats.top_values[:8]])
+    table = reports.html_table(["", ""], rows, numeric=(1,))
+    return kind, f"{table}{chart}"
+
+
+def statistics_report(statistics_dir, splits):
+    """An HTML page: per feature, each split side by side (counts, missing, ranges, histograms)."""
+    from components import reports
+
+    datasets = {split: load_statistics(statistics_dir, split).datasets[0] for split in splits}
+    names = sorted({".".join(f.path.step) for d in datasets.values() for f in d.features})
+    summary = reports.html_table(["split", "examples", "features"],
+                                 [(split, reports.number(d.num_examples), len(d.features))
+                                  for split, d in datasets.items()], numeric=(1, 2))
+    cards = []
+    for name in names:
+        columns, kind = [], ""
+        for split, dataset in datasets.items():
+            feature = next((f for f in dataset.features if ".".join(f.path.step) == name), None)
+            if feature is None:
+                columns.append(f"<div class=\"split\"><h3>{reports.escape(split)}</h3>"
+                               f"<p class=\"muted\">not in this split</p></div>")
+                continue
+            kind, cell = _feature_cell(feature, dataset.num_examples)
+            columns.append(f"<div class=\"split\"><h3>{reports.escape(split)}</h3>{cell}</div>")
+        cards.append(f"<div class=\"feature\" id=\"feature-{reports.escape(name)}\"><h2>{reports.escape(name)} "
+                     f"<span class=\"muted\">{reports.escape(kind)}</span></h2>"
+                     f"<div class=\"splits\">{''.join(columns)}</div></div>")
+    return reports.html_page("Statistics", summary, *cards)

@@ -101,3 +101,17 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
     final = {name: float(values[-1]) for name, values in history.history.items()}
     return {"final": final, "history": {name: [float(v) for v in values]
                                         for name, values in history.history.items()}}
+
+
+def learning_curves_html(history):
+    """An HTML page with the loss and the other metrics per epoch, train and eval."""
+    from components import reports
+
+    losses = {name: values for name, values in history.items() if name.endswith("loss")}
+    others = {name: values for name, values in history.items() if not name.endswith("loss")}
+    final = reports.html_table(["metric", "final"], [(name, reports.number(values[-1]))
+                                                     for name, values in sorted(history.items())], numeric=(1,))
+    sections = [final, "<h2>Loss</h2>", reports.svg_line_chart(losses)]
+    if others:
+        sections += ["<h2>Metrics</h2>", reports.svg_line_chart(others)]
+    return reports.html_page("Learning curves", *sections)

@@ -66,3 +66,49 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
                                os.path.join(transform_graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     return splits
+
+
+def _numeric_ranges(transformed_examples_dir, feature_spec):
+    """min, mean and max of each numeric transformed feature over the train split, batch by batch."""
+    import tensorflow as tf
+
+    totals = {}
+    records = tf.data.TFRecordDataset(
+        tf.io.gfile.glob(layout.examples_pattern(transformed_examples_dir, layout.TRAIN)), compression_type="GZIP")
+    for batch in records.batch(4096):
+        for name, values in tf.io.parse_example(batch, feature_spec).items():
+            if isinstance(values, tf.SparseTensor):
+                values = values.values
+            if not values.dtype.is_floating and not values.dtype.is_integer:
+                continue
+            values = tf.cast(tf.reshape(values, [-1]), tf.float64).numpy()
+            if not len(values):
+                continue
+            low, high, total, count = totals.get(name, (values.min(), values.max(), 0.0, 0))
+            totals[name] = (min(low, values.min()), max(high, values.max()), total + values.sum(),
+                            count + len(values))
+    return {name: (low, total / count, high) for name, (low, high, total, count) in totals.items()}
+
+
+def transform_report(transform_graph_dir, transformed_examples_dir):
+    """Markdown: the analyzers' vocabularies (size, first entries) and each transformed feature's range."""
+    from components.reports import markdown_table, number
+
+    output = tft.TFTransformOutput(transform_graph_dir)
+    assets = os.path.join(transform_graph_dir, tft.TFTransformOutput.TRANSFORM_FN_DIR, "assets")
+    vocabularies = sorted(os.listdir(assets)) if os.path.isdir(assets) else []
+    vocabulary_rows = []
+    for name in vocabularies:
+        entries = output.vocabulary_by_name(name)
+        shown = ", ".join(entry.decode(errors="replace") for entry in entries[:6])
+        vocabulary_rows.append((name, len(entries), shown + (", ..." if len(entries) > 6 else "")))
+    spec = output.transformed_feature_spec()
+    ranges = _numeric_ranges(transformed_examples_dir, spec)
+    feature_rows = [(name, spec[name].dtype.name, *(number(v) for v in ranges.get(name, (None,) * 3)))
+                    for name in sorted(spec)]
+    lines = ["# Transform", "", "Full-pass analyzers ran over the train split.", "", "## Vocabularies", ""]
+    lines.append(markdown_table(["vocabulary", "size", "entries"], vocabulary_rows) if vocabulary_rows
+                 else "No vocabularies.")
+    lines += ["", "## Transformed features (train split)", "",
+              markdown_table(["feature", "type", "min", "mean", "max"], feature_rows), ""]
+    return "\n".join(lines)

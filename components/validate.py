@@ -125,3 +125,19 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
         store_span_statistics(statistics_dir, statistics_root, span,
                               [split for split in splits if split != SERVING_SPLIT])
     return {"anomalies": rows, "checks": checks}
+
+
+def anomalies_markdown(result):
+    """The validation outcome as Markdown: what was compared, and each anomaly with its measurement."""
+    from components.reports import markdown_table, number
+
+    rows = result["anomalies"]
+    lines = ["# Validation", "",
+             f"**{len(rows)} anomalies.**" if rows else "**No anomalies.**", "",
+             f"- Drift: {result['checks']['drift']}", f"- Skew: {result['checks']['skew']}", ""]
+    if rows:
+        lines.append(markdown_table(
+            ["split", "feature", "check", "kind", "measured", "threshold", "detail"],
+            [(r["split"], r["feature"], r["check"], r["kind"], number(r.get("measured")),
+              number(r.get("threshold")), r["detail"]) for r in rows]))
+    return "\n".join(lines) + "\n"

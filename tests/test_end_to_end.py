@@ -8,12 +8,14 @@ import csv
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import tensorflow as tf
 
+from browser import rendered_dom, screenshot
 from components.ingest import demo_data_pattern
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -233,3 +235,63 @@ def test_living_scenario(tmp_path):
     statistics = sorted(os.listdir(tmp_path / "demo" / "statistics"))
     assert statistics == ["span-1", "span-2", "span-3", "span-5"]
     assert "=== What the living pipeline decided ===" in process.stdout
+
+
+def run_reports(first_run):
+    report = first_run[2]["run_report"]
+    return report, os.path.join(os.path.dirname(report), "reports")
+
+
+def test_run_report_shows_every_stage_in_a_browser(first_run, tmp_path):
+    index, _ = run_reports(first_run)
+    dom = rendered_dom(index)
+    for stage in ("ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"):
+        assert f"<b>{stage}</b>" in dom
+    assert dom.count(">SUCCESS<") == 8
+    assert "BLESSED" in dom and "published version 1" in dom
+    assert "confusion matrix" in dom and all(name in dom for name in ("Adelie", "Gentoo", "Chinstrap"))
+    assert 'href="reports/statistics-statistics_report.html"' in dom
+    assert screenshot(index, str(tmp_path / "index.png")) > 20
+
+
+def test_statistics_report_in_a_browser(first_run, tmp_path):
+    _, reports_dir = run_reports(first_run)
+    page = os.path.join(reports_dir, "statistics-statistics_report.html")
+    dom = rendered_dom(page)
+    for feature in ("species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
+                    "sex", "year"):
+        assert f'id="feature-{feature}"' in dom
+    assert dom.count('<svg class="histogram"') == 2 * 5, "five numeric features, train and eval"
+    assert dom.count('<svg class="top-values"') == 2 * 3, "three categorical features, train and eval"
+    assert dom.count('class="bar"') > 100
+    assert "<h3>train</h3>" in dom and "<h3>eval</h3>" in dom
+    assert screenshot(page, str(tmp_path / "statistics.png")) > 20
+
+
+@pytest.mark.parametrize("report,expected", [
+    ("schema-schema_report", ["<td>body_mass_g</td>", "<td>2000 to 7000</td>", "<td>TRAINING</td>"]),
+    ("validate-anomalies_report", ["No anomalies.", "Skew: not checked: no serving sample"]),
+    ("transform-transform_report", ["<td>species</td>", "<td>3</td>", "<td>body_mass_g_xf</td>"]),
+    ("train-learning_curves", ['<polyline class="series"', "val_loss", "val_accuracy"]),
+    ("evaluate-evaluation_report", ["BLESSED", "island:Biscoe", "sparse_categorical_accuracy", "<td>Overall</td>"]),
+    ("evaluate-blessing_report", ["BLESSED", "passes the threshold &gt;= 0.8"]),
+    ("push-push_report", ["Published version <strong>1</strong>"]),
+])
+def test_stage_reports_in_a_browser(first_run, report, expected):
+    _, reports_dir = run_reports(first_run)
+    dom = rendered_dom(os.path.join(reports_dir, f"{report}.html"))
+    for text in expected:
+        assert text in dom
+    if report == "train-learning_curves":
+        assert dom.count('<polyline class="series"') == 4
+
+
+def test_reports_fetch_nothing_from_the_network(first_run):
+    index, reports_dir = run_reports(first_run)
+    pages = [index] + [os.path.join(reports_dir, name) for name in os.listdir(reports_dir)]
+    assert len(pages) == 9
+    for page in pages:
+        with open(page) as source:
+            text = source.read()
+        assert "<script" not in text and "@import" not in text and "url(" not in text
+        assert not re.search(r"(src|href)=\"(https?:)?//", text), page
