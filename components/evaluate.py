@@ -22,6 +22,7 @@ from components.user_module import CLASSIFICATION, load_user_module, transformed
 
 CANDIDATE = "candidate"
 BASELINE = "baseline"
+POSITIVE_CLASS_ID = 1
 
 
 def _blessing_metric(problem_type):
@@ -31,10 +32,12 @@ def _blessing_metric(problem_type):
     return "MeanSquaredError", "mean_squared_error", False
 
 
-def evaluation_config(label_key, problem_type, slice_columns, threshold, tolerance, with_baseline):
+def evaluation_config(label_key, problem_type, slice_columns, threshold, tolerance, with_baseline,
+                      binary=False):
     """The TFMA EvalConfig: metrics for the problem type, slices, value and change thresholds.
 
-    A threshold of 0 means no absolute threshold.
+    A threshold of 0 means no absolute threshold. For a binary classifier, the confusion matrices at
+    many thresholds (the ROC curve) of the second class against the first are computed as well.
     """
     metric_class, _, higher_is_better = _blessing_metric(problem_type)
     metric_threshold = tfma.MetricThreshold()
@@ -63,10 +66,15 @@ def evaluation_config(label_key, problem_type, slice_columns, threshold, toleran
     model_specs = [model_spec(CANDIDATE, False)]
     if with_baseline:
         model_specs.append(model_spec(BASELINE, True))
+    metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
+    if binary:
+        metrics_specs.append(tfma.MetricsSpec(
+            metrics=[tfma.MetricConfig(class_name="ConfusionMatrixPlot")],
+            binarize=tfma.BinarizationOptions(class_ids={"values": [POSITIVE_CLASS_ID]})))
     return tfma.EvalConfig(
         model_specs=model_specs,
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[c]) for c in slice_columns],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+        metrics_specs=metrics_specs)
 
 
 def _scalar_metrics(metrics_for_slice):
@@ -114,8 +122,10 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
     if slice_columns is None:
         slice_columns = list(getattr(user_module, "SLICE_COLUMNS", []))
     with_baseline = bool(baseline_dir)
+    names = class_names(model_dir, user_module.LABEL_KEY)
+    binary = user_module.PROBLEM_TYPE == CLASSIFICATION and names is not None and len(names) == 2
     eval_config = evaluation_config(user_module.LABEL_KEY, user_module.PROBLEM_TYPE, slice_columns,
-                                    threshold, tolerance, with_baseline)
+                                    threshold, tolerance, with_baseline, binary)
     models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name=CANDIDATE)]
     if with_baseline:
         models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config,
@@ -179,7 +189,20 @@ def confusion_matrix(output_dir, names=None):
     return None
 
 
-def evaluation_html(decision):
+def roc_curve(output_dir):
+    """(false positive rates, true positive rates, thresholds) of a binary candidate, or None."""
+    for plots in tfma.load_plots(output_dir):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for item in plots.plot_keys_and_values:
+            matrices = item.value.confusion_matrix_at_thresholds.matrices
+            if item.key.model_name in ("", CANDIDATE) and matrices:
+                points = sorted((m.false_positive_rate, m.recall, m.threshold) for m in matrices)
+                return tuple(list(values) for values in zip(*points))
+    return None
+
+
+def evaluation_html(decision, roc=None):
     """An HTML page: overall metrics (candidate, baseline, difference) and the per-slice table."""
     from components import reports
 
@@ -196,8 +219,10 @@ def evaluation_html(decision):
                                     for name, values in slices], numeric=tuple(range(1, len(slice_metrics) + 1)))
     verdict = ("<p class=\"ok\">BLESSED</p>" if decision["blessed"] else "<p class=\"bad\">NOT BLESSED</p>")
     reasons = "".join(f"<li>{reports.escape(reason)}</li>" for reason in decision["reasons"])
-    return reports.html_page("Evaluation", verdict, f"<ul>{reasons}</ul>", "<h2>Overall</h2>", overall_table,
-                             "<h2>Slices</h2>", slice_table)
+    sections = [verdict, f"<ul>{reasons}</ul>", "<h2>Overall</h2>", overall_table, "<h2>Slices</h2>", slice_table]
+    if roc:
+        sections += ["<h2>ROC curve</h2>", reports.svg_roc_curve(roc[0], roc[1])]
+    return reports.html_page("Evaluation", *sections)
 
 
 def blessing_markdown(decision):

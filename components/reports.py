@@ -140,6 +140,26 @@ def svg_line_chart(series, width=520, height=260, x_label="epoch"):
             f"viewBox=\"0 0 {width} {height}\">{''.join(parts)}</svg>")
 
 
+def svg_roc_curve(false_positive_rates, true_positive_rates, size=260):
+    """The ROC curve in the unit square, with the diagonal of a random classifier."""
+    pad = 30
+    side = size - 2 * pad
+
+    def xy(fpr, tpr):
+        return pad + fpr * side, pad + (1 - tpr) * side
+
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(f, t) for f, t in
+                                                      zip(false_positive_rates, true_positive_rates)))
+    return (f"<svg class=\"roc\" width=\"{size}\" height=\"{size}\" role=\"img\" viewBox=\"0 0 {size} {size}\">"
+            f"<rect x=\"{pad}\" y=\"{pad}\" width=\"{side}\" height=\"{side}\" fill=\"none\" stroke=\"#9aa5b1\"/>"
+            f"<line x1=\"{pad}\" y1=\"{pad + side}\" x2=\"{pad + side}\" y2=\"{pad}\" stroke=\"#cbd2d9\" "
+            f"stroke-dasharray=\"4 3\"/>"
+            f"<polyline class=\"series\" fill=\"none\" stroke=\"{_PALETTE[0]}\" stroke-width=\"2\" points=\"{points}\"/>"
+            f"<text x=\"{pad + side / 2}\" y=\"{size - 8}\" text-anchor=\"middle\">false positive rate</text>"
+            f"<text x=\"10\" y=\"{pad + side / 2}\" transform=\"rotate(-90 10 {pad + side / 2})\" "
+            f"text-anchor=\"middle\">true positive rate</text></svg>")
+
+
 def markdown_table(headers, rows):
     def cell(value):
         return str(value).replace("|", "\\|").replace("\n", " ")

@@ -98,7 +98,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     from components.blessing import write_blessing
     from components.errors import report_stage_errors
     from components.evaluate import (blessing_markdown, class_names, confusion_matrix as read_confusion_matrix,
-                                     evaluate_model, evaluation_html)
+                                     evaluate_model, evaluation_html, roc_curve)
     from components.reports import write_text
     from components.serving_root import latest_published_model
     from components.user_module import load_user_module
@@ -117,7 +117,10 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     matrix = read_confusion_matrix(evaluation.path, class_names(model.path, load_user_module(module).LABEL_KEY))
     if matrix:
         confusion_matrix.log_confusion_matrix(*matrix)
-    write_text(evaluation_report.path, evaluation_html(decision))
+    roc = roc_curve(evaluation.path)
+    if roc:
+        confusion_matrix.log_roc_curve(*roc)
+    write_text(evaluation_report.path, evaluation_html(decision, roc))
     write_text(blessing_report.path, blessing_markdown(decision))
 
 

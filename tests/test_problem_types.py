@@ -1,0 +1,90 @@
+"""The other problem types of the module contract, through transform, train and evaluate:
+regression (body mass from measurements) and binary classification (sex from measurements)."""
+import csv
+import os
+
+import pytest
+import tensorflow as tf
+
+from components.evaluate import evaluate_model, evaluation_html, roc_curve
+from components.ingest import demo_data_pattern, ingest_examples
+from components.schema import make_schema
+from components.statistics import generate_statistics
+from components.train import SERVING_SIGNATURE, train_model
+from components.transform import transform_examples
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REGRESSION = os.path.join(HERE, "regression_module.py")
+BINARY = os.path.join(HERE, "binary_module.py")
+
+
+def run_stages(root, module, train_steps):
+    """Penguins with every value present, through the stages up to a trained model."""
+    with open(demo_data_pattern(), newline="") as source:
+        rows = [row for row in csv.DictReader(source) if "NA" not in row.values()]
+    with open(root / "complete.csv", "w", newline="") as sink:
+        writer = csv.DictWriter(sink, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    paths = {name: str(root / name) for name in ("examples", "statistics", "schema", "graph", "transformed",
+                                                  "model")}
+    ingest_examples(str(root / "complete.csv"), paths["examples"])
+    generate_statistics(paths["examples"], paths["statistics"])
+    make_schema(paths["statistics"], paths["schema"], module=module)
+    transform_examples(paths["examples"], paths["schema"], module, paths["graph"], paths["transformed"])
+    result = train_model(paths["transformed"], paths["graph"], module, paths["model"], train_steps=train_steps)
+    return paths, result
+
+
+@pytest.fixture(scope="module")
+def regression_run(tmp_path_factory):
+    return run_stages(tmp_path_factory.mktemp("regression"), REGRESSION, 400)
+
+
+@pytest.fixture(scope="module")
+def binary_run(tmp_path_factory):
+    return run_stages(tmp_path_factory.mktemp("binary"), BINARY, 400)
+
+
+def test_regression_model_serves_one_value_per_raw_example(regression_run):
+    paths, result = regression_run
+    assert result["final"]["val_loss"] < 0.25
+    model = tf.saved_model.load(paths["model"])
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(os.path.join(paths["examples"], "Split-eval", "*.gz")),
+                                      compression_type="GZIP")
+    batch = next(iter(records.batch(50)))
+    predictions = model.signatures[SERVING_SIGNATURE](examples=batch)["predictions"].numpy()
+    assert predictions.shape == (50,)
+    assert 2.5 < predictions.mean() < 6.0
+
+
+def test_regression_blessing_uses_mean_squared_error(regression_run, tmp_path):
+    paths, _ = regression_run
+    decision = evaluate_model(paths["model"], paths["examples"], paths["schema"], REGRESSION, str(tmp_path / "a"),
+                              threshold=0.25)
+    mse = decision["overall"]["candidate"]["mean_squared_error"]
+    assert decision["blessed"] and mse < 0.25
+    assert "mean_absolute_error" in decision["overall"]["candidate"]
+    assert decision["reasons"] == [f"mean_squared_error of the candidate is {mse:.4f}: passes the threshold <= 0.25"]
+    assert {"island:Biscoe", "island:Dream"} <= set(decision["slices"])
+    assert roc_curve(str(tmp_path / "a")) is None
+
+    strict = evaluate_model(paths["model"], paths["examples"], paths["schema"], REGRESSION, str(tmp_path / "b"),
+                            threshold=mse / 2)
+    assert not strict["blessed"] and "fails the threshold <=" in strict["reasons"][0]
+
+
+def test_binary_classifier_gets_a_roc_curve(binary_run, tmp_path):
+    paths, result = binary_run
+    assert result["final"]["val_accuracy"] >= 0.8
+    decision = evaluate_model(paths["model"], paths["examples"], paths["schema"], BINARY, str(tmp_path),
+                              threshold=0.7)
+    assert decision["blessed"]
+    false_positive_rates, true_positive_rates, thresholds = roc_curve(str(tmp_path))
+    assert len(thresholds) > 10
+    assert false_positive_rates == sorted(false_positive_rates)
+    assert min(false_positive_rates) == 0.0 and max(true_positive_rates) == 1.0
+    area = sum((x2 - x1) * (y1 + y2) / 2 for x1, x2, y1, y2 in zip(
+        false_positive_rates, false_positive_rates[1:], true_positive_rates, true_positive_rates[1:]))
+    assert area > 0.85, "a useful classifier's ROC curve bends towards the top left"
+    assert '<svg class="roc"' in evaluation_html(decision, (false_positive_rates, true_positive_rates, thresholds))
