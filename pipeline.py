@@ -22,7 +22,7 @@ from kfp.dsl import Artifact, Metrics, Model
 from kfp.local import pipeline_orchestrator
 
 from components import stages
-from components.errors import ERROR_PREFIX
+from components.errors import ERROR_PREFIX, PEAK_MEMORY_PREFIX
 from components.layout import DEFAULT_SPLIT_RATIOS
 from components.penguins import curated_schema_path
 from components.run_report import write_run_report
@@ -122,7 +122,8 @@ class StageLog:
         self._stream = stream
         self._partial = ""
         self._in_error = False
-        self.stages = {}  # name -> {"started": t, "seconds": s, "status": str}
+        self._current = None
+        self.stages = {}  # name -> {"started": t, "seconds": s, "status": str, "peak_mb": m}
         self.errors = []
 
     def write(self, text):
@@ -138,10 +139,13 @@ class StageLog:
 
     def _note(self, line):
         if started := self._STARTED.search(line):
+            self._current = started[1]
             self.stages[started[1]] = {"started": time.monotonic(), "seconds": None, "status": "RUNNING"}
         elif ended := self._ENDED.search(line):
             stage = self.stages.setdefault(ended[1], {"started": time.monotonic()})
             stage.update(seconds=time.monotonic() - stage["started"], status=ended[2])
+        if PEAK_MEMORY_PREFIX in line and self._current:
+            self.stages[self._current]["peak_mb"] = float(line.split(PEAK_MEMORY_PREFIX, 1)[1])
         if ERROR_PREFIX in line:
             self.errors.append(line.split(ERROR_PREFIX, 1)[1])
             self._in_error = True
@@ -181,7 +185,8 @@ def _summary(outputs, stage_log, total_seconds, report):
     lines = ["", "Summary", "======="]
     for name, stage in stage_log.stages.items():
         seconds = f"{stage['seconds']:6.1f} s" if stage.get("seconds") is not None else "      -"
-        lines.append(f"  {name:<11} {stage.get('status', '?'):<8} {seconds}")
+        memory = f"{stage['peak_mb']:7.0f} MB" if stage.get("peak_mb") else ""
+        lines.append(f"  {name:<11} {stage.get('status', '?'):<8} {seconds} {memory}".rstrip())
     lines.append(f"  {'total':<11} {'':<8} {total_seconds:6.1f} s")
     for error in stage_log.errors:
         lines.append(f"Error: {error}")
@@ -253,7 +258,7 @@ def _run(args):
         _write_json(args.summary_json, {
             "succeeded": bool(outputs),
             "run_report": report,
-            "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds")}
+            "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds"), "peak_mb": s.get("peak_mb")}
                        for name, s in stage_log.stages.items()},
             "errors": stage_log.errors,
             "outputs": {name: artifact.metadata for name, artifact in outputs.items()},

@@ -11,21 +11,21 @@ from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Markd
 
 def ingest(data_pattern: str, span: int, split_ratios: str, beam_args: str, examples: Output[Dataset]):
     """Ingest (ExampleGen): CSV files of a span -> gzipped tf.Examples, split into train and eval."""
-    from components.errors import report_stage_errors
+    from components.errors import reported_stage
     from components.ingest import ingest_examples
 
-    with report_stage_errors():
+    with reported_stage():
         examples.metadata.update(ingest_examples(data_pattern, examples.path, span, split_ratios, beam_args))
 
 
 def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, beam_args: str,
                statistics: Output[Artifact], statistics_report: Output[HTML]):
     """Statistics (StatisticsGen): TFDV statistics of every split, per slice, and of a serving sample."""
-    from components.errors import report_stage_errors
+    from components.errors import reported_stage
     from components.reports import write_text
     from components.statistics import generate_statistics, statistics_report as build_report
 
-    with report_stage_errors():
+    with reported_stage():
         splits = generate_statistics(examples.path, statistics.path, beam_args,
                                      [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data)
     statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
@@ -35,11 +35,11 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
 def schema(statistics: Input[Artifact], schema_path: str, module: str, schema: Output[Artifact],
            schema_report: Output[Markdown]):
     """Schema (SchemaGen / ImportSchemaGen): a curated schema file, or one inferred from train statistics."""
-    from components.errors import report_stage_errors
+    from components.errors import reported_stage
     from components.reports import write_text
     from components.schema import make_schema
 
-    with report_stage_errors():
+    with reported_stage():
         result = make_schema(statistics.path, schema.path, schema_path, module)
     write_text(schema_report.path, result.pop("report"))
     schema.metadata.update(result)
@@ -48,11 +48,11 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, schema: O
 def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
              statistics_root: str, anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
     """Validate (ExampleValidator): anomalies, drift against the previous span, skew against serving data."""
-    from components.errors import report_stage_errors
+    from components.errors import reported_stage
     from components.reports import write_text
     from components.validate import anomalies_markdown, validate_statistics
 
-    with report_stage_errors():
+    with reported_stage():
         result = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies,
                                      int(statistics.metadata.get("span", 0)), statistics_root)
     anomalies.metadata.update({"anomaly_count": len(result["anomalies"]), **result})
@@ -63,11 +63,11 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
               transform_graph: Output[Artifact], transformed_examples: Output[Dataset],
               transform_report: Output[Markdown]):
     """Transform: TensorFlow Transform with the user module's preprocessing_fn."""
-    from components.errors import report_stage_errors
+    from components.errors import reported_stage
     from components.reports import write_text
     from components.transform import transform_examples, transform_report as build_report
 
-    with report_stage_errors():
+    with reported_stage():
         splits = transform_examples(examples.path, schema.path, module, transform_graph.path,
                                     transformed_examples.path, beam_args)
     transformed_examples.metadata["split_names"] = splits
@@ -77,11 +77,11 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
 def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], module: str,
           train_steps: int, model: Output[Model], metrics: Output[Metrics], learning_curves: Output[HTML]):
     """Train (Trainer): the user module's Keras model; exports a serving model with the transform inside."""
-    from components.errors import report_stage_errors
+    from components.errors import reported_stage
     from components.reports import write_text
     from components.train import learning_curves_html, train_model
 
-    with report_stage_errors():
+    with reported_stage():
         result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps)
     model.metadata.update(result)
     for name, value in result["final"].items():
@@ -96,14 +96,14 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
              blessing_report: Output[Markdown]):
     """Evaluate (Evaluator): TFMA on the eval split and the blessing against the serving model."""
     from components.blessing import write_blessing
-    from components.errors import report_stage_errors
+    from components.errors import reported_stage
     from components.evaluate import (blessing_markdown, class_names, confusion_matrix as read_confusion_matrix,
                                      evaluate_model, evaluation_html, roc_curve)
     from components.reports import write_text
     from components.serving_root import latest_published_model
     from components.user_module import load_user_module
 
-    with report_stage_errors():
+    with reported_stage():
         decision = evaluate_model(
             model.path, examples.path, schema.path, module, evaluation.path,
             baseline_dir=latest_published_model(serving_root, model_name),
@@ -128,11 +128,11 @@ def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, mode
          pushed_model: Output[Model], push_report: Output[Markdown]):
     """Push (Pusher): publish a blessed model as the next version in the serving root."""
     from components.blessing import read_blessing
-    from components.errors import report_stage_errors
+    from components.errors import reported_stage
     from components.push import push_markdown, push_model
     from components.reports import write_text
 
-    with report_stage_errors():
+    with reported_stage():
         result = push_model(model.path, read_blessing(blessing.path), serving_root, model_name)
     pushed_model.metadata.update(result)
     write_text(push_report.path, push_markdown(result, serving_root, model_name))

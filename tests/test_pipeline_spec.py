@@ -57,8 +57,8 @@ def test_parameters_make_the_spec_reusable(tmp_path):
     spec = compile_spec(tmp_path)
     parameters = spec.root.input_definitions.parameters
     assert {"serving_root", "data_pattern", "span", "split_ratios", "schema_path", "block_on_anomalies",
-            "module", "train_steps", "model_name", "slice_columns", "threshold", "tolerance",
-            "beam_args"} == set(parameters)
+            "statistics_root", "statistics_slices", "serving_data", "module", "train_steps", "model_name",
+            "slice_columns", "threshold", "tolerance", "beam_args"} == set(parameters)
     assert not parameters["serving_root"].is_optional
     assert parameters["module"].default_value.string_value == "components.penguins.module"
 
@@ -66,4 +66,11 @@ def test_parameters_make_the_spec_reusable(tmp_path):
 def test_stages_reading_outside_state_are_never_cached(tmp_path):
     tasks = compile_spec(tmp_path).root.dag.tasks
     uncached = {name for name, task in tasks.items() if not task.caching_options.enable_cache}
-    assert uncached == {"ingest", "evaluate", "push"}
+    assert uncached == {"ingest", "validate", "evaluate", "push"}
+
+
+def test_beam_args_reach_every_beam_stage(tmp_path):
+    tasks = compile_spec(tmp_path).root.dag.tasks
+    wired = {name for name, task in tasks.items()
+             if task.inputs.parameters["beam_args"].component_input_parameter == "beam_args"}
+    assert wired == {"ingest", "statistics", "transform", "evaluate"}
