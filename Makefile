@@ -19,7 +19,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[test]'
 	touch $@
 
-.PHONY: help install run test compile clean
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[bench]'
+	touch $@
+
+.PHONY: help install run test bench compile clean
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -30,6 +34,9 @@ run: $(VENV)/.installed ## run the demo end to end on this machine (kfp.local), 
 
 test: $(VENV)/.installed-test ## install the test extras and run the test suite
 	$(BIN)/python -m pytest tests
+
+bench: $(VENV)/.installed-bench ## benchmark the local run at 10k, 100k and 1M rows (benchmarks/results/)
+	$(BIN)/python -m benchmarks.run
 
 compile: $(VENV)/.installed ## write pipeline.yaml, the spec KFP and Vertex AI run
 	$(BIN)/python pipeline.py compile --output pipeline.yaml

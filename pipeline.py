@@ -11,21 +11,17 @@ import argparse
 import importlib.metadata
 import json
 import os
-import re
 import sys
 import time
-import warnings
 from typing import NamedTuple
 
-from kfp import compiler, components, dsl, local
+from kfp import compiler, dsl
 from kfp.dsl import Artifact, Metrics, Model
-from kfp.local import pipeline_orchestrator
 
 from components import stages
-from components.errors import ERROR_PREFIX, PEAK_MEMORY_PREFIX
 from components.layout import DEFAULT_SPLIT_RATIOS
+from components.local_run import quiet_stage_logs, run_compiled_spec, summary
 from components.penguins import curated_schema_path
-from components.run_report import write_run_report
 
 PIPELINE_NAME = "living-pipeline"
 DEFAULT_MODULE = "components.penguins.module"
@@ -111,101 +107,14 @@ def compile_pipeline(output, image):
     return output
 
 
-class StageLog:
-    """Passes the run's output through, noting when each stage starts and ends and any stage error."""
-
-    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-    _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
-    _ENDED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
-
-    def __init__(self, stream):
-        self._stream = stream
-        self._partial = ""
-        self._in_error = False
-        self._current = None
-        self.stages = {}  # name -> {"started": t, "seconds": s, "status": str, "peak_mb": m}
-        self.errors = []
-
-    def write(self, text):
-        self._stream.write(text)
-        self._partial += text
-        *lines, self._partial = self._partial.split("\n")
-        for line in lines:
-            self._note(self._ANSI.sub("", line).strip())
-        return len(text)
-
-    def flush(self):
-        self._stream.flush()
-
-    def _note(self, line):
-        if started := self._STARTED.search(line):
-            self._current = started[1]
-            self.stages[started[1]] = {"started": time.monotonic(), "seconds": None, "status": "RUNNING"}
-        elif ended := self._ENDED.search(line):
-            stage = self.stages.setdefault(ended[1], {"started": time.monotonic()})
-            stage.update(seconds=time.monotonic() - stage["started"], status=ended[2])
-        if PEAK_MEMORY_PREFIX in line and self._current:
-            self.stages[self._current]["peak_mb"] = float(line.split(PEAK_MEMORY_PREFIX, 1)[1])
-        if ERROR_PREFIX in line:
-            self.errors.append(line.split(ERROR_PREFIX, 1)[1])
-            self._in_error = True
-        elif self._in_error and line.startswith("- "):
-            self.errors[-1] += "\n  " + line
-        else:
-            self._in_error = False
-
-
 def run_locally(arguments, pipeline_root):
-    """Compiles the pipeline and runs the compiled spec with kfp.local.
+    """Compiles the pipeline into the pipeline root and runs that spec with kfp.local.
 
     Returns (outputs, stage log, path of the run report).
     """
     os.makedirs(pipeline_root, exist_ok=True)
-    earlier_runs = set(os.listdir(pipeline_root))
     spec_path = compile_pipeline(os.path.join(pipeline_root, "pipeline.yaml"), default_image())
-    pipeline_spec = components.load_component_from_file(spec_path).pipeline_spec
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
-               raise_on_error=False)
-    terminal = sys.stdout
-    stage_log = StageLog(terminal)
-    sys.stdout = stage_log
-    try:
-        outputs = pipeline_orchestrator.run_local_pipeline(pipeline_spec=pipeline_spec, arguments=arguments)
-    finally:
-        sys.stdout = terminal
-    new_runs = sorted(set(os.listdir(pipeline_root)) - earlier_runs - {"pipeline.yaml"})
-    report = None
-    if new_runs:
-        report = write_run_report(os.path.join(pipeline_root, new_runs[-1]), [s.__name__ for s in stages.STAGES],
-                                  stage_log.stages, stage_log.errors, outputs)
-    return outputs, stage_log, report
-
-
-def _summary(outputs, stage_log, total_seconds, report):
-    lines = ["", "Summary", "======="]
-    for name, stage in stage_log.stages.items():
-        seconds = f"{stage['seconds']:6.1f} s" if stage.get("seconds") is not None else "      -"
-        memory = f"{stage['peak_mb']:7.0f} MB" if stage.get("peak_mb") else ""
-        lines.append(f"  {name:<11} {stage.get('status', '?'):<8} {seconds} {memory}".rstrip())
-    lines.append(f"  {'total':<11} {'':<8} {total_seconds:6.1f} s")
-    for error in stage_log.errors:
-        lines.append(f"Error: {error}")
-    if report:
-        lines.append(f"Run report: {report}")
-    if not outputs:
-        lines.append("The run failed: nothing was published.")
-        return "\n".join(lines)
-    train = outputs["train_metrics"].metadata
-    lines.append("Training: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(train.items())))
-    evaluation = outputs["eval_metrics"].metadata
-    lines.append("Evaluation (eval split): " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(evaluation.items())))
-    blessing = outputs["blessing"].metadata
-    lines.append(f"Blessing: {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'}")
-    lines.extend(f"  - {reason}" for reason in blessing["reasons"])
-    pushed = outputs["pushed_model"].metadata
-    lines.append(f"Published: version {int(pushed['version'])} at {pushed['path']}" if pushed["pushed"]
-                 else "Published: nothing (the model was not blessed)")
-    return "\n".join(lines)
+    return run_compiled_spec(spec_path, arguments, pipeline_root, [stage.__name__ for stage in stages.STAGES])
 
 
 def _pipeline_arguments(args):
@@ -234,26 +143,16 @@ def _pipeline_arguments(args):
     }
 
 
-def _quiet_stage_logs():
-    # TensorFlow's C++ start-up notices and Google client libraries' Python-version notices say
-    # nothing about the run.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore:You are using a Python version:FutureWarning")
-    # kfp.local warns that the (not yet built) project image may not be a Python image; locally the
-    # stages run in this Python, so the warning does not apply.
-    warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
-
-
 def _write_json(path, value):
     with open(path, "w") as sink:
         json.dump(value, sink, indent=2)
 
 
 def _run(args):
-    _quiet_stage_logs()
+    quiet_stage_logs()
     started = time.monotonic()
     outputs, stage_log, report = run_locally(_pipeline_arguments(args), os.path.abspath(args.pipeline_root))
-    print(_summary(outputs, stage_log, time.monotonic() - started, report))
+    print(summary(outputs, stage_log, time.monotonic() - started, report))
     if args.summary_json:
         _write_json(args.summary_json, {
             "succeeded": bool(outputs),
@@ -278,7 +177,7 @@ def _demo_data(args):
 def _demo_living(args):
     from components.penguins.living import run_scenario
 
-    _quiet_stage_logs()
+    quiet_stage_logs()
 
     def run_pipeline(flags):
         run_args = parse_args(["run", *flags])

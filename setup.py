@@ -21,6 +21,6 @@ setup(
         "markdown",
         "palmerpenguins",
     ],
-    extras_require={"test": ["pytest", "pillow"]},
+    extras_require={"test": ["pytest", "pillow", "matplotlib"], "bench": ["matplotlib"]},
     entry_points={"console_scripts": ["living-pipeline=pipeline:main"]},
 )

@@ -6,7 +6,7 @@
 - import floor: start Python and import TensorFlow and TFDV: what a stage that needs them spends
   before it does anything.
 
-Each floor is timed as a whole process (`python benchmarks/floors.py ingest ...`), as the stages are.
+Each floor is timed as a whole process (`python -m benchmarks.floors ingest ...`), as the stages are.
 """
 import argparse
 import glob
@@ -51,10 +51,13 @@ def _as_lists(column):
     return pyarrow.LargeListArray.from_arrays(pyarrow.array(offsets), values, mask=column.is_null())
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def timed_process(args):
-    """Wall seconds of `python <args>` as a separate process."""
+    """Wall seconds of `python <args>` as a separate process, started in the repository."""
     started = time.monotonic()
-    subprocess.run([sys.executable, *args], check=True, capture_output=True)
+    subprocess.run([sys.executable, *args], check=True, capture_output=True, cwd=REPO)
     return time.monotonic() - started
 
 
@@ -62,7 +65,7 @@ def measure_floors(pattern, scratch_dir):
     return {
         "import_seconds": min(timed_process(["-c", "import tensorflow, tensorflow_data_validation"])
                               for _ in range(3)),
-        "ingest_seconds": timed_process([os.path.abspath(__file__), "ingest", pattern, scratch_dir]),
+        "ingest_seconds": timed_process(["-m", "benchmarks.floors", "ingest", pattern, scratch_dir]),
     }
 
 

@@ -1,6 +1,6 @@
 """Deterministic synthetic data for the benchmarks: the penguin schema, or a wide variant.
 
-    python benchmarks/generate.py --variant demo --rows 1000000 --seed 0 --out DIR
+    python -m benchmarks.generate --variant demo --rows 1000000 --seed 0 --out DIR
 
 `demo` draws penguins from per-species normal distributions fitted to the Palmer penguins data (the
 real data set has 344 rows), with the real island mix and about 2% missing values. `wide` has 50

@@ -213,30 +213,36 @@ def _convert(text, column_type):
     return text
 
 
-class _ToSplitExamples(beam.DoFn):
-    """Serializes a row to a tf.Example and tags it with its split."""
+class _ReadAndSplit(_ReadRows):
+    """Reads a file's rows and yields each as a serialized tf.Example in the output of its split.
+
+    Reading and encoding in one step streams each file: rows are never held back waiting for the
+    column types, which arrive as a side input from a first, separate read of the files.
+    """
 
     def __init__(self, columns, splits):
-        self._columns = columns
-        self._splits = splits
+        super().__init__(columns)
         self._counters = {name: Metrics.counter(_COUNTER_NAMESPACE, f"rows_{name}") for name, _ in splits}
-        total = sum(weight for _, weight in splits)
         self._bounds, upper = [], 0
         for name, weight in splits:
             upper += weight
             self._bounds.append((upper, name))
-        self._total = total
+        self._total = upper
 
-    def process(self, row, column_types):
-        _, _, cells = row
-        values = {column: _convert(cell, column_type)
-                  for column, cell, column_type in zip(self._columns, cells, column_types)
-                  if column_type != "missing"}
-        digest = hashlib.sha256("\x1f".join(cells).encode()).digest()
-        bucket = int.from_bytes(digest[:8], "big") % self._total
-        split = next(name for upper, name in self._bounds if bucket < upper)
-        self._counters[split].inc()
-        yield beam.pvalue.TaggedOutput(split, serialize_example(values))
+    def process(self, path, column_types):
+        for row in super().process(path):
+            if isinstance(row, beam.pvalue.TaggedOutput):
+                yield row
+                continue
+            _, _, cells = row
+            values = {column: _convert(cell, column_type)
+                      for column, cell, column_type in zip(self._columns, cells, column_types)
+                      if column_type != "missing"}
+            digest = hashlib.sha256("\x1f".join(cells).encode()).digest()
+            bucket = int.from_bytes(digest[:8], "big") % self._total
+            split = next(name for upper, name in self._bounds if bucket < upper)
+            self._counters[split].inc()
+            yield beam.pvalue.TaggedOutput(split, serialize_example(values))
 
 
 def _write_json(value, path):
@@ -261,17 +267,16 @@ def write_examples(files, columns, splits, output_dir, beam_args=""):
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     file_paths = pipeline | "Files" >> beam.Create(files)
-    read = file_paths | "ReadRows" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
-    read.errors | "WriteErrors" >> beam.io.WriteToText(errors_prefix, num_shards=1, shard_name_template="")
     column_types = (
         file_paths
         | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
     ).rows | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns)))
     column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
     split_names = [name for name, _ in splits]
-    examples = read.rows | "ToExamples" >> beam.ParDo(
-        _ToSplitExamples(columns, splits), beam.pvalue.AsSingleton(column_types)
-    ).with_outputs(*split_names)
+    examples = file_paths | "ReadAndSplit" >> beam.ParDo(
+        _ReadAndSplit(columns, splits), beam.pvalue.AsSingleton(column_types)
+    ).with_outputs("errors", *split_names)
+    examples.errors | "WriteErrors" >> beam.io.WriteToText(errors_prefix, num_shards=1, shard_name_template="")
     for name in split_names:
         examples[name] | f"Write{name}" >> beam.io.WriteToTFRecord(
             os.path.join(layout.split_dir(output_dir, name), "data_tfrecord"), file_name_suffix=".gz")

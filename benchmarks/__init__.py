@@ -1,0 +1,1 @@
+"""Benchmarks of the local pipeline: synthetic data, floors and the runner (`make bench`)."""

@@ -1,0 +1,125 @@
+"""Running a compiled pipeline spec on this machine with kfp.local, and what the user sees of it.
+
+The stages run one after another, each in its own process (kfp.local's SubprocessRunner) in this
+Python environment. `StageLog` passes their output through to the terminal while noting each stage's
+start, end, peak memory and error line; after the run, the run report is written and a summary is
+printed from the pipeline's outputs.
+"""
+import os
+import re
+import sys
+import time
+import warnings
+
+from kfp import local
+from kfp.components import load_component_from_file
+from kfp.local import pipeline_orchestrator
+
+from components.errors import ERROR_PREFIX, PEAK_MEMORY_PREFIX
+from components.run_report import write_run_report
+
+
+class StageLog:
+    """Passes the run's output through, noting when each stage starts and ends and any stage error."""
+
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+    _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
+    _ENDED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._partial = ""
+        self._in_error = False
+        self._current = None
+        self.stages = {}  # name -> {"started": t, "seconds": s, "status": str, "peak_mb": m}
+        self.errors = []
+
+    def write(self, text):
+        self._stream.write(text)
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            self._note(self._ANSI.sub("", line).strip())
+        return len(text)
+
+    def flush(self):
+        self._stream.flush()
+
+    def _note(self, line):
+        if started := self._STARTED.search(line):
+            self._current = started[1]
+            self.stages[started[1]] = {"started": time.monotonic(), "seconds": None, "status": "RUNNING"}
+        elif ended := self._ENDED.search(line):
+            stage = self.stages.setdefault(ended[1], {"started": time.monotonic()})
+            stage.update(seconds=time.monotonic() - stage["started"], status=ended[2])
+        if PEAK_MEMORY_PREFIX in line and self._current:
+            self.stages[self._current]["peak_mb"] = float(line.split(PEAK_MEMORY_PREFIX, 1)[1])
+        if ERROR_PREFIX in line:
+            self.errors.append(line.split(ERROR_PREFIX, 1)[1])
+            self._in_error = True
+        elif self._in_error and line.startswith("- "):
+            self.errors[-1] += "\n  " + line
+        else:
+            self._in_error = False
+
+
+def run_compiled_spec(spec_path, arguments, pipeline_root, stage_order):
+    """Runs the compiled spec at `spec_path` with kfp.local under `pipeline_root`.
+
+    Returns (outputs, stage log, path of the run report).
+    """
+    earlier_runs = set(os.listdir(pipeline_root))
+    pipeline_spec = load_component_from_file(spec_path).pipeline_spec
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
+               raise_on_error=False)
+    terminal = sys.stdout
+    stage_log = StageLog(terminal)
+    sys.stdout = stage_log
+    try:
+        outputs = pipeline_orchestrator.run_local_pipeline(pipeline_spec=pipeline_spec, arguments=arguments)
+    finally:
+        sys.stdout = terminal
+    new_runs = sorted(name for name in set(os.listdir(pipeline_root)) - earlier_runs
+                      if os.path.isdir(os.path.join(pipeline_root, name)))
+    report = None
+    if new_runs:
+        report = write_run_report(os.path.join(pipeline_root, new_runs[-1]), stage_order, stage_log.stages,
+                                  stage_log.errors, outputs)
+    return outputs, stage_log, report
+
+
+def summary(outputs, stage_log, total_seconds, report):
+    lines = ["", "Summary", "======="]
+    for name, stage in stage_log.stages.items():
+        seconds = f"{stage['seconds']:6.1f} s" if stage.get("seconds") is not None else "      -"
+        memory = f"{stage['peak_mb']:7.0f} MB" if stage.get("peak_mb") else ""
+        lines.append(f"  {name:<11} {stage.get('status', '?'):<8} {seconds} {memory}".rstrip())
+    lines.append(f"  {'total':<11} {'':<8} {total_seconds:6.1f} s")
+    for error in stage_log.errors:
+        lines.append(f"Error: {error}")
+    if report:
+        lines.append(f"Run report: {report}")
+    if not outputs:
+        lines.append("The run failed: nothing was published.")
+        return "\n".join(lines)
+    train = outputs["train_metrics"].metadata
+    lines.append("Training: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(train.items())))
+    evaluation = outputs["eval_metrics"].metadata
+    lines.append("Evaluation (eval split): " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(evaluation.items())))
+    blessing = outputs["blessing"].metadata
+    lines.append(f"Blessing: {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'}")
+    lines.extend(f"  - {reason}" for reason in blessing["reasons"])
+    pushed = outputs["pushed_model"].metadata
+    lines.append(f"Published: version {int(pushed['version'])} at {pushed['path']}" if pushed["pushed"]
+                 else "Published: nothing (the model was not blessed)")
+    return "\n".join(lines)
+
+
+def quiet_stage_logs():
+    # TensorFlow's C++ start-up notices and Google client libraries' Python-version notices say
+    # nothing about the run.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:You are using a Python version:FutureWarning")
+    # kfp.local warns that the (not yet built) project image may not be a Python image; locally the
+    # stages run in this Python, so the warning does not apply.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
