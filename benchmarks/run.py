@@ -47,7 +47,16 @@ def run_pipeline(variant, rows, work, beam_args):
     return data, seconds, stages, failure
 
 
-def benchmark(sizes, variants, work, beam_args):
+def write_outputs(report, out):
+    with open(os.path.join(out, "results.json"), "w") as sink:
+        json.dump(report, sink, indent=2)
+    with open(os.path.join(out, "results.md"), "w") as sink:
+        sink.write(markdown(report))
+    plot(report, os.path.join(out, "results.png"))
+
+
+def benchmark(sizes, variants, work, beam_args, out):
+    """Runs every variant and size; rewrites the outputs after each, so a long run keeps what it has."""
     floors = {}
     results = []
     for variant in variants:
@@ -73,8 +82,10 @@ def benchmark(sizes, variants, work, beam_args):
                 print(f"  FAILED after {seconds:.1f} s:\n{failure}", flush=True)
             print(f"  {seconds:.1f} s; " + ", ".join(f"{n} {s['seconds']:.1f} s" for n, s in entry["stages"].items()
                                                     if s["seconds"] is not None), flush=True)
-    return {"machine": {"cores": os.cpu_count()}, "beam_args": beam_args, "targets": TARGETS,
-            "import_floor_seconds": floors.get("import_seconds"), "results": results}
+            report = {"machine": {"cores": os.cpu_count()}, "beam_args": beam_args, "targets": TARGETS,
+                      "import_floor_seconds": floors.get("import_seconds"), "results": results}
+            write_outputs(report, out)
+    return report
 
 
 def markdown(report):
@@ -123,13 +134,8 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="living-bench-") as work:
-        report = benchmark([int(size) for size in args.sizes.split(",")], args.variants.split(","), work,
-                           args.beam_args)
-    with open(os.path.join(args.out, "results.json"), "w") as sink:
-        json.dump(report, sink, indent=2)
-    with open(os.path.join(args.out, "results.md"), "w") as sink:
-        sink.write(markdown(report))
-    plot(report, os.path.join(args.out, "results.png"))
+        benchmark([int(size) for size in args.sizes.split(",")], args.variants.split(","), work, args.beam_args,
+                  args.out)
     print(f"Wrote {args.out}/results.json, results.md and results.png")
 
 

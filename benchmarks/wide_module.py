@@ -3,7 +3,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.user_module import transformed_name
+from components.user_module import dense_feature, transformed_name
 
 LABEL_KEY = "label"
 PROBLEM_TYPE = "classification"
@@ -12,23 +12,14 @@ CATEGORICAL = [f"cat_{i}" for i in range(10)]
 _OOV_BUCKETS = 1
 
 
-def _dense(feature, default_value):
-    """A [batch] tensor from a feature that may be missing (sparse) in some examples."""
-    if isinstance(feature, tf.sparse.SparseTensor):
-        feature = tf.sparse.to_dense(
-            tf.SparseTensor(feature.indices, feature.values, [feature.dense_shape[0], 1]),
-            default_value=default_value)
-    return tf.reshape(feature, [-1])
-
-
 def preprocessing_fn(inputs):
-    outputs = {transformed_name(key): _dense(tft.scale_to_z_score(tf.cast(inputs[key], tf.float32)), 0.0)
+    outputs = {transformed_name(key): dense_feature(tft.scale_to_z_score(tf.cast(inputs[key], tf.float32)), 0.0)
                for key in NUMERIC}
     for key in CATEGORICAL:
         outputs[transformed_name(key)] = tft.compute_and_apply_vocabulary(
-            _dense(inputs[key], ""), num_oov_buckets=_OOV_BUCKETS, vocab_filename=key)
+            dense_feature(inputs[key], ""), num_oov_buckets=_OOV_BUCKETS, vocab_filename=key)
     outputs[transformed_name(LABEL_KEY)] = tft.compute_and_apply_vocabulary(
-        _dense(inputs[LABEL_KEY], ""), vocab_filename=LABEL_KEY)
+        dense_feature(inputs[LABEL_KEY], ""), vocab_filename=LABEL_KEY)
     return outputs
 
 

@@ -6,8 +6,8 @@ A user module is a Python module, named by import path (`my_project.penguin_modu
 - `LABEL_KEY` (str): the raw column to predict.
 - `PROBLEM_TYPE` (str): "classification" or "regression".
 - `preprocessing_fn(inputs)`: the TensorFlow Transform function, raw features in (a feature that may
-  be missing, and every feature of an inferred schema, arrives as a SparseTensor), transformed features
-  out (full-pass analyzers such as `tft.scale_to_z_score` and `tft.compute_and_apply_vocabulary` are
+  be missing, and every feature of an inferred schema, arrives as a SparseTensor: `dense_feature`
+  below fills it in), transformed features out (full-pass analyzers such as `tft.scale_to_z_score` and `tft.compute_and_apply_vocabulary` are
   fine). It returns the label under `transformed_name(LABEL_KEY)`; for classification, an integer class
   id, and if it builds the label's vocabulary with `vocab_filename=LABEL_KEY`, the serving model also
   returns class names.
@@ -73,6 +73,20 @@ def load_user_module(module):
         raise StageError(f"--module {module!r}: PROBLEM_TYPE is {loaded.PROBLEM_TYPE!r}; "
                          f"use {CLASSIFICATION!r} or {REGRESSION!r}.")
     return loaded
+
+
+def dense_feature(feature, default_value):
+    """A [batch] tensor of a one-value feature, with `default_value` where it is missing.
+
+    For use in `preprocessing_fn`: a feature that may be missing arrives as a SparseTensor.
+    """
+    import tensorflow as tf
+
+    if isinstance(feature, tf.sparse.SparseTensor):
+        feature = tf.sparse.to_dense(
+            tf.SparseTensor(feature.indices, feature.values, [feature.dense_shape[0], 1]),
+            default_value=default_value)
+    return tf.reshape(feature, [-1])
 
 
 def slice_columns(user_module):

@@ -3,25 +3,20 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.user_module import transformed_name
+from components.user_module import dense_feature, transformed_name
 
 LABEL_KEY = "sex"
 PROBLEM_TYPE = "classification"
 FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 
 
-def _dense(feature):
-    """[batch] values of a feature the schema gives no fixed shape (a SparseTensor of one value each)."""
-    return tf.reshape(tf.sparse.to_dense(feature), [-1])
-
-
 def preprocessing_fn(inputs):
-    outputs = {transformed_name(key): tft.scale_to_z_score(tf.cast(_dense(inputs[key]), tf.float32))
+    outputs = {transformed_name(key): tft.scale_to_z_score(tf.cast(dense_feature(inputs[key], 0), tf.float32))
                for key in FEATURES}
     outputs[transformed_name("species")] = tft.compute_and_apply_vocabulary(
-        tf.reshape(tf.sparse.to_dense(inputs["species"], default_value=""), [-1]), vocab_filename="species")
+        dense_feature(inputs["species"], ""), vocab_filename="species")
     outputs[transformed_name(LABEL_KEY)] = tft.compute_and_apply_vocabulary(
-        tf.reshape(tf.sparse.to_dense(inputs[LABEL_KEY], default_value=""), [-1]), vocab_filename=LABEL_KEY)
+        dense_feature(inputs[LABEL_KEY], ""), vocab_filename=LABEL_KEY)
     return outputs
 
 

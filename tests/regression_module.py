@@ -3,7 +3,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.user_module import transformed_name
+from components.user_module import dense_feature, transformed_name
 
 LABEL_KEY = "body_mass_g"
 PROBLEM_TYPE = "regression"
@@ -11,15 +11,10 @@ FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
 SLICE_COLUMNS = ["island"]
 
 
-def _dense(feature):
-    """[batch] values of a feature the schema gives no fixed shape (a SparseTensor of one value each)."""
-    return tf.reshape(tf.sparse.to_dense(feature), [-1])
-
-
 def preprocessing_fn(inputs):
-    outputs = {transformed_name(key): tft.scale_to_z_score(tf.cast(_dense(inputs[key]), tf.float32))
+    outputs = {transformed_name(key): tft.scale_to_z_score(tf.cast(dense_feature(inputs[key], 0), tf.float32))
                for key in FEATURES}
-    outputs[transformed_name(LABEL_KEY)] = tf.cast(_dense(inputs[LABEL_KEY]), tf.float32) / 1000.0
+    outputs[transformed_name(LABEL_KEY)] = tf.cast(dense_feature(inputs[LABEL_KEY], 0), tf.float32) / 1000.0
     return outputs
 
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.user_module import transformed_name
+from components.user_module import dense_feature, transformed_name
 
 LABEL_KEY = "species"
 PROBLEM_TYPE = "classification"
@@ -19,25 +19,16 @@ TRAIN_BATCH_SIZE = 32
 _OOV_BUCKETS = 1
 
 
-def _to_dense(feature, default_value):
-    """A [batch] tensor from a feature that may be missing (sparse) in some examples."""
-    if isinstance(feature, tf.sparse.SparseTensor):
-        feature = tf.sparse.to_dense(
-            tf.SparseTensor(feature.indices, feature.values, [feature.dense_shape[0], 1]),
-            default_value=default_value)
-    return tf.reshape(feature, [-1])
-
-
 def preprocessing_fn(inputs):
     outputs = {}
     for key in NUMERIC_FEATURES:
         z_scores = tft.scale_to_z_score(tf.cast(inputs[key], tf.float32))
-        outputs[transformed_name(key)] = _to_dense(z_scores, 0.0)
+        outputs[transformed_name(key)] = dense_feature(z_scores, 0.0)
     for key in CATEGORICAL_FEATURES:
         outputs[transformed_name(key)] = tft.compute_and_apply_vocabulary(
-            _to_dense(inputs[key], ""), num_oov_buckets=_OOV_BUCKETS, vocab_filename=key)
+            dense_feature(inputs[key], ""), num_oov_buckets=_OOV_BUCKETS, vocab_filename=key)
     outputs[transformed_name(LABEL_KEY)] = tft.compute_and_apply_vocabulary(
-        _to_dense(inputs[LABEL_KEY], ""), vocab_filename=LABEL_KEY)
+        dense_feature(inputs[LABEL_KEY], ""), vocab_filename=LABEL_KEY)
     return outputs
 
 
