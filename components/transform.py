@@ -4,10 +4,12 @@ Full-pass analyzers (means, variances, vocabularies) run over the train split on
 transform graph is applied to every split, written as gzipped tf.Examples, and saved for the trainer,
 which embeds it in the serving model.
 """
+import json
 import os
 import tempfile
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
@@ -21,6 +23,11 @@ from components.errors import StageError
 from components.schema import load_schema
 from components.statistics import TELEMETRY
 from components.user_module import load_user_module
+
+RANGES_FILE = "feature_ranges.json"
+_NUMERIC_ARROW_TYPES = {pa_type.id for pa_type in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(),
+                                                    pa.uint16(), pa.uint32(), pa.uint64(), pa.float16(),
+                                                    pa.float32(), pa.float64())}
 
 
 def _check_columns(schema, user_module, module):
@@ -58,6 +65,11 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
         for split in splits:
             transformed, _ = (((raw[split], sources[split].TensorAdapterConfig()), transform_fn)
                               | f"Transform[{split}]" >> tft_beam.TransformDataset(output_record_batches=True))
+            if split == layout.TRAIN:
+                _ = (transformed
+                     | "Ranges[train]" >> beam.CombineGlobally(_NumericRanges())
+                     | "WriteRanges" >> beam.Map(_write_ranges,
+                                                 os.path.join(transformed_examples_dir, RANGES_FILE)))
             _ = (transformed
                  | f"Encode[{split}]" >> beam.FlatMap(_encode_examples)
                  | f"Write[{split}]" >> beam.io.WriteToTFRecord(
@@ -68,29 +80,50 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
     return splits
 
 
-def _numeric_ranges(transformed_examples_dir, feature_spec):
-    """min, mean and max of each numeric transformed feature over the train split, batch by batch."""
-    import tensorflow as tf
+class _NumericRanges(beam.CombineFn):
+    """min, sum, max and count of each numeric column of the transformed record batches."""
 
-    totals = {}
-    records = tf.data.TFRecordDataset(
-        tf.io.gfile.glob(layout.examples_pattern(transformed_examples_dir, layout.TRAIN)), compression_type="GZIP")
-    for batch in records.batch(4096):
-        for name, values in tf.io.parse_example(batch, feature_spec).items():
-            if isinstance(values, tf.SparseTensor):
-                values = values.values
-            if not values.dtype.is_floating and not values.dtype.is_integer:
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, accumulator, record_batch_and_passthrough):
+        import pyarrow.compute as compute
+
+        record_batch, _ = record_batch_and_passthrough
+        for name, column in zip(record_batch.schema.names, record_batch.columns):
+            values = compute.list_flatten(column) if hasattr(column.type, "value_type") else column
+            if not (values.type.id in _NUMERIC_ARROW_TYPES and len(values)):
                 continue
-            values = tf.cast(tf.reshape(values, [-1]), tf.float64).numpy()
-            if not len(values):
-                continue
-            low, high, total, count = totals.get(name, (values.min(), values.max(), 0.0, 0))
-            totals[name] = (min(low, values.min()), max(high, values.max()), total + values.sum(),
-                            count + len(values))
-    return {name: (low, total / count, high) for name, (low, high, total, count) in totals.items()}
+            low, high = compute.min_max(values).values()
+            self._merge(accumulator, name, (low.as_py(), compute.sum(values).as_py(), high.as_py(),
+                                            len(values)))
+        return accumulator
+
+    @staticmethod
+    def _merge(accumulator, name, value):
+        if name in accumulator:
+            low, total, high, count = accumulator[name]
+            value = (min(low, value[0]), total + value[1], max(high, value[2]), count + value[3])
+        accumulator[name] = value
+
+    def merge_accumulators(self, accumulators):
+        merged = {}
+        for accumulator in accumulators:
+            for name, value in accumulator.items():
+                self._merge(merged, name, value)
+        return merged
+
+    def extract_output(self, accumulator):
+        return {name: (low, total / count, high) for name, (low, total, high, count) in accumulator.items()}
+
+
+def _write_ranges(ranges, path):
+    with open(path, "w") as sink:
+        json.dump(ranges, sink)
 
 
 def transform_report(transform_graph_dir, transformed_examples_dir):
+    # The ranges were computed by the transform pipeline itself, over the transformed train split.
     """Markdown: the analyzers' vocabularies (size, first entries) and each transformed feature's range."""
     from components.reports import markdown_table, number
 
@@ -103,7 +136,8 @@ def transform_report(transform_graph_dir, transformed_examples_dir):
         shown = ", ".join(entry.decode(errors="replace") for entry in entries[:6])
         vocabulary_rows.append((name, len(entries), shown + (", ..." if len(entries) > 6 else "")))
     spec = output.transformed_feature_spec()
-    ranges = _numeric_ranges(transformed_examples_dir, spec)
+    with open(os.path.join(transformed_examples_dir, RANGES_FILE)) as source:
+        ranges = json.load(source)
     feature_rows = [(name, spec[name].dtype.name, *(number(v) for v in ranges.get(name, (None,) * 3)))
                     for name in sorted(spec)]
     lines = ["# Transform", "", "Full-pass analyzers ran over the train split.", "", "## Vocabularies", ""]
