@@ -151,6 +151,7 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
         "reasons": _reasons(validation, metric_name, higher_is_better, overall, threshold, tolerance,
                             with_baseline),
         "metric": metric_name,
+        "classes": names or [],
         "baseline": baseline_dir or "",
         "overall": overall,
         "slices": {name: values.get(CANDIDATE, {}) for name, values in slices.items()},
@@ -167,38 +168,40 @@ def class_names(model_dir, label_key):
         return [line.rstrip("\n") for line in source]
 
 
-def confusion_matrix(output_dir, names=None):
-    """(categories, matrix[actual][predicted]) of the candidate on the whole eval split, or None."""
+def _overall_candidate_plots(output_dir):
+    """The candidate's plot values on the whole eval split (not a slice of it)."""
     for plots in tfma.load_plots(output_dir):
         if plots.slice_key.single_slice_keys:
             continue
         for item in plots.plot_keys_and_values:
-            if item.key.model_name not in ("", CANDIDATE):
-                continue
-            matrices = item.value.multi_class_confusion_matrix_at_thresholds.matrices
-            if not matrices:
-                continue
-            entries = matrices[0].entries
-            size = max([max(e.actual_class_id, e.predicted_class_id) for e in entries] + [len(names or [])-1]) + 1
-            matrix = [[0] * size for _ in range(size)]
-            for entry in entries:
-                if entry.actual_class_id >= 0 and entry.predicted_class_id >= 0:
-                    matrix[entry.actual_class_id][entry.predicted_class_id] = int(entry.num_weighted_examples)
-            categories = names[:size] if names and len(names) >= size else [str(i) for i in range(size)]
-            return categories, matrix
+            if item.key.model_name in ("", CANDIDATE):
+                yield item.value
+
+
+def confusion_matrix(output_dir, names=None):
+    """(categories, matrix[actual][predicted]) of the candidate on the whole eval split, or None."""
+    for plot in _overall_candidate_plots(output_dir):
+        matrices = plot.multi_class_confusion_matrix_at_thresholds.matrices
+        if not matrices:
+            continue
+        entries = matrices[0].entries
+        size = max([max(e.actual_class_id, e.predicted_class_id) for e in entries] + [len(names or []) - 1]) + 1
+        matrix = [[0] * size for _ in range(size)]
+        for entry in entries:
+            if entry.actual_class_id >= 0 and entry.predicted_class_id >= 0:
+                matrix[entry.actual_class_id][entry.predicted_class_id] = int(entry.num_weighted_examples)
+        categories = names[:size] if names and len(names) >= size else [str(i) for i in range(size)]
+        return categories, matrix
     return None
 
 
 def roc_curve(output_dir):
     """(false positive rates, true positive rates, thresholds) of a binary candidate, or None."""
-    for plots in tfma.load_plots(output_dir):
-        if plots.slice_key.single_slice_keys:
-            continue
-        for item in plots.plot_keys_and_values:
-            matrices = item.value.confusion_matrix_at_thresholds.matrices
-            if item.key.model_name in ("", CANDIDATE) and matrices:
-                points = sorted((m.false_positive_rate, m.recall, m.threshold) for m in matrices)
-                return tuple(list(values) for values in zip(*points))
+    for plot in _overall_candidate_plots(output_dir):
+        matrices = plot.confusion_matrix_at_thresholds.matrices
+        if matrices:
+            points = sorted((m.false_positive_rate, m.recall, m.threshold) for m in matrices)
+            return tuple(list(values) for values in zip(*points))
     return None
 
 

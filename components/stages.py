@@ -97,11 +97,10 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     """Evaluate (Evaluator): TFMA on the eval split and the blessing against the serving model."""
     from components.blessing import write_blessing
     from components.errors import reported_stage
-    from components.evaluate import (blessing_markdown, class_names, confusion_matrix as read_confusion_matrix,
-                                     evaluate_model, evaluation_html, roc_curve)
+    from components.evaluate import (blessing_markdown, confusion_matrix as read_confusion_matrix, evaluate_model,
+                                     evaluation_html, roc_curve)
     from components.reports import write_text
     from components.serving_root import latest_published_model
-    from components.user_module import load_user_module
 
     with reported_stage():
         decision = evaluate_model(
@@ -114,7 +113,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     evaluation.metadata.update({"overall": decision["overall"], "slices": decision["slices"]})
     for name, value in decision["overall"].get("candidate", {}).items():
         metrics.log_metric(name, value)
-    matrix = read_confusion_matrix(evaluation.path, class_names(model.path, load_user_module(module).LABEL_KEY))
+    matrix = read_confusion_matrix(evaluation.path, decision["classes"] or None)
     if matrix:
         confusion_matrix.log_confusion_matrix(*matrix)
     roc = roc_curve(evaluation.path)
