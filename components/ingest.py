@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 
-from components import layout
+from components import layout, storage
 from components.beam_options import pipeline_options
 from components.errors import StageError
 from components.tf_example import serialize_example
@@ -68,7 +68,8 @@ def resolve_input(pattern, span=0, flag="--data"):
         raise StageError(f"{flag} {pattern!r} has {VERSION_TOKEN} without {SPAN_TOKEN}: "
                          "versions belong to spans, add {SPAN} to the pattern.")
     glob = pattern.replace(SPAN_TOKEN, "*").replace(VERSION_TOKEN, "*")
-    matched = sorted(m.path for m in FileSystems.match([glob])[0].metadata_list)
+    storage.check_location(pattern, flag)
+    matched = storage.match(glob, flag)
     if not matched:
         raise StageError(f"No file matches {flag} {pattern!r}: check the path"
                          + (", or run 'python pipeline.py run' without --data for the demo data."

@@ -12,7 +12,7 @@ import os
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components import layout
+from components import layout, storage
 from components.errors import StageError
 
 SCHEMA_FILE = "schema.pbtxt"
@@ -34,12 +34,12 @@ def load_schema(schema_dir):
 
 
 def read_curated_schema(path):
-    """Loads a schema in text format, with an error naming the file when it cannot be used."""
-    if not os.path.isfile(path):
+    """Loads a schema in text format (a path or a gs:// or s3:// URI), with an error naming the file."""
+    if not (storage.exists(path, "--schema") if storage.is_remote(path) else os.path.isfile(path)):
         raise StageError(f"--schema {path!r} does not exist: give the path of a schema.pbtxt, "
                          "or leave --schema out to infer one from the data.")
     try:
-        return read_schema_text(path)
+        return text_format.Parse(storage.read_text(path, "--schema"), schema_pb2.Schema())
     except text_format.ParseError as error:
         raise StageError(f"--schema {path!r} is not a TFDV schema in text format: {error}") from None
 

@@ -14,7 +14,10 @@ def ingest(data_pattern: str, span: int, split_ratios: str, beam_args: str, exam
     from components.errors import reported_stage
     from components.ingest import ingest_examples
 
+    from components.storage import configure
+
     with reported_stage():
+        configure(beam_args)
         examples.metadata.update(ingest_examples(data_pattern, examples.path, span, split_ratios, beam_args))
 
 
@@ -24,8 +27,10 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
     from components.errors import reported_stage
     from components.reports import write_text
     from components.statistics import generate_statistics, statistics_report as build_report
+    from components.storage import configure
 
     with reported_stage():
+        configure(beam_args)
         splits = generate_statistics(examples.path, statistics.path, beam_args,
                                      [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data)
     statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
@@ -65,9 +70,11 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
     """Transform: TensorFlow Transform with the user module's preprocessing_fn."""
     from components.errors import reported_stage
     from components.reports import write_text
+    from components.storage import configure
     from components.transform import transform_examples, transform_report as build_report
 
     with reported_stage():
+        configure(beam_args)
         splits = transform_examples(examples.path, schema.path, module, transform_graph.path,
                                     transformed_examples.path, beam_args)
     transformed_examples.metadata["split_names"] = splits
@@ -100,14 +107,18 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     from components.evaluate import (blessing_markdown, confusion_matrix as read_confusion_matrix, evaluate_model,
                                      evaluation_html, roc_curve)
     from components.reports import write_text
-    from components.serving_root import latest_published_model
+    from components.serving_root import baseline_model
+    from components.storage import configure
 
     with reported_stage():
-        decision = evaluate_model(
-            model.path, examples.path, schema.path, module, evaluation.path,
-            baseline_dir=latest_published_model(serving_root, model_name),
-            slice_columns=[c.strip() for c in slice_columns.split(",") if c.strip()] or None,
-            threshold=threshold, tolerance=tolerance, beam_args=beam_args)
+        configure(beam_args)
+        with baseline_model(serving_root, model_name) as (baseline, local_baseline):
+            decision = evaluate_model(
+                model.path, examples.path, schema.path, module, evaluation.path,
+                baseline_dir=local_baseline,
+                slice_columns=[c.strip() for c in slice_columns.split(",") if c.strip()] or None,
+                threshold=threshold, tolerance=tolerance, beam_args=beam_args)
+        decision["baseline"] = baseline or ""
     write_blessing(decision, blessing.path)
     blessing.metadata.update(decision)
     evaluation.metadata.update({"overall": decision["overall"], "slices": decision["slices"]})

@@ -13,7 +13,7 @@ import tensorflow_data_validation as tfdv
 from tensorflow_data_validation import constants as tfdv_constants
 from tfx_bsl.public import tfxio
 
-from components import layout
+from components import layout, storage
 from components.beam_options import pipeline_options
 from components.errors import StageError
 from components.ingest import SERVING_SPLIT, ingest_serving_sample
@@ -28,6 +28,8 @@ def _serving_examples_pattern(serving_data, scratch_dir, beam_args):
         ingest_serving_sample(serving_data, scratch_dir, beam_args)
         return layout.examples_pattern(scratch_dir, SERVING_SPLIT)
     if serving_data.endswith(_TFRECORD_SUFFIXES):
+        if not storage.match(serving_data, "--serving-data"):
+            raise StageError(f"No file matches --serving-data {serving_data!r}: check the path.")
         return serving_data
     raise StageError(f"--serving-data {serving_data!r}: give CSV files (.csv) or TFRecord files of "
                      f"tf.Examples ({', '.join(_TFRECORD_SUFFIXES)}).")

@@ -1,35 +1,41 @@
 """The statistics store: each validated span's statistics, kept for the next span's drift check.
 
 This is how a run finds the previous span's statistics without TFX's Resolver or ML Metadata, so the
-same pipeline spec works on kfp.local, open-source KFP and Vertex AI. Layout:
-`<root>/span-<N>/Split-<name>/FeatureStats.pb`. Each file is written under a temporary name and
-renamed over the old one (an atomic replace), so running a span again never leaves a half-written
+same pipeline spec works on kfp.local, open-source KFP and Vertex AI. The store is a local folder or
+a bucket (`gs://`, `s3://`). Layout: `<root>/span-<N>/Split-<name>/FeatureStats.pb`. A local file is
+written under a temporary name and renamed over the old one (an atomic replace); an object in a
+bucket appears whole when its upload completes. So running a span again never leaves a half-written
 file, and a reader sees the old statistics or the new ones.
 """
+import contextlib
 import os
 import re
 import shutil
 import uuid
 
-from components import layout
+from components import layout, storage
 
+_FLAG = "--statistics-root"
 _SPAN_DIR = re.compile(r"span-(\d+)\Z")
 
 
 def span_dir(root, span):
-    return os.path.join(root, f"span-{span}")
+    return storage.join(root, f"span-{span}")
 
 
 def stored_spans(root):
     """The spans whose train statistics are stored, in order."""
-    if not root or not os.path.isdir(root):
+    if not root:
         return []
-    spans = []
-    for name in os.listdir(root):
-        match = _SPAN_DIR.match(name)
-        if match and os.path.isfile(layout.statistics_file(os.path.join(root, name), layout.TRAIN)):
-            spans.append(int(match[1]))
-    return sorted(spans)
+    if storage.is_remote(root):
+        found = storage.match(layout.statistics_file(storage.join(root, "span-*"), layout.TRAIN), _FLAG)
+        names = [path[len(root.rstrip("/")) + 1:].split("/", 1)[0] for path in found]
+    elif os.path.isdir(root):
+        names = [name for name in os.listdir(root)
+                 if os.path.isfile(layout.statistics_file(os.path.join(root, name), layout.TRAIN))]
+    else:
+        names = []
+    return sorted(int(match[1]) for match in map(_SPAN_DIR.match, names) if match)
 
 
 def previous_span(root, span):
@@ -38,11 +44,23 @@ def previous_span(root, span):
     return earlier[-1] if earlier else None
 
 
+@contextlib.contextmanager
+def local_span_statistics(root, span):
+    """A local folder with a stored span's statistics (a download when the store is a bucket)."""
+    with storage.local_copy(span_dir(root, span), _FLAG, folder=True) as local:
+        yield local
+
+
 def store_span_statistics(statistics_dir, root, span, splits):
     """Copies the statistics of `splits` into the store as span `span`."""
     for split in splits:
+        source = layout.statistics_file(statistics_dir, split)
         target = layout.statistics_file(span_dir(root, span), split)
+        if storage.is_remote(root):
+            with open(source, "rb") as statistics:
+                storage.write_bytes(target, statistics.read(), _FLAG)
+            continue
         os.makedirs(os.path.dirname(target), exist_ok=True)
         incoming = f"{target}.incoming-{uuid.uuid4().hex}"
-        shutil.copyfile(layout.statistics_file(statistics_dir, split), incoming)
+        shutil.copyfile(source, incoming)
         os.replace(incoming, target)

@@ -1,7 +1,8 @@
 """The user module contract, shared by transform, train and evaluate.
 
-A user module is a Python module, named by import path (`my_project.penguin_module`) or by file path
-(`path/to/module.py`), that defines:
+A user module is a Python module, named by import path (`my_project.penguin_module`), by file path
+(`path/to/module.py`) or by a file in a bucket (`gs://bucket/module.py`, `s3://bucket/module.py`),
+that defines:
 
 - `LABEL_KEY` (str): the raw column to predict.
 - `PROBLEM_TYPE` (str): "classification" or "regression".
@@ -22,11 +23,14 @@ and optionally:
 
 `components/penguins/module.py` is a complete example.
 """
+import hashlib
 import importlib
 import importlib.util
 import os
 import sys
+import tempfile
 
+from components import storage
 from components.errors import StageError
 
 CLASSIFICATION = "classification"
@@ -44,16 +48,31 @@ def transformed_name(key):
     return f"{key}_xf"
 
 
+def _module_name(origin):
+    return f"living_pipeline_user_module_{hashlib.sha256(origin.encode()).hexdigest()[:16]}"
+
+
+def _import_file(path, origin):
+    name = _module_name(origin)
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
 def _import(module):
+    if storage.is_remote(module):
+        if not storage.exists(module, "--module"):
+            raise StageError(f"--module {module!r}: no such file.")
+        # The download stays for the process: TensorFlow reads the module's source when it traces it.
+        local = os.path.join(tempfile.mkdtemp(prefix="living-pipeline-module-"), f"{_module_name(module)}.py")
+        storage.download_file(module, local, "--module")
+        return _import_file(local, module)
     if module.endswith(".py") or os.sep in module:
         if not os.path.isfile(module):
             raise StageError(f"--module {module!r}: no such file.")
-        name = f"living_pipeline_user_module_{abs(hash(os.path.abspath(module)))}"
-        spec = importlib.util.spec_from_file_location(name, module)
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules[name] = loaded
-        spec.loader.exec_module(loaded)
-        return loaded
+        return _import_file(module, os.path.abspath(module))
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as error:

@@ -20,7 +20,7 @@ from components.errors import StageError
 from components.ingest import SERVING_SPLIT
 from components.schema import SERVING_ENVIRONMENT, TRAINING_ENVIRONMENT, load_schema
 from components.statistics import load_statistics
-from components.statistics_store import previous_span, span_dir, store_span_statistics
+from components.statistics_store import local_span_statistics, previous_span, store_span_statistics
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 _COMPARATOR_PREFIX = "COMPARATOR_"
@@ -92,9 +92,10 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
             anomalies = tfdv.validate_statistics(statistics, schema, environment(SERVING_ENVIRONMENT))
             rows.extend(_anomaly_rows(split, anomalies))
         elif split == layout.TRAIN and earlier is not None:
+            with local_span_statistics(statistics_root, earlier) as earlier_dir:
+                previous = load_statistics(earlier_dir, layout.TRAIN)
             anomalies = tfdv.validate_statistics(
-                statistics, schema, environment(TRAINING_ENVIRONMENT),
-                previous_statistics=load_statistics(span_dir(statistics_root, earlier), layout.TRAIN))
+                statistics, schema, environment(TRAINING_ENVIRONMENT), previous_statistics=previous)
             rows.extend(_anomaly_rows(split, anomalies, "drift", f"span {earlier}"))
         else:
             anomalies = tfdv.validate_statistics(statistics, schema, environment(TRAINING_ENVIRONMENT))

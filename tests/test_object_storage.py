@@ -1,0 +1,288 @@
+"""The pipeline against object storage: spans, module, schema, serving sample, statistics store and
+serving root in `s3://` (SeaweedFS) and `gs://` (a GCS emulator), real servers on loopback.
+
+Two full runs through the command line read everything from buckets and publish to them; the
+published model is downloaded and predicts. The bucket publishing protocol, and the errors for a
+missing bucket, a missing object, denied access and an unreachable endpoint are checked directly.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+import tensorflow as tf
+
+from components import storage
+from components.errors import StageError
+from components.penguins import curated_schema_path
+from components.penguins.demo import write_demo_spans
+from components.serving_root import latest_published_model, publish_model, published_versions
+from components.statistics_store import store_span_statistics, stored_spans
+from object_stores import READER, WRITER, free_port, gcs_client, gcs_emulator, s3_client, s3_environment, seaweedfs
+from test_end_to_end import example_from_row
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE_FILE = os.path.join(REPO, "components", "penguins", "module.py")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    with seaweedfs(str(tmp_path_factory.mktemp("seaweedfs"))) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def gcs_host(tmp_path_factory):
+    with gcs_emulator(str(tmp_path_factory.mktemp("gcs"))) as host:
+        yield host
+
+
+class Store:
+    """One object store as the tests see it: its scheme, environment and an admin client."""
+
+    def __init__(self, scheme, environment, make_bucket, list_keys):
+        self.scheme, self.environment = scheme, environment
+        self._make_bucket, self._list_keys = make_bucket, list_keys
+
+    def bucket(self, name):
+        bucket = f"{name}-{uuid.uuid4().hex[:8]}"
+        self._make_bucket(bucket)
+        return bucket
+
+    def uri(self, bucket, *parts):
+        return "/".join([f"{self.scheme}{bucket}", *parts])
+
+    def keys(self, bucket):
+        return sorted(self._list_keys(bucket))
+
+
+@pytest.fixture(scope="session")
+def s3_store(s3_endpoint):
+    client = s3_client(s3_endpoint)
+
+    def list_keys(bucket):
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    return Store(storage.S3_SCHEME, s3_environment(s3_endpoint),
+                 lambda bucket: client.create_bucket(Bucket=bucket), list_keys)
+
+
+@pytest.fixture(scope="session")
+def gcs_store(gcs_host):
+    client = gcs_client(gcs_host)
+    return Store(storage.GCS_SCHEME, {"STORAGE_EMULATOR_HOST": gcs_host},
+                 client.create_bucket, lambda bucket: [blob.name for blob in client.list_blobs(bucket)])
+
+
+@pytest.fixture(params=["s3", "gs"])
+def store(request, monkeypatch):
+    """Each object store in turn, with this process's environment pointing at it."""
+    chosen = request.getfixturevalue(f"{request.param}_store" if request.param == "s3" else "gcs_store")
+    for name, value in chosen.environment.items():
+        monkeypatch.setenv(name, value)
+    storage.configure()
+    return chosen
+
+
+def upload(path, uri):
+    storage.write_bytes(uri, open(path, "rb").read(), "--test")
+
+
+def load_published(uri, tmp_path):
+    local = str(tmp_path / "downloaded")
+    for remote, relative in storage.files_under(uri, "--test"):
+        os.makedirs(os.path.dirname(os.path.join(local, relative)), exist_ok=True)
+        storage.download_file(remote, os.path.join(local, relative), "--test")
+    return tf.saved_model.load(local)
+
+
+def accuracy_on(model, csv_path):
+    with open(csv_path, newline="") as source:
+        rows = [row for row in csv.DictReader(source) if row["species"] != "NA"]
+    examples = tf.constant([example_from_row(row).SerializeToString() for row in rows])
+    predicted = model.signatures["serving_default"](examples=examples)["classes"].numpy()
+    return sum(p.decode() == row["species"] for p, row in zip(predicted, rows)) / len(rows)
+
+
+def run_cli(tmp_path, environment, *flags):
+    summary = tmp_path / "summary.json"
+    process = subprocess.run(
+        [sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--pipeline-root", str(tmp_path / "outputs"),
+         "--summary-json", str(summary), *flags],
+        capture_output=True, text=True, timeout=900, env={**os.environ, **environment})
+    return process, json.loads(summary.read_text()) if summary.exists() else None
+
+
+def stage_up_landing_zone(store, tmp_path):
+    """Demo spans 1 and 2, a serving sample (span 2 without labels), the module and the curated schema."""
+    lake, code = store.bucket("lake"), store.bucket("code")
+    spans = write_demo_spans(str(tmp_path / "spans"))
+    for span in (1, 2):
+        upload(spans[span], store.uri(lake, f"penguins/span-{span}/penguins.csv"))
+    serving = tmp_path / "serving.csv"
+    with open(spans[2], newline="") as source, open(serving, "w", newline="") as sink:
+        reader = csv.DictReader(source)
+        writer = csv.DictWriter(sink, [name for name in reader.fieldnames if name != "species"])
+        writer.writeheader()
+        writer.writerows({k: v for k, v in row.items() if k != "species"} for row in reader)
+    upload(serving, store.uri(lake, "serving/requests.csv"))
+    upload(MODULE_FILE, store.uri(code, "penguin_module.py"))
+    upload(curated_schema_path(), store.uri(code, "schema.pbtxt"))
+    return {
+        "--data": store.uri(lake, "penguins/span-{SPAN}/*.csv"),
+        "--serving-data": store.uri(lake, "serving/*.csv"),
+        "--module": store.uri(code, "penguin_module.py"),
+        "--schema": store.uri(code, "schema.pbtxt"),
+    }, spans
+
+
+def assert_no_secret_anywhere(secret, process, pipeline_root):
+    assert secret not in process.stdout and secret not in process.stderr
+    for folder, _, names in os.walk(pipeline_root):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as artifact:
+                assert secret.encode() not in artifact.read(), os.path.join(folder, name)
+
+
+def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publishes_there(
+        s3_store, tmp_path, monkeypatch, trained_model, statistics_dir):
+    for name, value in s3_store.environment.items():
+        monkeypatch.setenv(name, value)
+    storage.configure()
+    flags, spans = stage_up_landing_zone(s3_store, tmp_path)
+    models, stats = s3_store.bucket("models"), s3_store.bucket("stats")
+    serving_root, statistics_root = s3_store.uri(models), s3_store.uri(stats, "penguins")
+    # What earlier runs left: span 1's statistics, and version 1 serving.
+    store_span_statistics(statistics_dir, statistics_root, 1, ["train", "eval"])
+    publish_model(trained_model[0], serving_root, "penguins")
+
+    process, result = run_cli(tmp_path, s3_store.environment, *[item for pair in flags.items() for item in pair],
+                              "--serving-root", serving_root, "--statistics-root", statistics_root,
+                              "--train-steps", "300", "--tolerance", "0.3")
+
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    outputs = result["outputs"]
+    assert outputs["anomalies"]["checks"] == {"drift": "against span 1", "skew": "against the serving sample"}
+    assert outputs["blessing"]["baseline"] == f"{serving_root}/penguins/1"
+    assert outputs["pushed_model"]["path"] == f"{serving_root}/penguins/2"
+    assert published_versions(serving_root, "penguins") == [1, 2]
+    assert stored_spans(statistics_root) == [1, 2]
+    assert not [key for key in s3_store.keys(models) if ".incoming-" in key]
+    assert accuracy_on(load_published(f"{serving_root}/penguins/2", tmp_path), spans[2]) >= 0.8
+    assert_no_secret_anywhere(WRITER[1], process, str(tmp_path / "outputs"))
+
+
+def test_a_run_on_gcs_reads_and_publishes_through_buckets(gcs_store, tmp_path, monkeypatch):
+    for name, value in gcs_store.environment.items():
+        monkeypatch.setenv(name, value)
+    storage.configure()
+    flags, spans = stage_up_landing_zone(gcs_store, tmp_path)
+    serving_root = gcs_store.uri(gcs_store.bucket("models"))
+    statistics_root = gcs_store.uri(gcs_store.bucket("stats"), "penguins")
+
+    process, result = run_cli(tmp_path, gcs_store.environment, *[item for pair in flags.items() for item in pair],
+                              "--serving-root", serving_root, "--statistics-root", statistics_root,
+                              "--train-steps", "300")
+
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert result["outputs"]["pushed_model"]["path"] == f"{serving_root}/penguins/1"
+    assert stored_spans(statistics_root) == [2]
+    assert latest_published_model(serving_root, "penguins") == f"{serving_root}/penguins/1"
+    assert accuracy_on(load_published(f"{serving_root}/penguins/1", tmp_path), spans[2]) >= 0.8
+
+
+def test_publishing_to_a_bucket_numbers_versions_past_unfinished_ones_and_cleans_up(store, trained_model):
+    bucket = store.bucket("models")
+    root = store.uri(bucket)
+    assert published_versions(root, "penguins") == []
+    assert publish_model(trained_model[0], root, "penguins") == (1, store.uri(bucket, "penguins/1"))
+    # A publish that died half-way: a numbered prefix without saved_model.pb.
+    storage.write_bytes(store.uri(bucket, "penguins/2/variables/variables.index"), b"partial", "--test")
+    assert published_versions(root, "penguins") == [1]
+    assert publish_model(trained_model[0], root, "penguins")[0] == 3
+    assert published_versions(root, "penguins") == [1, 3]
+    keys = store.keys(bucket)
+    assert not [key for key in keys if ".incoming-" in key]
+    local_files = sorted(relative for _, relative in storage.files_under(trained_model[0], "--test"))
+    assert sorted(key[len("penguins/3/"):] for key in keys if key.startswith("penguins/3/")) == local_files
+
+
+def test_a_missing_bucket_names_the_uri(store):
+    from components.ingest import resolve_input
+
+    missing = store.uri(f"no-such-bucket-{uuid.uuid4().hex[:8]}", "spans/span-{SPAN}/*.csv")
+    with pytest.raises(StageError, match=r"^--data '.*no-such-bucket-\w+/spans/span-\{SPAN\}/\*\.csv': "
+                                         r"bucket 'no-such-bucket-\w+' does not exist"):
+        resolve_input(missing)
+
+
+def test_a_missing_object_names_the_uri(store):
+    from components.schema import read_curated_schema
+    from components.user_module import load_user_module
+
+    bucket = store.bucket("code")
+    with pytest.raises(StageError, match=r"^--schema '.*/schema.pbtxt' does not exist"):
+        read_curated_schema(store.uri(bucket, "schema.pbtxt"))
+    with pytest.raises(StageError, match=r"^--module '.*/module.py': no such file"):
+        load_user_module(store.uri(bucket, "module.py"))
+    with pytest.raises(StageError, match=r"^No file matches --data '.*/span-\{SPAN\}/\*.csv'"):
+        from components.ingest import resolve_input
+        resolve_input(store.uri(bucket, "span-{SPAN}/*.csv"))
+
+
+def test_a_user_module_and_schema_load_from_a_bucket(store):
+    from components.schema import read_curated_schema
+    from components.user_module import load_user_module
+
+    bucket = store.bucket("code")
+    upload(MODULE_FILE, store.uri(bucket, "module.py"))
+    upload(curated_schema_path(), store.uri(bucket, "schema.pbtxt"))
+    assert load_user_module(store.uri(bucket, "module.py")).LABEL_KEY == "species"
+    assert "species" in [feature.name for feature in read_curated_schema(store.uri(bucket, "schema.pbtxt")).feature]
+
+
+def test_denied_access_names_the_uri_and_publishes_nothing(s3_store, monkeypatch, trained_model):
+    bucket = s3_store.bucket("models")
+    for name, value in s3_environment(s3_store.environment["AWS_ENDPOINT_URL"], READER).items():
+        monkeypatch.setenv(name, value)
+    storage.configure()
+    with pytest.raises(StageError, match=rf"^--serving-root 's3://{bucket}/penguins/.*': access denied"):
+        publish_model(trained_model[0], f"s3://{bucket}", "penguins")
+    assert s3_store.keys(bucket) == []
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    storage.configure()
+    with pytest.raises(StageError, match=rf"^--serving-root 's3://{bucket}/penguins/\*/saved_model.pb': "
+                                         rf"access denied to bucket '{bucket}'"):
+        published_versions(f"s3://{bucket}", "penguins")
+
+
+@pytest.mark.parametrize("scheme,variable,expected", [
+    ("s3://", "AWS_ENDPOINT_URL", "cannot reach the S3 endpoint"),
+    ("gs://", "STORAGE_EMULATOR_HOST", "cannot reach Google Cloud Storage"),
+])
+def test_an_unreachable_endpoint_fails_fast_naming_the_uri(scheme, variable, expected, monkeypatch):
+    from components.ingest import resolve_input
+
+    monkeypatch.setenv(variable, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "any")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "any")
+    storage.configure()
+    with pytest.raises(StageError, match=rf"^--data '{scheme}lake/span-\{{SPAN\}}/\*.csv': {expected}"):
+        resolve_input(f"{scheme}lake/span-{{SPAN}}/*.csv")
+
+
+def test_a_run_against_a_missing_bucket_stops_at_ingest_with_one_line(s3_store, tmp_path):
+    missing = f"s3://no-such-lake-{uuid.uuid4().hex[:8]}/span-{{SPAN}}/*.csv"
+    models = s3_store.bucket("models")
+    process, result = run_cli(tmp_path, s3_store.environment, "--data", missing,
+                              "--serving-root", f"s3://{models}", "--statistics-root", "")
+    assert process.returncode != 0
+    assert result["stages"]["ingest"]["status"] == "FAILURE"
+    assert result["errors"] == [f"--data {missing!r}: bucket '{missing.split('/')[2]}' does not exist: "
+                                "create it or correct the URI."]
+    assert s3_store.keys(models) == []
