@@ -210,7 +210,11 @@ def parse_args(argv):
     compile_parser.set_defaults(handler=_compile)
 
     run_parser = commands.add_parser("run", help="run the pipeline on this machine (kfp.local)",
-                                     description="Compile the pipeline and run it here with kfp.local.")
+                                     description="Compile the pipeline and run it here with kfp.local. "
+                                     "--data, --serving-data, --module (a .py file), --schema, --statistics-root and "
+                                     "--serving-root may also be gs:// or s3:// URIs; credentials come from the "
+                                     "environment (application default credentials; AWS_* variables or profile, "
+                                     "AWS_ENDPOINT_URL for S3-compatible stores).")
     run_parser.add_argument("--data", default="", metavar="PATTERN", help="CSV files to ingest; may "
                             "hold {SPAN} and {VERSION} (default: the Palmer penguins demo data)")
     run_parser.add_argument("--span", type=int, default=0, help="the span to ingest (default: the latest)")
