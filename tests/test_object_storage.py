@@ -78,10 +78,10 @@ def gcs_store(gcs_host):
                  client.create_bucket, lambda bucket: [blob.name for blob in client.list_blobs(bucket)])
 
 
-@pytest.fixture(params=["s3", "gs"])
+@pytest.fixture(params=["s3_store", "gcs_store"], ids=["s3", "gs"])
 def store(request, monkeypatch):
     """Each object store in turn, with this process's environment pointing at it."""
-    chosen = request.getfixturevalue(f"{request.param}_store" if request.param == "s3" else "gcs_store")
+    chosen = request.getfixturevalue(request.param)
     for name, value in chosen.environment.items():
         monkeypatch.setenv(name, value)
     storage.configure()
@@ -89,7 +89,8 @@ def store(request, monkeypatch):
 
 
 def upload(path, uri):
-    storage.write_bytes(uri, open(path, "rb").read(), "--test")
+    with open(path, "rb") as source:
+        storage.write_bytes(uri, source.read(), "--test")
 
 
 def load_published(uri, tmp_path):
@@ -221,6 +222,7 @@ def test_a_missing_bucket_names_the_uri(store):
 
 
 def test_a_missing_object_names_the_uri(store):
+    from components.ingest import resolve_input
     from components.schema import read_curated_schema
     from components.user_module import load_user_module
 
@@ -230,7 +232,6 @@ def test_a_missing_object_names_the_uri(store):
     with pytest.raises(StageError, match=r"^--module '.*/module.py': no such file"):
         load_user_module(store.uri(bucket, "module.py"))
     with pytest.raises(StageError, match=r"^No file matches --data '.*/span-\{SPAN\}/\*.csv'"):
-        from components.ingest import resolve_input
         resolve_input(store.uri(bucket, "span-{SPAN}/*.csv"))
 
 
