@@ -132,8 +132,11 @@ def run_compiled_spec(spec_path, arguments, pipeline_root, stage_order, runner="
         outputs = pipeline_orchestrator.run_local_pipeline(pipeline_spec=pipeline_spec, arguments=arguments)
     finally:
         sys.stdout = terminal
+    # kfp.local names a run's folder after the pipeline; other new folders (a serving root or statistics
+    # store under the pipeline root, as the docker runner needs) are not runs.
+    run_prefix = pipeline_spec.pipeline_info.name + "-"
     new_runs = sorted(name for name in set(os.listdir(pipeline_root)) - earlier_runs
-                      if os.path.isdir(os.path.join(pipeline_root, name)))
+                      if name.startswith(run_prefix) and os.path.isdir(os.path.join(pipeline_root, name)))
     report = None
     if new_runs:
         report = write_run_report(os.path.join(pipeline_root, new_runs[-1]), stage_order, stage_log.stages,

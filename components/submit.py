@@ -118,6 +118,8 @@ def submit_to_kfp(spec_path, host, arguments, experiment, pipeline_name, revisio
     from kfp_server_api.exceptions import ApiException
 
     check_kfp_endpoint(host)
+    # kfp.Client warns that it needs a KFP backend of 2.0.0-beta.2 or later; manifests/kfp installs 2.5.0.
+    warnings.filterwarnings("ignore", message="This client only works with Kubeflow Pipeline", category=FutureWarning)
     client = client or kfp.Client(host=host)
     step = "the pipeline lookup"
     try:
