@@ -221,31 +221,32 @@ def _submit(args):
         print(f"Error: submit --vertex needs {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        if args.spec:
-            spec_path = args.spec
-        else:
-            spec_path = compile_pipeline(os.path.join(tempfile.mkdtemp(prefix="living-pipeline-"), "pipeline.yaml"),
-                                         args.image, None if args.vertex else (args.kfp_volume or None))
-        spec, _ = submit.read_spec(spec_path)
-        arguments = submit.pipeline_arguments(spec, args.param)
-        revision = args.version_name or submit.version_name(submit.git_revision(os.path.dirname(
-            os.path.abspath(__file__))))
-        if args.vertex:
-            result = submit.submit_to_vertex(spec_path, args.project, args.region, args.pipeline_root, arguments,
-                                             display_name=f"{PIPELINE_NAME}-{revision}", wait=args.wait,
-                                             service_account=args.service_account or None)
-            print(f"Submitted {spec_path} to Vertex AI as {result['job']}"
-                  + (f": {result['state']}" if result["state"] else ""))
-        else:
-            result = submit.submit_to_kfp(spec_path, args.host, arguments, args.experiment, PIPELINE_NAME,
-                                          revision, wait=args.wait, pipeline_root=args.pipeline_root or None,
-                                          timeout_s=args.timeout)
-            print(f"Run {result['run_id']} of {PIPELINE_NAME} version {result['version_name']} started on "
-                  f"{args.host}" + (f": {result['state']}" if result["state"] else ""))
+        with tempfile.TemporaryDirectory(prefix="living-pipeline-") as scratch:
+            spec_path = args.spec or compile_pipeline(os.path.join(scratch, "pipeline.yaml"), args.image,
+                                                      None if args.vertex else (args.kfp_volume or None))
+            _submit_spec(submit, spec_path, args)
     except submit.SubmissionError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _submit_spec(submit, spec_path, args):
+    spec, _ = submit.read_spec(spec_path)
+    arguments = submit.pipeline_arguments(spec, args.param)
+    revision = args.version_name or submit.version_name(submit.git_revision(os.path.dirname(
+        os.path.abspath(__file__))))
+    if args.vertex:
+        result = submit.submit_to_vertex(spec_path, args.project, args.region, args.pipeline_root, arguments,
+                                         display_name=f"{PIPELINE_NAME}-{revision}", wait=args.wait,
+                                         service_account=args.service_account or None)
+        print(f"Submitted to Vertex AI as {result['job']}" + (f": {result['state']}" if result["state"] else ""))
+    else:
+        result = submit.submit_to_kfp(spec_path, args.host, arguments, args.experiment, PIPELINE_NAME, revision,
+                                      wait=args.wait, pipeline_root=args.pipeline_root or None,
+                                      timeout_s=args.timeout)
+        print(f"Run {result['run_id']} of {PIPELINE_NAME} version {result['version_name']} started on "
+              f"{args.host}" + (f": {result['state']}" if result["state"] else ""))
 
 
 def parse_args(argv):
