@@ -35,7 +35,7 @@ $(VENV)/.installed-cluster: $(VENV)/.installed
 
 .PHONY: help install run test bench compile clean image base-image e2e-docker
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv and install the package with the pinned stack
 
