@@ -25,7 +25,8 @@ from kfp.dsl import Artifact, Metrics, Model
 from components import stages
 from components.cluster import STATE_MOUNT_PATH, configure_tasks
 from components.layout import DEFAULT_SPLIT_RATIOS
-from components.local_run import LocalRunError, container_arguments, quiet_stage_logs, run_compiled_spec, summary
+from components.local_run import (LocalRunError, check_docker, container_arguments, quiet_stage_logs,
+                                  run_compiled_spec, summary)
 from components.penguins import curated_schema_path
 
 PIPELINE_NAME = "living-pipeline"
@@ -163,6 +164,7 @@ def _run(args):
     if args.runner == "docker":
         try:
             arguments = container_arguments(arguments, pipeline_root)
+            check_docker(args.image)
         except LocalRunError as error:
             print(f"Error: {error}", file=sys.stderr)
             return 2

@@ -106,6 +106,27 @@ def container_arguments(arguments, pipeline_root):
     return adapted
 
 
+def check_docker(image):
+    """Raises a LocalRunError unless a Docker engine answers and has `image` (kfp.local would try to pull it)."""
+    try:
+        import docker
+    except ImportError as error:
+        raise LocalRunError("--runner docker needs the Docker SDK: pip install -c constraints.txt -e '.[cluster]'") \
+            from error
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException as error:
+        raise LocalRunError(f"--runner docker: no Docker engine answers ({error}): start dockerd, or point "
+                            "DOCKER_HOST at one") from error
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound as error:
+        raise LocalRunError(f"--runner docker: image {image} is not in the Docker engine: build it with "
+                            "`make image` (scripts/build-image.sh), or pass --image") from error
+    finally:
+        client.close()
+
+
 def _runner(runner, pipeline_root):
     if runner == "subprocess":
         return local.SubprocessRunner(use_venv=False)

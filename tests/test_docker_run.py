@@ -60,3 +60,15 @@ def test_cli_refuses_a_serving_root_the_containers_cannot_see_before_running_any
                                      f"{tmp_path / 'root'}: the docker runner mounts only the pipeline root into "
                                      "the stages' containers; put it under the pipeline root")
     assert not (tmp_path / "serving").exists() and not (tmp_path / "root").exists()
+
+
+def test_cli_without_a_docker_engine_is_one_clear_error(tmp_path):
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path / 'no-docker.sock'}"}
+    result = subprocess.run([sys.executable, "pipeline.py", "run", "--runner", "docker", "--pipeline-root",
+                             str(tmp_path / "root"), "--serving-root", str(tmp_path / "root" / "serving"),
+                             "--statistics-root", ""], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: --runner docker: no Docker engine answers (")
+    assert result.stderr.strip().endswith("start dockerd, or point DOCKER_HOST at one")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "root" / "serving").exists()
