@@ -4,6 +4,7 @@ workflows (GitHub's workflow schema, shellcheck over their scripts, actionlint w
 that the names these files share (volume, mount path, model, KFP version) agree with the code."""
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -201,3 +202,38 @@ def test_workflow_scripts_pass_shellcheck(workflow):
 def test_workflows_pass_actionlint():
     result = run(tool("actionlint"), *WORKFLOWS)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# The README's cluster, Vertex AI and CI sections
+
+def _readme():
+    with open(os.path.join(REPO, "README.md")) as source:
+        return source.read()
+
+
+def test_readme_commands_are_ones_pipeline_py_accepts():
+    from pipeline import parse_args
+
+    blocks, block, in_block = [], [], False
+    for line in _readme().splitlines():
+        if line.startswith("```"):
+            if in_block:
+                blocks.append("\n".join(block))
+            block, in_block = [], not in_block
+        elif in_block:
+            block.append(line)
+    commands = []
+    for text in blocks:
+        for command in text.replace("\\\n", " ").splitlines():
+            if "python pipeline.py " in command:
+                commands.append(shlex.split(command.split("python pipeline.py ", 1)[1].split(" #")[0]))
+    assert sum(command[0] == "submit" for command in commands) >= 2
+    for command in commands:
+        parse_args(command)  # argparse exits on an unknown flag or a missing value
+
+
+def test_readme_names_only_files_that_exist():
+    named = set(re.findall(r"`((?:scripts|manifests|docker|components|\.github/workflows)/[\w./-]+)`", _readme()))
+    assert {"scripts/kind-up.sh", "manifests/pipeline/kfp-launcher.yaml", "docker/Dockerfile"} <= named
+    assert sorted(path for path in named if not os.path.exists(os.path.join(REPO, path))) == []
+    assert f"KFP **{KFP_BACKEND_VERSION}**" in _readme()
