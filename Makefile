@@ -9,6 +9,8 @@ ARGS ?=
 # The image's base; where none can be pulled: make base-image, then BASE_IMAGE=$(OFFLINE_BASE_IMAGE)
 BASE_IMAGE ?= python:3.11-slim
 OFFLINE_BASE_IMAGE := living-pipeline-base:bookworm
+# The image's tag: scripts/build-image.sh's default, which pipeline.py uses too.
+IMAGE ?= living-pipeline:$(shell sed -n 's/^ *version="\([^"]*\)".*/\1/p' setup.py)
 # Where `make e2e-docker` runs: the DockerRunner mounts only the pipeline root, so the serving root and
 # the statistics store are inside it.
 DOCKER_OUTPUTS ?= docker_outputs
@@ -55,11 +57,13 @@ base-image: ## build the offline base image (debootstrap + docker import; root, 
 	scripts/build-base-image.sh $(OFFLINE_BASE_IMAGE)
 
 image: ## build the project image (docker/Dockerfile) on BASE_IMAGE
-	BASE_IMAGE='$(BASE_IMAGE)' scripts/build-image.sh
+	BASE_IMAGE='$(BASE_IMAGE)' scripts/build-image.sh $(IMAGE)
 
 e2e-docker: $(VENV)/.installed-cluster image ## build the image and run the demo with every stage in a container
+	docker run --rm $(IMAGE) sh -c 'test "$$(id -u)" != 0 && ! command -v gcc g++ cc >/dev/null' \
+	  || { echo "e2e-docker: $(IMAGE) runs as root or has a compiler" >&2; exit 1; }
 	rm -rf $(DOCKER_OUTPUTS)
-	$(BIN)/python pipeline.py run --runner docker --pipeline-root $(DOCKER_OUTPUTS) \
+	$(BIN)/python pipeline.py run --runner docker --image $(IMAGE) --pipeline-root $(DOCKER_OUTPUTS) \
 	  --serving-root $(DOCKER_OUTPUTS)/serving --statistics-root $(DOCKER_OUTPUTS)/statistics \
 	  --summary-json $(DOCKER_OUTPUTS)/summary.json
 	$(BIN)/python -c 'import json, sys; s = json.load(open("$(DOCKER_OUTPUTS)/summary.json")); \
