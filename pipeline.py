@@ -222,10 +222,14 @@ def _submit(args):
     if args.vertex and missing:
         print(f"Error: submit --vertex needs {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.vertex and args.kfp_volume:
+        print("Error: --kfp-volume is for open-source KFP only: Vertex AI runs the portable spec; leave it out",
+              file=sys.stderr)
+        return 2
     try:
         with tempfile.TemporaryDirectory(prefix="living-pipeline-") as scratch:
             spec_path = args.spec or compile_pipeline(os.path.join(scratch, "pipeline.yaml"), args.image,
-                                                      None if args.vertex else (args.kfp_volume or None))
+                                                      args.kfp_volume or None)
             _submit_spec(submit, spec_path, args)
     except submit.SubmissionError as error:
         print(f"Error: {error}", file=sys.stderr)

@@ -145,3 +145,10 @@ def test_vertex_needs_project_region_and_a_gcs_pipeline_root(specs):
     code, _, stderr = cli("submit", "--vertex", "--project", "p", "--region", "r", "--pipeline-root", "/tmp/x",
                           "--spec", specs[0], "--param", "serving_root=/s")
     assert code == 1 and "--pipeline-root /tmp/x: Vertex AI needs a Cloud Storage URI" in stderr
+
+
+def test_vertex_refuses_the_kfp_volume_flag(specs):
+    code, _, stderr = cli("submit", "--vertex", "--project", "p", "--region", "r", "--pipeline-root", "gs://b/r",
+                          "--kfp-volume", "living-pipeline-state", "--param", "serving_root=/s")
+    assert code == 2 and stderr.strip() == ("Error: --kfp-volume is for open-source KFP only: Vertex AI runs the "
+                                            "portable spec; leave it out")
