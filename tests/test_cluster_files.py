@@ -102,7 +102,7 @@ def test_script_passes_shellcheck(script):
 def test_project_manifests_render_and_match_kubernetes_schemas():
     documents = rendered("manifests/pipeline")
     kinds = sorted(document["kind"] for document in documents)
-    assert kinds == ["ConfigMap", "Deployment", "PersistentVolume", "PersistentVolumeClaim", "Service"]
+    assert kinds == ["Deployment", "PersistentVolume", "PersistentVolumeClaim", "Service"]
     for document in documents:
         kubernetes_validate.validate(document, kind_kubernetes_version(), strict=True)
         if document["kind"] != "PersistentVolume":
@@ -120,17 +120,30 @@ def test_kubernetes_schemas_catch_a_broken_manifest():
 def test_kfp_overlay_pins_the_backend_release_that_runs_kfp_2_13_specs():
     kustomization = read_yaml("manifests/kfp/kustomization.yaml")[0]
     remote, local = kustomization["resources"]
-    assert remote == ("https://github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic"
+    assert remote == ("github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic"
                       f"?ref={KFP_BACKEND_VERSION}")
     assert local == "../pipeline"
+    assert kustomization["patches"] == [{"path": "kfp-launcher.yaml"}]
     with open(os.path.join(REPO, "scripts/kind-up.sh")) as source:
         assert "cluster-scoped-resources?ref=${kfp_version}" in source.read()
 
 
-def test_launcher_config_takes_the_object_store_keys_from_a_secret():
-    config_map = next(document for document in rendered("manifests/pipeline") if document["kind"] == "ConfigMap")
-    assert config_map["metadata"]["name"] == "kfp-launcher"
-    assert config_map["data"]["defaultPipelineRoot"].startswith("minio://mlpipeline/")
+def test_launcher_patch_replaces_kfps_placeholder_and_takes_the_keys_from_a_secret(tmp_path):
+    """The overlay's patch, applied by kubectl kustomize to a stand-in for KFP's own kfp-launcher
+    ConfigMap (placeholder root, namespace set by KFP's env), as manifests/kfp applies it to KFP's."""
+    (tmp_path / "kfp").mkdir()
+    (tmp_path / "kfp" / "kustomization.yaml").write_text("namespace: kubeflow\nresources:\n  - launcher.yaml\n")
+    (tmp_path / "kfp" / "launcher.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kfp-launcher\n"
+        "data:\n  defaultPipelineRoot: kfp-default-pipeline-root_PLACEHOLDER\n")
+    (tmp_path / "overlay").mkdir()
+    shutil.copy(os.path.join(REPO, "manifests/kfp/kfp-launcher.yaml"), tmp_path / "overlay")
+    patches = yaml.safe_dump({"patches": read_yaml("manifests/kfp/kustomization.yaml")[0]["patches"]})
+    (tmp_path / "overlay" / "kustomization.yaml").write_text("resources:\n  - ../kfp\n" + patches)
+    (config_map,) = rendered(str(tmp_path / "overlay"))
+    kubernetes_validate.validate(config_map, kind_kubernetes_version(), strict=True)
+    assert (config_map["metadata"]["name"], config_map["metadata"]["namespace"]) == ("kfp-launcher", "kubeflow")
+    assert config_map["data"]["defaultPipelineRoot"] == "minio://mlpipeline/v2/artifacts"
     credentials = yaml.safe_load(config_map["data"]["providers"])["minio"]["default"]["credentials"]
     assert credentials == {"fromEnv": False, "secretRef": {"secretName": "mlpipeline-minio-artifact",
                                                           "accessKeyKey": "accesskey", "secretKeyKey": "secretkey"}}
