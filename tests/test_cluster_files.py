@@ -247,6 +247,6 @@ def test_readme_commands_are_ones_pipeline_py_accepts():
 
 def test_readme_names_only_files_that_exist():
     named = set(re.findall(r"`((?:scripts|manifests|docker|components|\.github/workflows)/[\w./-]+)`", _readme()))
-    assert {"scripts/kind-up.sh", "manifests/pipeline/kfp-launcher.yaml", "docker/Dockerfile"} <= named
+    assert {"scripts/kind-up.sh", "manifests/kfp/kfp-launcher.yaml", "docker/Dockerfile"} <= named
     assert sorted(path for path in named if not os.path.exists(os.path.join(REPO, path))) == []
     assert f"KFP **{KFP_BACKEND_VERSION}**" in _readme()
