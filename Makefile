@@ -6,6 +6,14 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 # Extra flags for `make run`, e.g. make run ARGS="--data 'data/span-{SPAN}/*.csv'"
 ARGS ?=
+# The image's base; where none can be pulled: make base-image, then BASE_IMAGE=$(OFFLINE_BASE_IMAGE)
+BASE_IMAGE ?= python:3.11-slim
+OFFLINE_BASE_IMAGE := living-pipeline-base:bookworm
+# The image's tag: scripts/build-image.sh's default, which pipeline.py uses too.
+IMAGE ?= living-pipeline:$(shell sed -n 's/^ *version="\([^"]*\)".*/\1/p' setup.py)
+# Where `make e2e-docker` runs: the DockerRunner mounts only the pipeline root, so the serving root and
+# the statistics store are inside it.
+DOCKER_OUTPUTS ?= docker_outputs
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "living-pipeline needs Python 3.11; set PYTHON=/path/to/python3.11"'
@@ -23,9 +31,13 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[bench]'
 	touch $@
 
-.PHONY: help install run test bench compile clean
+$(VENV)/.installed-cluster: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[cluster]'
+	touch $@
+
+.PHONY: help install run test bench compile clean image base-image e2e-docker
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv and install the package with the pinned stack
 
@@ -41,5 +53,21 @@ bench: $(VENV)/.installed-bench ## benchmark the local run at 10k, 100k and 1M r
 compile: $(VENV)/.installed ## write pipeline.yaml, the spec KFP and Vertex AI run
 	$(BIN)/python pipeline.py compile --output pipeline.yaml
 
+base-image: ## build the offline base image (debootstrap + docker import; root, debootstrap, docker)
+	scripts/build-base-image.sh $(OFFLINE_BASE_IMAGE)
+
+image: ## build the project image (docker/Dockerfile) on BASE_IMAGE
+	BASE_IMAGE='$(BASE_IMAGE)' scripts/build-image.sh $(IMAGE)
+
+e2e-docker: $(VENV)/.installed-cluster image ## build the image and run the demo with every stage in a container
+	docker run --rm $(IMAGE) sh -c 'test "$$(id -u)" != 0 && ! command -v gcc g++ cc >/dev/null' \
+	  || { echo "e2e-docker: $(IMAGE) runs as root or has a compiler" >&2; exit 1; }
+	rm -rf $(DOCKER_OUTPUTS)
+	$(BIN)/python pipeline.py run --runner docker --image $(IMAGE) --pipeline-root $(DOCKER_OUTPUTS) \
+	  --serving-root $(DOCKER_OUTPUTS)/serving --statistics-root $(DOCKER_OUTPUTS)/statistics \
+	  --summary-json $(DOCKER_OUTPUTS)/summary.json
+	$(BIN)/python -c 'import json, sys; s = json.load(open("$(DOCKER_OUTPUTS)/summary.json")); \
+	  sys.exit(0 if s["succeeded"] and s["outputs"]["pushed_model"]["pushed"] else "e2e-docker: no model was published")'
+
 clean: ## remove local run outputs, statistics and published demo models (keeps .venv)
-	rm -rf local_outputs serving statistics living_demo pipeline.yaml
+	rm -rf local_outputs serving statistics living_demo pipeline.yaml $(DOCKER_OUTPUTS)

@@ -1,17 +1,21 @@
 """The living pipeline: eight TFX-style stages wired into one KFP v2 pipeline, and its command line.
 
-    python pipeline.py compile [--output pipeline.yaml] [--image IMAGE]
-    python pipeline.py run [--data PATTERN] [--span N] [--module M] [--serving-root DIR] ...
+    python pipeline.py compile [--output pipeline.yaml] [--image IMAGE] [--kfp-volume PVC]
+    python pipeline.py run [--runner docker] [--data PATTERN] [--span N] [--module M] [--serving-root DIR] ...
+    python pipeline.py submit --host URL [--experiment NAME] [--wait] [--param k=v ...]
+    python pipeline.py submit --vertex --project P --region R --pipeline-root gs://... [--wait]
 
 `compile` writes the pipeline spec (KFP IR YAML) that Kubeflow Pipelines and Vertex AI run. `run`
-compiles the same spec and runs it on this machine with kfp.local's SubprocessRunner, in this Python
-environment: no cluster, no Docker.
+compiles the same spec and runs it on this machine with kfp.local: each stage in its own process in
+this Python environment, or with `--runner docker` in a container of the project image. `submit`
+sends the spec to open-source KFP or Vertex AI Pipelines and starts a run.
 """
 import argparse
 import importlib.metadata
 import json
 import os
 import sys
+import tempfile
 import time
 from typing import NamedTuple
 
@@ -19,8 +23,10 @@ from kfp import compiler, dsl
 from kfp.dsl import Artifact, Metrics, Model
 
 from components import stages
+from components.cluster import STATE_MOUNT_PATH, configure_tasks
 from components.layout import DEFAULT_SPLIT_RATIOS
-from components.local_run import quiet_stage_logs, run_compiled_spec, summary
+from components.local_run import (LocalRunError, check_docker, container_arguments, quiet_stage_logs,
+                                  run_compiled_spec, summary)
 from components.penguins import curated_schema_path
 
 PIPELINE_NAME = "living-pipeline"
@@ -44,8 +50,8 @@ class PipelineOutputs(NamedTuple):
     pushed_model: Model
 
 
-def create_pipeline(image):
-    """The pipeline, with every stage running `image`."""
+def create_pipeline(image, kfp_volume=None):
+    """The pipeline, with every stage running `image`; with `kfp_volume`, KFP-flavoured (see components.cluster)."""
     op = {stage.__name__: dsl.component(stage, base_image=image, install_kfp_package=False)
           for stage in stages.STAGES}
 
@@ -93,6 +99,7 @@ def create_pipeline(image):
             tolerance=tolerance, beam_args=beam_args).set_caching_options(False)
         push = op["push"](model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
                           serving_root=serving_root, model_name=model_name).set_caching_options(False)
+        configure_tasks([ingest, statistics, schema, validate, transform, train, evaluate, push], kfp_volume)
         return PipelineOutputs(anomalies=validate.outputs["anomalies"],
                                train_metrics=train.outputs["metrics"],
                                eval_metrics=evaluate.outputs["metrics"],
@@ -102,19 +109,20 @@ def create_pipeline(image):
     return living_pipeline
 
 
-def compile_pipeline(output, image):
-    compiler.Compiler().compile(create_pipeline(image), package_path=output)
+def compile_pipeline(output, image, kfp_volume=None):
+    compiler.Compiler().compile(create_pipeline(image, kfp_volume), package_path=output)
     return output
 
 
-def run_locally(arguments, pipeline_root):
+def run_locally(arguments, pipeline_root, runner="subprocess", image=None):
     """Compiles the pipeline into the pipeline root and runs that spec with kfp.local.
 
     Returns (outputs, stage log, path of the run report).
     """
     os.makedirs(pipeline_root, exist_ok=True)
-    spec_path = compile_pipeline(os.path.join(pipeline_root, "pipeline.yaml"), default_image())
-    return run_compiled_spec(spec_path, arguments, pipeline_root, [stage.__name__ for stage in stages.STAGES])
+    spec_path = compile_pipeline(os.path.join(pipeline_root, "pipeline.yaml"), image or default_image())
+    return run_compiled_spec(spec_path, arguments, pipeline_root, [stage.__name__ for stage in stages.STAGES],
+                             runner)
 
 
 def _pipeline_arguments(args):
@@ -151,7 +159,16 @@ def _write_json(path, value):
 def _run(args):
     quiet_stage_logs()
     started = time.monotonic()
-    outputs, stage_log, report = run_locally(_pipeline_arguments(args), os.path.abspath(args.pipeline_root))
+    pipeline_root = os.path.abspath(args.pipeline_root)
+    arguments = _pipeline_arguments(args)
+    if args.runner == "docker":
+        try:
+            arguments = container_arguments(arguments, pipeline_root)
+            check_docker(args.image)
+        except LocalRunError as error:
+            print(f"Error: {error}", file=sys.stderr)
+            return 2
+    outputs, stage_log, report = run_locally(arguments, pipeline_root, args.runner, args.image)
     print(summary(outputs, stage_log, time.monotonic() - started, report))
     if args.summary_json:
         _write_json(args.summary_json, {
@@ -191,15 +208,57 @@ def _demo_living(args):
 
 
 def _compile(args):
-    path = compile_pipeline(args.output, args.image)
-    print(f"Wrote {path} (image {args.image})")
+    path = compile_pipeline(args.output, args.image, args.kfp_volume or None)
+    flavour = f", KFP-only: volume {args.kfp_volume} at {STATE_MOUNT_PATH}" if args.kfp_volume else ""
+    print(f"Wrote {path} (image {args.image}{flavour})")
     return 0
+
+
+def _submit(args):
+    from components import submit
+
+    missing = [flag for flag, value in (("--project", args.project), ("--region", args.region),
+                                        ("--pipeline-root", args.pipeline_root)) if not value]
+    if args.vertex and missing:
+        print(f"Error: submit --vertex needs {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.vertex and args.kfp_volume:
+        print("Error: --kfp-volume is for open-source KFP only: Vertex AI runs the portable spec; leave it out",
+              file=sys.stderr)
+        return 2
+    try:
+        with tempfile.TemporaryDirectory(prefix="living-pipeline-") as scratch:
+            spec_path = args.spec or compile_pipeline(os.path.join(scratch, "pipeline.yaml"), args.image,
+                                                      args.kfp_volume or None)
+            _submit_spec(submit, spec_path, args)
+    except submit.SubmissionError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _submit_spec(submit, spec_path, args):
+    spec, _ = submit.read_spec(spec_path)
+    arguments = submit.pipeline_arguments(spec, args.param)
+    revision = args.version_name or submit.version_name(submit.git_revision(os.path.dirname(
+        os.path.abspath(__file__))))
+    if args.vertex:
+        result = submit.submit_to_vertex(spec_path, args.project, args.region, args.pipeline_root, arguments,
+                                         display_name=f"{PIPELINE_NAME}-{revision}", wait=args.wait,
+                                         service_account=args.service_account or None)
+        print(f"Submitted to Vertex AI as {result['job']}" + (f": {result['state']}" if result["state"] else ""))
+    else:
+        result = submit.submit_to_kfp(spec_path, args.host, arguments, args.experiment, PIPELINE_NAME, revision,
+                                      wait=args.wait, pipeline_root=args.pipeline_root or None,
+                                      timeout_s=args.timeout)
+        print(f"Run {result['run_id']} of {PIPELINE_NAME} version {result['version_name']} started on "
+              f"{args.host}" + (f": {result['state']}" if result["state"] else ""))
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{compile,run,demo-data,demo-living}")
+                                     metavar="{compile,run,submit,demo-data,demo-living}")
 
     compile_parser = commands.add_parser("compile", help="write the pipeline spec (KFP IR YAML)",
                                          description="Write the pipeline spec for KFP or Vertex AI.")
@@ -207,6 +266,9 @@ def parse_args(argv):
                                 "(default: %(default)s)")
     compile_parser.add_argument("--image", default=default_image(), help="the image every stage runs "
                                 "(default: %(default)s)")
+    compile_parser.add_argument("--kfp-volume", default="", metavar="PVC", help="open-source KFP only: mount "
+                                f"this PersistentVolumeClaim at {STATE_MOUNT_PATH} in the stages that keep "
+                                "state (kfp-kubernetes); the spec is then not for Vertex AI")
     compile_parser.set_defaults(handler=_compile)
 
     run_parser = commands.add_parser("run", help="run the pipeline on this machine (kfp.local)",
@@ -251,7 +313,44 @@ def parse_args(argv):
                             "e.g. '--runner=DataflowRunner --project=P ...' (default: DirectRunner here)")
     run_parser.add_argument("--summary-json", default="", metavar="PATH", help="also write the run's "
                             "summary as JSON to PATH")
+    run_parser.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess", help="subprocess: "
+                            "each stage in its own process in this Python; docker: each stage in a container "
+                            "of --image, which sees only the pipeline root, so local paths must be under it "
+                            "(default: %(default)s)")
+    run_parser.add_argument("--image", default=default_image(), help="the image the stages run with --runner "
+                            "docker (default: %(default)s, as scripts/build-image.sh tags it)")
     run_parser.set_defaults(handler=_run)
+
+    submit_parser = commands.add_parser("submit", help="submit the pipeline to Kubeflow Pipelines or Vertex AI",
+                                        description="Upload the spec as a pipeline version named after the "
+                                        "git revision and start a run on KFP (--host), or submit it to Vertex "
+                                        "AI Pipelines (--vertex).")
+    target = submit_parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--host", help="the KFP API, e.g. http://localhost:8888 (scripts/kind-up.sh)")
+    target.add_argument("--vertex", action="store_true", help="submit to Vertex AI Pipelines")
+    submit_parser.add_argument("--spec", default="", metavar="PATH", help="a compiled spec to submit (default: "
+                               "compile one now with --image)")
+    submit_parser.add_argument("--image", default=default_image(), help="the image the stages run, when "
+                               "compiling (default: %(default)s)")
+    submit_parser.add_argument("--kfp-volume", default="", metavar="PVC", help="KFP only, when compiling: "
+                               f"mount this PersistentVolumeClaim at {STATE_MOUNT_PATH} (see compile)")
+    submit_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a pipeline "
+                               "argument, e.g. serving_root=/mnt/living-pipeline/serving; repeatable")
+    submit_parser.add_argument("--experiment", default=PIPELINE_NAME, help="KFP experiment (default: "
+                               "%(default)s)")
+    submit_parser.add_argument("--version-name", default="", help="the pipeline version's name (default: the "
+                               "git revision, with -dirty and the time for uncommitted changes)")
+    submit_parser.add_argument("--pipeline-root", default="", help="where the run's artifacts go (required "
+                               "for Vertex AI: gs://BUCKET/PATH; KFP: default the kfp-launcher ConfigMap's)")
+    submit_parser.add_argument("--project", help="Vertex AI: the Google Cloud project")
+    submit_parser.add_argument("--region", help="Vertex AI: the region, e.g. europe-west4")
+    submit_parser.add_argument("--service-account", default="", help="Vertex AI: the service account the "
+                               "stages run as (default: the Compute Engine default)")
+    submit_parser.add_argument("--wait", action="store_true", help="wait for the run to end; fail unless it "
+                               "succeeded")
+    submit_parser.add_argument("--timeout", type=int, default=3600, help="KFP: seconds to wait with --wait "
+                               "(default: %(default)s)")
+    submit_parser.set_defaults(handler=_submit)
 
     demo_data_parser = commands.add_parser("demo-data", help="lay the demo data out as three spans by year",
                                            description="Write the penguins data as spans 1, 2, 3 (2007, "

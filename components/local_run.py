@@ -1,12 +1,16 @@
 """Running a compiled pipeline spec on this machine with kfp.local, and what the user sees of it.
 
 The stages run one after another, each in its own process (kfp.local's SubprocessRunner) in this
-Python environment. `StageLog` passes their output through to the terminal while noting each stage's
+Python environment, or each in a container of the project image (kfp.local's DockerRunner). The
+DockerRunner mounts the pipeline root into each container at the same path, and nothing else: so
+`container_arguments` checks that local paths the stages use are under it (copying in the schema and
+module files), and the pipeline root is made writable for the image's non-root user. `StageLog` passes their output through to the terminal while noting each stage's
 start, end, peak memory and error line; after the run, the run report is written and a summary is
 printed from the pipeline's outputs.
 """
 import os
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -63,15 +67,85 @@ class StageLog:
             self._in_error = False
 
 
-def run_compiled_spec(spec_path, arguments, pipeline_root, stage_order):
-    """Runs the compiled spec at `spec_path` with kfp.local under `pipeline_root`.
+class LocalRunError(Exception):
+    """A local run that cannot start; the message is one line naming the flag and what to do."""
+
+
+# The pipeline arguments that are local paths the stages read or write, and the `run` flag of each.
+_DIRECTORY_ARGUMENTS = {"serving_root": "--serving-root", "statistics_root": "--statistics-root",
+                        "data_pattern": "--data", "serving_data": "--serving-data"}
+_FILE_ARGUMENTS = {"schema_path": "--schema", "module": "--module"}
+CONTAINER_INPUTS = "inputs"
+
+
+def container_arguments(arguments, pipeline_root):
+    """The arguments for stages in containers that see only `pipeline_root` (kfp.local's DockerRunner).
+
+    Data, serving data, the serving root and the statistics store must be under the pipeline root (they
+    are folders the user owns: nothing is copied behind their back); a schema file or module file from
+    elsewhere is copied into <pipeline root>/inputs/. An empty value stays empty (the demo data inside
+    the image; no statistics store).
+    """
+    root = os.path.join(os.path.abspath(pipeline_root), "")
+    adapted = dict(arguments)
+    for name, flag in _DIRECTORY_ARGUMENTS.items():
+        path = arguments.get(name, "")
+        if path and "://" not in path and not os.path.abspath(path).startswith(root):
+            raise LocalRunError(f"{flag} {path} is outside the pipeline root {root.rstrip('/')}: the docker "
+                                "runner mounts only the pipeline root into the stages' containers; put it "
+                                "under the pipeline root")
+    for name, flag in _FILE_ARGUMENTS.items():
+        path = arguments.get(name, "")
+        if not path or "://" in path or not os.path.isabs(path) or path.startswith(root):
+            continue  # empty, remote, an import path, or already visible in the containers
+        if not os.path.isfile(path):
+            raise LocalRunError(f"{flag} {path} does not exist: pass an existing file")
+        inputs = os.path.join(root, CONTAINER_INPUTS)
+        os.makedirs(inputs, exist_ok=True)
+        adapted[name] = shutil.copy(path, os.path.join(inputs, os.path.basename(path)))
+    return adapted
+
+
+def check_docker(image):
+    """Raises a LocalRunError unless a Docker engine answers and has `image` (kfp.local would try to pull it)."""
+    try:
+        import docker
+    except ImportError as error:
+        raise LocalRunError("--runner docker needs the Docker SDK: pip install -c constraints.txt -e '.[cluster]'") \
+            from error
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException as error:
+        raise LocalRunError(f"--runner docker: no Docker engine answers ({error}): start dockerd, or point "
+                            "DOCKER_HOST at one") from error
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound as error:
+        raise LocalRunError(f"--runner docker: image {image} is not in the Docker engine: build it with "
+                            "`make image` (scripts/build-image.sh), or pass --image") from error
+    finally:
+        client.close()
+
+
+def _runner(runner, pipeline_root):
+    if runner == "subprocess":
+        return local.SubprocessRunner(use_venv=False)
+    if runner == "docker":
+        # The image runs as a non-root user: it writes the run's outputs under the pipeline root.
+        os.chmod(pipeline_root, 0o1777)
+        return local.DockerRunner()
+    raise LocalRunError(f"--runner {runner}: use subprocess or docker")
+
+
+def run_compiled_spec(spec_path, arguments, pipeline_root, stage_order, runner="subprocess"):
+    """Runs the compiled spec at `spec_path` with kfp.local under `pipeline_root`, with the runner named
+    `runner` (subprocess or docker).
 
     Returns (outputs, stage log, path of the run report).
     """
     earlier_runs = set(os.listdir(pipeline_root))
     pipeline_spec = load_component_from_file(spec_path).pipeline_spec
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
-               raise_on_error=False)
+    local.init(runner=_runner(runner, pipeline_root), pipeline_root=pipeline_root, raise_on_error=False)
     terminal = sys.stdout
     stage_log = StageLog(terminal)
     sys.stdout = stage_log
@@ -79,8 +153,11 @@ def run_compiled_spec(spec_path, arguments, pipeline_root, stage_order):
         outputs = pipeline_orchestrator.run_local_pipeline(pipeline_spec=pipeline_spec, arguments=arguments)
     finally:
         sys.stdout = terminal
+    # kfp.local names a run's folder after the pipeline; other new folders (a serving root or statistics
+    # store under the pipeline root, as the docker runner needs) are not runs.
+    run_prefix = pipeline_spec.pipeline_info.name + "-"
     new_runs = sorted(name for name in set(os.listdir(pipeline_root)) - earlier_runs
-                      if os.path.isdir(os.path.join(pipeline_root, name)))
+                      if name.startswith(run_prefix) and os.path.isdir(os.path.join(pipeline_root, name)))
     report = None
     if new_runs:
         report = write_run_report(os.path.join(pipeline_root, new_runs[-1]), stage_order, stage_log.stages,
