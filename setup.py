@@ -20,6 +20,7 @@ setup(
         "google-cloud-storage",
         "markdown",
         "palmerpenguins",
+        "psycopg[binary]",
     ],
     extras_require={"test": ["pytest", "pillow", "matplotlib"], "bench": ["matplotlib"]},
     entry_points={"console_scripts": ["living-pipeline=pipeline:main"]},
