@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 
-from components import layout, sources
+from components import layout, postgres, sources
 from components.beam_options import pipeline_options
 from components.errors import StageError
 from components.tf_example import canonical_bytes, example_values, serialize_example
@@ -422,9 +422,6 @@ class _QuerySource:
     """A PostgreSQL query, read in the partitions `components.postgres.describe_query` found."""
 
     def __init__(self, query, partition_column, partitions):
-        from components import postgres
-
-        self._postgres = postgres
         self.query_source = postgres.describe_query(query, partition_column, partitions)
         self.partition_column = partition_column
         self.columns = list(self.query_source.column_types)
@@ -432,7 +429,7 @@ class _QuerySource:
 
     def read(self, pipeline):
         records = (pipeline | "Partitions" >> beam.Create(self.query_source.partitions)
-                   | "ReadQuery" >> beam.ParDo(self._postgres.ReadQueryPartitions(
+                   | "ReadQuery" >> beam.ParDo(postgres.ReadQueryPartitions(
                        self.query_source, self.partition_column)).with_outputs("errors", main="records"))
         return records.records, records.errors, pipeline | "Types" >> beam.Create([self.query_source.column_types])
 
@@ -489,7 +486,8 @@ def _given_splits(pattern, files):
 
 
 def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAULT_SPLIT_RATIOS, beam_args="",
-                    data_format="", query="", query_partition_column="", query_partitions=4, split_column="",
+                    data_format="", query="", query_partition_column="",
+                    query_partitions=postgres.DEFAULT_QUERY_PARTITIONS, split_column="",
                     split_cutoff=""):
     """Runs ingest; returns the metadata of the examples written under `output_dir`.
 

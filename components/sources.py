@@ -18,6 +18,7 @@ How values become tf.Example features (the same for PostgreSQL, in `components/p
                                                                  (a timestamp without a time zone is UTC)
     null                                 the feature is left out of that example
 """
+import contextlib
 import datetime
 import decimal
 import uuid
@@ -61,10 +62,10 @@ def timestamp_micros(value):
 
 def feature_value(value):
     """A typed value from a Parquet, Avro or database row as an int, float, str, bytes or None."""
-    if value is None or isinstance(value, (int, float, str, bytes)) and not isinstance(value, bool):
-        return value
     if isinstance(value, bool):
         return int(value)
+    if value is None or isinstance(value, (int, float, str, bytes)):
+        return value
     if isinstance(value, datetime.datetime):
         return timestamp_micros(value)
     if isinstance(value, (datetime.date, datetime.time)):
@@ -100,25 +101,26 @@ def _parquet_column_type(arrow_type):
     return None
 
 
+@contextlib.contextmanager
 def _parquet_file(path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    handle = FileSystems.open(path)
-    try:
-        return pq.ParquetFile(handle)
-    except (pa.ArrowException, OSError) as error:
-        handle.close()
-        raise StageError(f"{path} is not a readable Parquet file ({error}): replace or remove it.") from None
+    with FileSystems.open(path) as handle:
+        try:
+            parquet = pq.ParquetFile(handle)
+        except (pa.ArrowException, OSError) as error:
+            raise StageError(f"{path} is not a readable Parquet file ({error}): replace or remove it.") from None
+        yield parquet
 
 
 def parquet_columns(files):
     """{column: type} from the Parquet schemas of `files` (which must agree), and each file's row groups."""
     columns, row_groups = None, []
     for path in files:
-        parquet = _parquet_file(path)
-        schema = parquet.schema_arrow
-        row_groups += [(path, group) for group in range(parquet.num_row_groups)]
+        with _parquet_file(path) as parquet:
+            schema = parquet.schema_arrow
+            row_groups += [(path, group) for group in range(parquet.num_row_groups)]
         types = {}
         for field in schema:
             column_type = _parquet_column_type(field.type)
@@ -157,7 +159,8 @@ class ReadParquetRowGroups(beam.DoFn):
 
         path, group, split = element
         try:
-            table = _parquet_file(path).read_row_group(group)
+            with _parquet_file(path) as parquet:
+                table = parquet.read_row_group(group)
         except (pa.ArrowException, OSError) as error:
             yield beam.pvalue.TaggedOutput(
                 "errors", f"{path}, row group {group}: unreadable Parquet data ({error}): replace the file.")
@@ -237,7 +240,7 @@ class ReadAvroFiles(beam.DoFn):
                     yield split, {name: feature_value(value) for name, value in record.items()}
         except StageError as error:
             yield beam.pvalue.TaggedOutput("errors", str(error))
-        except (ValueError, EOFError, OSError, StopIteration) as error:
+        except (ValueError, EOFError, OSError) as error:
             yield beam.pvalue.TaggedOutput(
                 "errors", f"{path}, after record {count}: unreadable Avro data ({error or type(error).__name__}): "
                 "replace the file.")

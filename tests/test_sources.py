@@ -402,10 +402,15 @@ def test_query_that_fails_while_reading_names_the_query(tmp_path, database_url):
 
 def test_query_can_only_read(tmp_path, database_url):
     load_table(database_url)
+    with psycopg.connect(database_url) as connection:
+        connection.execute("CREATE SEQUENCE IF NOT EXISTS counter")
     with pytest.raises(StageError, match="failed: syntax error"):
         ingest_examples("", str(tmp_path / "out"), query="DELETE FROM penguins RETURNING *")
+    with pytest.raises(StageError, match=r"failed: cannot execute nextval\(\) in a read-only transaction"):
+        ingest_examples("", str(tmp_path / "out"), query="SELECT nextval('counter') AS n")
     with psycopg.connect(database_url) as connection:
         assert connection.execute("SELECT count(*) FROM penguins").fetchone()[0] == 60
+        assert connection.execute("SELECT last_value, is_called FROM counter").fetchone() == (1, False)
 
 
 def test_connection_failure_never_shows_the_password(tmp_path, postgres_url, monkeypatch):
