@@ -125,3 +125,23 @@ def test_every_source_and_split_mode_runs_end_to_end(tmp_path, penguins, postgre
                     written.append(artifact.read().decode(errors="replace"))
         assert any("SELECT * FROM penguins" in text for text in written), "the query is recorded"
         assert not any(PASSWORD in text or postgres_url in text for text in written), "the URL never is"
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("failing query", "The PostgreSQL query --query 'SELECT * FROM pengiuns' failed: relation \"pengiuns\" does "
+                      "not exist: fix the query."),
+    ("corrupt avro", "penguins.avro is not a readable Avro file"),
+])
+def test_a_bad_source_stops_the_run_with_one_line_naming_it(tmp_path, postgres_url, monkeypatch, case, expected):
+    if case == "failing query":
+        monkeypatch.setenv("LIVING_PIPELINE_DATABASE_URL", postgres_url)
+        flags = ["--query", "SELECT * FROM pengiuns"]
+    else:
+        (tmp_path / "penguins.avro").write_bytes(b"Obj\x01 not avro at all")
+        flags = ["--data", str(tmp_path / "penguins.avro")]
+    process, result = run_pipeline(tmp_path, *flags)
+    assert process.returncode == 1
+    assert len(result["errors"]) == 1 and expected in result["errors"][0]
+    assert [name for name, stage in result["stages"].items() if stage["status"] == "FAILURE"] == ["ingest"]
+    assert PASSWORD not in process.stdout + process.stderr
+    assert not os.path.exists(tmp_path / "serving")
