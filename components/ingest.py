@@ -8,8 +8,9 @@ missing values ("", NA, N/A, NULL) become absent features; Parquet, Avro and dat
 typed from their schema (`components/sources.py` has the mapping); tf.Examples pass through unchanged.
 
 Splits (TFX's input_config / output_config):
-- hash (default): each row goes to a split by a hash of its tf.Example, weighted by `split_ratios`, so
-  the split is deterministic, needs no shuffle, and is the same whatever format the rows came in;
+- hash (default): each row goes to a split by a hash of its content, weighted by `split_ratios`, so
+  the split is deterministic and needs no shuffle (CSV rows hash their text; other sources their
+  tf.Example, so the same rows from Parquet, Avro, TFRecords or a table split alike);
 - given: a `{SPLIT}` in the pattern (`data/{SPLIT}/*.csv`, `data/{SPLIT}.parquet`) keeps the splits the
   files already have; `train` and `eval` must be among them;
 - by column: with `split_column` and `split_cutoff`, rows whose value is below the cut-off train and
@@ -230,7 +231,7 @@ def _convert(text, column_type):
 
 
 class _ReadTypedRows(_ReadRows):
-    """Reads a file's rows and yields each as (split, {column: typed value}).
+    """Reads a file's rows and yields each as (split, {column: typed value}, the row's text to hash).
 
     Reading and converting in one step streams each file: rows are never held back waiting for the
     column types, which arrive as a side input from a first, separate read of the files.
@@ -242,9 +243,10 @@ class _ReadTypedRows(_ReadRows):
                 yield row
                 continue
             split, _, _, cells = row
-            yield split, {column: _convert(cell, column_type)
-                          for column, cell, column_type in zip(self._columns, cells, column_types)
-                          if column_type != "missing"}
+            values = {column: _convert(cell, column_type)
+                      for column, cell, column_type in zip(self._columns, cells, column_types)
+                      if column_type != "missing"}
+            yield split, values, "\x1f".join(cells).encode()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,7 +299,12 @@ def _cutoff_number(text):
 
 
 class _AssignSplit(beam.DoFn):
-    """(given split, {column: value} or a serialized tf.Example) -> the serialized tf.Example, in its split."""
+    """(given split, {column: value} or a serialized tf.Example[, hash key]) -> the tf.Example, in its split.
+
+    The hash split hashes the row's tf.Example, so the same rows from Parquet, Avro, TFRecords or a
+    database go to the same splits; CSV rows come with their text as the hash key, as before sources
+    other than CSV existed, so a CSV data set keeps the splits it always had.
+    """
 
     def __init__(self, plan):
         self._plan = plan
@@ -324,7 +331,7 @@ class _AssignSplit(beam.DoFn):
         return (layout.TRAIN if value < cutoff else layout.EVAL), None
 
     def process(self, element):
-        given_split, record = element
+        given_split, record, *hash_key = element
         if isinstance(record, bytes):
             serialized, values = record, None
         else:
@@ -342,7 +349,8 @@ class _AssignSplit(beam.DoFn):
             else:
                 split = self._bucket(serialize_example({plan.column: value}))
         else:
-            split = self._bucket(serialized if values is not None else canonical_bytes(serialized))
+            key = hash_key[0] if hash_key else serialized if values is not None else canonical_bytes(serialized)
+            split = self._bucket(key)
         if error:
             yield beam.pvalue.TaggedOutput("errors", error)
             return
@@ -391,30 +399,39 @@ class _FileSource:
 
     def read(self, pipeline):
         """(records of (split, values or serialized example), errors, a PCollection of {column: type})."""
-        elements = list(self.file_splits.items())
-        if self.format == sources.CSV:
-            files = pipeline | "Files" >> beam.Create(elements)
-            columns = self.columns
-            column_types = (
-                files | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
-            ).rows | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns)))
-            records = files | "ReadRows" >> beam.ParDo(
-                _ReadTypedRows(columns), beam.pvalue.AsSingleton(column_types)).with_outputs("errors", main="records")
-            return records.records, records.errors, column_types | "Named" >> beam.Map(
-                lambda types: dict(zip(columns, types)))
-        if self.format == sources.PARQUET:
-            groups = [(path, group, self.file_splits[path]) for path, group in self.row_groups]
-            records = (pipeline | "RowGroups" >> beam.Create(groups)
-                       | "ReadParquet" >> beam.ParDo(sources.ReadParquetRowGroups()).with_outputs(
-                           "errors", main="records"))
-            return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
-        reader = sources.ReadAvroFiles() if self.format == sources.AVRO else sources.ReadTFRecordFiles()
-        records = (pipeline | "Files" >> beam.Create(elements)
-                   | f"Read{self.format}" >> beam.ParDo(reader).with_outputs("errors", main="records"))
-        if self.format == sources.AVRO:
-            return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
-        column_types = (records.records | "FeatureTypes" >> beam.Map(lambda record: sources.example_feature_types(
-            record[1])) | "InferTypes" >> beam.CombineGlobally(sources.InferExampleTypes()))
+        return {sources.CSV: self._read_csv, sources.PARQUET: self._read_parquet, sources.AVRO: self._read_avro,
+                sources.TFRECORD: self._read_tfrecord}[self.format](pipeline)
+
+    def _read_csv(self, pipeline):
+        files = pipeline | "Files" >> beam.Create(list(self.file_splits.items()))
+        columns = self.columns
+        column_types = (
+            files | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
+        ).rows | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns)))
+        records = files | "ReadRows" >> beam.ParDo(
+            _ReadTypedRows(columns), beam.pvalue.AsSingleton(column_types)).with_outputs("errors", main="records")
+        named_types = column_types | "NameTypes" >> beam.Map(lambda types: dict(zip(columns, types)))
+        return records.records, records.errors, named_types
+
+    def _read_parquet(self, pipeline):
+        groups = [(path, group, self.file_splits[path]) for path, group in self.row_groups]
+        records = (pipeline | "RowGroups" >> beam.Create(groups)
+                   | "ReadParquet" >> beam.ParDo(sources.ReadParquetRowGroups()).with_outputs(
+                       "errors", main="records"))
+        return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
+
+    def _read_avro(self, pipeline):
+        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items()))
+                   | "ReadAvro" >> beam.ParDo(sources.ReadAvroFiles()).with_outputs("errors", main="records"))
+        return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
+
+    def _read_tfrecord(self, pipeline):
+        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items()))
+                   | "ReadTFRecord" >> beam.ParDo(sources.ReadTFRecordFiles()).with_outputs(
+                       "errors", main="records"))
+        column_types = (records.records
+                        | "FeatureTypes" >> beam.Map(lambda record: sources.example_feature_types(record[1]))
+                        | "InferTypes" >> beam.CombineGlobally(sources.InferExampleTypes()))
         return records.records, records.errors, column_types
 
 
@@ -510,7 +527,8 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
         resolved = resolve_input(pattern.replace(SPLIT_TOKEN, "*"), span)
         given = SPLIT_TOKEN in pattern
         file_splits = _given_splits(pattern, resolved.files) if given else dict.fromkeys(resolved.files)
-        plan = split_plan(split_ratios, split_column, split_cutoff, sorted(set(file_splits.values())) if given else ())
+        given_names = sorted(set(file_splits.values())) if given else ()
+        plan = split_plan(split_ratios, split_column, split_cutoff, given_names)
         file_format = sources.data_format(pattern, data_format)
         source = _FileSource(file_splits, file_format, "a span")
         provenance = {"span": resolved.span, "version": resolved.version, "source": file_format,

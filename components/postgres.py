@@ -160,7 +160,8 @@ def describe_query(query, partition_column="", partitions=DEFAULT_QUERY_PARTITIO
                 low, high, nulls = cursor.fetchone()
         except psycopg.Error as error:
             raise StageError(_query_error(query, error, url)) from None
-    ranges = [("range", start, stop) for start, stop in partition_ranges(low, high, partitions)] if low is not None else []
+    ranges = [] if low is None else [
+        ("range", start, stop) for start, stop in partition_ranges(low, high, partitions)]
     return QuerySource(query, column_types, column_oids, ranges + ([("null",)] if nulls else []))
 
 

@@ -93,7 +93,8 @@ def test_every_source_and_split_mode_runs_end_to_end(tmp_path, penguins, postgre
     os.makedirs(data)
     if source == "parquet given splits":
         flags = ["--data", write_parquet_splits(str(data / "parquet"), penguins)]
-        expected = {"train": sum(1 for r in penguins if r["id"] % 4), "eval": sum(1 for r in penguins if not r["id"] % 4)}
+        expected = {"train": sum(1 for row in penguins if row["id"] % 4),
+                    "eval": sum(1 for row in penguins if not row["id"] % 4)}
     elif source == "avro year cut-off":
         flags = ["--data", write_avro(str(data / "penguins.avro"), penguins), "--split-column", "year",
                  "--split-cutoff", "2009"]
