@@ -26,6 +26,14 @@ def _binary(name):
     return found
 
 
+def _run(command, log=None):
+    """Runs a server command; a failure raises with what the command (and the server log) said."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        server_log = open(log).read()[-2000:] if log and os.path.exists(log) else ""
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()} {server_log}")
+
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -47,11 +55,10 @@ def running_server():
     if as_user:
         os.chown(password_file, account.pw_uid, account.pw_gid)
     port = _free_port()
-    subprocess.run([*as_user, _binary("initdb"), "-D", data, "-U", USER, f"--pwfile={password_file}",
-                    "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"], check=True, capture_output=True)
+    _run([*as_user, _binary("initdb"), "-D", data, "-U", USER, f"--pwfile={password_file}",
+          "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"])
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=30"
-    subprocess.run([*as_user, _binary("pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "start"],
-                   check=True, capture_output=True)
+    _run([*as_user, _binary("pg_ctl"), "-D", data, "-l", log, "-o", options, "-w", "start"], log)
     try:
         yield f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"
     finally:
