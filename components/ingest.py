@@ -398,12 +398,16 @@ class _FileSource:
             self.columns = list(self.column_types)
 
     def read(self, pipeline):
-        """(records of (split, values or serialized example), errors, a PCollection of {column: type})."""
+        """(records of (split, values or serialized example), errors, a PCollection of {column: type}).
+
+        Each file (Parquet: each row group) is one element, reshuffled so that a distributed runner reads
+        them on different workers instead of fusing them into the step that created them.
+        """
         return {sources.CSV: self._read_csv, sources.PARQUET: self._read_parquet, sources.AVRO: self._read_avro,
                 sources.TFRECORD: self._read_tfrecord}[self.format](pipeline)
 
     def _read_csv(self, pipeline):
-        files = pipeline | "Files" >> beam.Create(list(self.file_splits.items()))
+        files = pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
         columns = self.columns
         column_types = (
             files | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
@@ -415,18 +419,18 @@ class _FileSource:
 
     def _read_parquet(self, pipeline):
         groups = [(path, group, self.file_splits[path]) for path, group in self.row_groups]
-        records = (pipeline | "RowGroups" >> beam.Create(groups)
+        records = (pipeline | "RowGroups" >> beam.Create(groups) | "Spread" >> beam.Reshuffle()
                    | "ReadParquet" >> beam.ParDo(sources.ReadParquetRowGroups()).with_outputs(
                        "errors", main="records"))
         return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
 
     def _read_avro(self, pipeline):
-        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items()))
+        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
                    | "ReadAvro" >> beam.ParDo(sources.ReadAvroFiles()).with_outputs("errors", main="records"))
         return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
 
     def _read_tfrecord(self, pipeline):
-        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items()))
+        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
                    | "ReadTFRecord" >> beam.ParDo(sources.ReadTFRecordFiles()).with_outputs(
                        "errors", main="records"))
         column_types = (records.records
@@ -446,6 +450,7 @@ class _QuerySource:
 
     def read(self, pipeline):
         records = (pipeline | "Partitions" >> beam.Create(self.query_source.partitions)
+                   | "Spread" >> beam.Reshuffle()
                    | "ReadQuery" >> beam.ParDo(postgres.ReadQueryPartitions(
                        self.query_source, self.partition_column)).with_outputs("errors", main="records"))
         return records.records, records.errors, pipeline | "Types" >> beam.Create([self.query_source.column_types])
