@@ -35,6 +35,9 @@ DEFAULT_MODEL_NAME = "penguins"
 DEFAULT_TRAIN_STEPS = 300
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_TOLERANCE = 0.01
+DEFAULT_QUERY_PARTITIONS = 4
+# Read by ingest from its own environment (components/postgres.py); named here for --help only.
+DATABASE_URL_VARIABLE = "LIVING_PIPELINE_DATABASE_URL"
 
 
 def default_image():
@@ -60,8 +63,14 @@ def create_pipeline(image, kfp_volume=None):
     def living_pipeline(
         serving_root: str,
         data_pattern: str = "",
+        data_format: str = "",
+        query: str = "",
+        query_partition_column: str = "",
+        query_partitions: int = DEFAULT_QUERY_PARTITIONS,
         span: int = 0,
         split_ratios: str = DEFAULT_SPLIT_RATIOS,
+        split_column: str = "",
+        split_cutoff: str = "",
         schema_path: str = "",
         block_on_anomalies: bool = True,
         statistics_root: str = "",
@@ -77,8 +86,10 @@ def create_pipeline(image, kfp_volume=None):
     ) -> PipelineOutputs:
         # Ingest, evaluate and push read state outside their inputs (new files, the serving root):
         # their results must never come from KFP's cache. Nor validate's, below.
-        ingest = op["ingest"](data_pattern=data_pattern, span=span, split_ratios=split_ratios,
-                              beam_args=beam_args).set_caching_options(False)
+        ingest = op["ingest"](data_pattern=data_pattern, data_format=data_format, query=query,
+                              query_partition_column=query_partition_column, query_partitions=query_partitions,
+                              span=span, split_ratios=split_ratios, split_column=split_column,
+                              split_cutoff=split_cutoff, beam_args=beam_args).set_caching_options(False)
         # Validate reads and writes the statistics store (the previous span's statistics): never cached.
         statistics = op["statistics"](examples=ingest.outputs["examples"], slice_columns=statistics_slices,
                                       serving_data=serving_data, beam_args=beam_args)
@@ -130,12 +141,19 @@ def _pipeline_arguments(args):
     def absolute(path):
         return os.path.abspath(path) if path and "://" not in path else path
 
-    schema_path = args.schema if args.schema is not None else ("" if args.data else curated_schema_path())
+    schema_path = args.schema if args.schema is not None else (
+        "" if args.data or args.query else curated_schema_path())
     return {
         "serving_root": absolute(args.serving_root),
         "data_pattern": absolute(args.data),
+        "data_format": args.data_format,
+        "query": args.query,
+        "query_partition_column": args.query_partition_column,
+        "query_partitions": args.query_partitions,
         "span": args.span,
         "split_ratios": args.split_ratios,
+        "split_column": args.split_column,
+        "split_cutoff": args.split_cutoff,
         "schema_path": absolute(schema_path),
         "block_on_anomalies": not args.warn_on_anomalies,
         "statistics_root": absolute(args.statistics_root),
@@ -277,8 +295,19 @@ def parse_args(argv):
                                      "--serving-root may also be gs:// or s3:// URIs; credentials come from the "
                                      "environment (application default credentials; AWS_* variables or profile, "
                                      "AWS_ENDPOINT_URL for S3-compatible stores).")
-    run_parser.add_argument("--data", default="", metavar="PATTERN", help="CSV files to ingest; may "
-                            "hold {SPAN} and {VERSION} (default: the Palmer penguins demo data)")
+    run_parser.add_argument("--data", default="", metavar="PATTERN", help="files to ingest (CSV, Parquet, "
+                            "Avro, TFRecords of tf.Examples); may hold {SPAN}, {VERSION} and {SPLIT} "
+                            "(default: the Palmer penguins demo data)")
+    run_parser.add_argument("--data-format", default="", choices=["", "csv", "parquet", "avro", "tfrecord"],
+                            metavar="FORMAT", help="the format of --data: csv, parquet, avro or tfrecord "
+                            "(default: from its extension)")
+    run_parser.add_argument("--query", default="", metavar="SQL", help="ingest the rows of this PostgreSQL "
+                            f"query instead of --data; the connection string comes from ${DATABASE_URL_VARIABLE} "
+                            "or libpq's PG* variables, never from a flag")
+    run_parser.add_argument("--query-partition-column", default="", metavar="COLUMN", help="an integer "
+                            "column of the query's result to read it in parallel ranges of")
+    run_parser.add_argument("--query-partitions", type=int, default=DEFAULT_QUERY_PARTITIONS, metavar="N",
+                            help="how many ranges of --query-partition-column (default: %(default)s)")
     run_parser.add_argument("--span", type=int, default=0, help="the span to ingest (default: the latest)")
     run_parser.add_argument("--module", default=DEFAULT_MODULE, help="the user module, by import path or "
                             ".py file path (default: %(default)s)")
@@ -291,7 +320,12 @@ def parse_args(argv):
                             "run's artifacts go (default: %(default)s)")
     run_parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="default: %(default)s")
     run_parser.add_argument("--split-ratios", default=DEFAULT_SPLIT_RATIOS, help="train/eval split "
-                            "weights (default: %(default)s)")
+                            "weights of the hash split (default: %(default)s)")
+    run_parser.add_argument("--split-column", default="", metavar="COLUMN", help="split by this column: "
+                            "by --split-cutoff, or else by a hash of its value with --split-ratios")
+    run_parser.add_argument("--split-cutoff", default="", metavar="VALUE", help="rows whose --split-column "
+                            "is below VALUE train, the rest evaluate (a number, a string, or an ISO date "
+                            "or time)")
     run_parser.add_argument("--train-steps", type=int, default=DEFAULT_TRAIN_STEPS, help="default: %(default)s")
     run_parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="blessing needs "
                             "accuracy >= this (classification) or mean squared error <= this "

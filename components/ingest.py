@@ -1,12 +1,26 @@
-"""Ingest (TFX's ExampleGen): CSV files become gzipped TFRecords of `tf.train.Example`, split in two.
+"""Ingest (TFX's ExampleGen): data where it lives becomes gzipped TFRecords of `tf.train.Example`, split.
 
-The input pattern may hold `{SPAN}` and `{VERSION}` (as in TFX): the latest span, and its latest
-version, is taken unless a span is asked for. Column types are inferred over all rows (int, float or
-string, as TFX's CsvExampleGen does); missing values ("", NA, N/A, NULL) become absent features. Each
-row goes to a split by a hash of its content, so the split is deterministic and needs no shuffle.
+Sources: CSV, Parquet, Avro and TFRecords of tf.Examples (by `--data-format`, or the pattern's
+extension), or a PostgreSQL query (`components/postgres.py`). A file pattern may hold `{SPAN}` and
+`{VERSION}` (as in TFX): the latest span, and its latest version, is taken unless a span is asked for.
+CSV column types are inferred over all rows (int, float or string, as TFX's CsvExampleGen does) and
+missing values ("", NA, N/A, NULL) become absent features; Parquet, Avro and database columns are
+typed from their schema (`components/sources.py` has the mapping); tf.Examples pass through unchanged.
+
+Splits (TFX's input_config / output_config):
+- hash (default): each row goes to a split by a hash of its content, weighted by `split_ratios`, so
+  the split is deterministic and needs no shuffle (CSV rows hash their text; other sources their
+  tf.Example, so the same rows from Parquet, Avro, TFRecords or a table split alike);
+- given: a `{SPLIT}` in the pattern (`data/{SPLIT}/*.csv`, `data/{SPLIT}.parquet`) keeps the splits the
+  files already have; `train` and `eval` must be among them;
+- by column: with `split_column` and `split_cutoff`, rows whose value is below the cut-off train and
+  the rest evaluate (numbers compare as numbers, strings and ISO dates as text, and a timestamp column
+  takes an ISO date or time); with `split_column` alone, rows are hashed by that column's value, so rows
+  that share it (one user, one day) share a split.
 """
 import csv
 import dataclasses
+import datetime
 import hashlib
 import importlib.resources
 import io
@@ -19,13 +33,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 
-from components import layout, storage
+from components import layout, postgres, sources, storage
 from components.beam_options import pipeline_options
 from components.errors import StageError
-from components.tf_example import serialize_example
+from components.tf_example import canonical_bytes, example_values, serialize_example
 
 SPAN_TOKEN = "{SPAN}"
 VERSION_TOKEN = "{VERSION}"
+SPLIT_TOKEN = "{SPLIT}"
+_SPLIT_NAME = r"[A-Za-z0-9_]+"
 MISSING_VALUES = frozenset({"", "NA", "N/A", "NULL", "null"})
 _COUNTER_NAMESPACE = "ingest"
 SERVING_SPLIT = "serving"
@@ -51,9 +67,9 @@ def demo_data_pattern():
 
 def _pattern_regex(pattern):
     regex = ""
-    for part in re.split(r"(\{SPAN\}|\{VERSION\}|\*|\?)", pattern):
+    for part in re.split(r"(\{SPAN\}|\{VERSION\}|\{SPLIT\}|\*|\?)", pattern):
         regex += {SPAN_TOKEN: r"(?P<span>\d+)", VERSION_TOKEN: r"(?P<version>\d+)",
-                  "*": r"[^/]*", "?": r"[^/]"}.get(part, re.escape(part))
+                  SPLIT_TOKEN: f"(?P<split>{_SPLIT_NAME})", "*": r"[^/]*", "?": r"[^/]"}.get(part, re.escape(part))
     return re.compile(regex + r"\Z")
 
 
@@ -137,12 +153,13 @@ def read_header(path):
 
 
 class _ReadRows(beam.DoFn):
-    """Yields (path, line number, cells) for each data row; bad rows go to the 'errors' output."""
+    """(path, split) -> (split, path, line number, cells) for each data row; bad rows go to 'errors'."""
 
     def __init__(self, columns):
         self._columns = columns
 
-    def process(self, path):
+    def process(self, element):
+        path, split = element
         csv.field_size_limit(_MAX_FIELD_BYTES)
         line = 1
         try:
@@ -158,7 +175,7 @@ class _ReadRows(beam.DoFn):
                             f"{path}, line {line}: {len(cells)} fields where the header has "
                             f"{len(self._columns)}: fix the row or quote fields that hold commas."))
                         continue
-                    yield path, line, cells
+                    yield split, path, line, cells
         except UnicodeDecodeError:
             yield beam.pvalue.TaggedOutput(
                 "errors", f"{path}, after line {line}: not UTF-8 text: re-encode the file as UTF-8.")
@@ -190,7 +207,7 @@ class _InferColumnTypes(beam.CombineFn):
         return [0] * self._width
 
     def add_input(self, accumulator, row):
-        _, _, cells = row
+        cells = row[-1]
         for i, cell in enumerate(cells):
             if accumulator[i] < 3:
                 accumulator[i] = max(accumulator[i], _value_type(cell.strip()))
@@ -214,36 +231,132 @@ def _convert(text, column_type):
     return text
 
 
-class _ReadAndSplit(_ReadRows):
-    """Reads a file's rows and yields each as a serialized tf.Example in the output of its split.
+class _ReadTypedRows(_ReadRows):
+    """Reads a file's rows and yields each as (split, {column: typed value}, the row's text to hash).
 
-    Reading and encoding in one step streams each file: rows are never held back waiting for the
+    Reading and converting in one step streams each file: rows are never held back waiting for the
     column types, which arrive as a side input from a first, separate read of the files.
     """
 
-    def __init__(self, columns, splits):
-        super().__init__(columns)
-        self._counters = {name: Metrics.counter(_COUNTER_NAMESPACE, f"rows_{name}") for name, _ in splits}
-        self._bounds, upper = [], 0
-        for name, weight in splits:
-            upper += weight
-            self._bounds.append((upper, name))
-        self._total = upper
-
-    def process(self, path, column_types):
-        for row in super().process(path):
+    def process(self, element, column_types):
+        for row in super().process(element):
             if isinstance(row, beam.pvalue.TaggedOutput):
                 yield row
                 continue
-            _, _, cells = row
+            split, _, _, cells = row
             values = {column: _convert(cell, column_type)
                       for column, cell, column_type in zip(self._columns, cells, column_types)
                       if column_type != "missing"}
-            digest = hashlib.sha256("\x1f".join(cells).encode()).digest()
-            bucket = int.from_bytes(digest[:8], "big") % self._total
-            split = next(name for upper, name in self._bounds if bucket < upper)
-            self._counters[split].inc()
-            yield beam.pvalue.TaggedOutput(split, serialize_example(values))
+            yield split, values, "\x1f".join(cells).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """How rows go to splits: `given` by the files, by `column` (a cut-off or a hash), or by a row hash."""
+    names: tuple
+    weights: tuple = ()
+    given: bool = False
+    column: str = ""
+    cutoff: str = ""
+
+    @property
+    def mode(self):
+        if self.given:
+            return "given"
+        if self.column:
+            return "column cutoff" if self.cutoff else "column hash"
+        return "hash"
+
+
+def split_plan(split_ratios=layout.DEFAULT_SPLIT_RATIOS, split_column="", split_cutoff="", given_names=()):
+    """The split plan from the settings; `given_names` are the splits a `{SPLIT}` pattern found."""
+    if split_cutoff and not split_column:
+        raise StageError(f"--split-cutoff {split_cutoff!r} needs --split-column: name the column to cut.")
+    if given_names:
+        if split_column:
+            raise StageError(f"--split-column {split_column!r} and a {SPLIT_TOKEN} pattern both split the data: "
+                             "keep one.")
+        if not {layout.TRAIN, layout.EVAL} <= set(given_names):
+            raise StageError(f"The {SPLIT_TOKEN} pattern found the splits {', '.join(sorted(given_names))}: "
+                             f"name the folders or files of two of them '{layout.TRAIN}' and '{layout.EVAL}'.")
+        others = sorted(set(given_names) - {layout.TRAIN, layout.EVAL})
+        return SplitPlan(names=(layout.TRAIN, layout.EVAL, *others), given=True)
+    if split_column and split_cutoff:
+        return SplitPlan(names=(layout.TRAIN, layout.EVAL), column=split_column, cutoff=split_cutoff)
+    splits = parse_split_ratios(split_ratios)
+    return SplitPlan(names=tuple(name for name, _ in splits), weights=tuple(weight for _, weight in splits),
+                     column=split_column)
+
+
+def _cutoff_number(text):
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return sources.timestamp_micros(datetime.datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+class _AssignSplit(beam.DoFn):
+    """(given split, {column: value} or a serialized tf.Example[, hash key]) -> the tf.Example, in its split.
+
+    The hash split hashes the row's tf.Example, so the same rows from Parquet, Avro, TFRecords or a
+    database go to the same splits; CSV rows come with their text as the hash key, as before sources
+    other than CSV existed, so a CSV data set keeps the splits it always had.
+    """
+
+    def __init__(self, plan):
+        self._plan = plan
+        self._counters = {name: Metrics.counter(_COUNTER_NAMESPACE, f"rows_{name}") for name in plan.names}
+        self._bounds, upper = [], 0
+        for name, weight in zip(plan.names, plan.weights):
+            upper += weight
+            self._bounds.append((upper, name))
+        self._total = upper
+        self._cutoff_number = _cutoff_number(plan.cutoff) if plan.cutoff else None
+
+    def _bucket(self, key):
+        bucket = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % self._total
+        return next(name for upper, name in self._bounds if bucket < upper)
+
+    def _by_cutoff(self, value):
+        plan = self._plan
+        if isinstance(value, (int, float)):
+            if self._cutoff_number is None:
+                return None, (f"--split-cutoff {plan.cutoff!r} is not a number, date or time, but --split-column "
+                              f"{plan.column!r} holds numbers: give a cut-off of the column's type.")
+            return (layout.TRAIN if value < self._cutoff_number else layout.EVAL), None
+        cutoff = plan.cutoff.encode() if isinstance(value, bytes) else plan.cutoff
+        return (layout.TRAIN if value < cutoff else layout.EVAL), None
+
+    def process(self, element):
+        given_split, record, *hash_key = element
+        if isinstance(record, bytes):
+            serialized, values = record, None
+        else:
+            serialized, values = serialize_example(record), record
+        plan, error = self._plan, None
+        if plan.given:
+            split = given_split
+        elif plan.column:
+            value = (values if values is not None else example_values(serialized)).get(plan.column)
+            if value is None:
+                split, error = None, (f"A row has no value in --split-column {plan.column!r}: fill it in every "
+                                      "row, or split by another column.")
+            elif plan.cutoff:
+                split, error = self._by_cutoff(value)
+            else:
+                split = self._bucket(serialize_example({plan.column: value}))
+        else:
+            key = hash_key[0] if hash_key else serialized if values is not None else canonical_bytes(serialized)
+            split = self._bucket(key)
+        if error:
+            yield beam.pvalue.TaggedOutput("errors", error)
+            return
+        self._counters[split].inc()
+        yield beam.pvalue.TaggedOutput(split, serialized)
 
 
 def _write_json(value, path):
@@ -261,24 +374,102 @@ def _check_headers(files, description):
     return columns
 
 
-def write_examples(files, columns, splits, output_dir, beam_args=""):
-    """CSV rows of `files` -> gzipped tf.Examples in one folder per split; returns (row counts, types)."""
+def _check_split_column(plan, columns):
+    if plan.column and columns is not None and plan.column not in columns:
+        raise StageError(f"--split-column {plan.column!r} is not a column of the data: choose one of "
+                         f"{', '.join(columns)}.")
+
+
+class _FileSource:
+    """Files of one format, each with the split it belongs to (None unless the splits are given)."""
+
+    def __init__(self, file_splits, file_format, description):
+        self.file_splits = file_splits
+        self.format = file_format
+        self.description = description
+        files = list(file_splits)
+        self.columns, self.row_groups = None, None
+        if file_format == sources.CSV:
+            self.columns = _check_headers(files, description)
+        elif file_format == sources.PARQUET:
+            self.column_types, self.row_groups = sources.parquet_columns(files)
+            self.columns = list(self.column_types)
+        elif file_format == sources.AVRO:
+            self.column_types = sources.avro_columns(files)
+            self.columns = list(self.column_types)
+
+    def read(self, pipeline):
+        """(records of (split, values or serialized example), errors, a PCollection of {column: type}).
+
+        Each file (Parquet: each row group) is one element, reshuffled so that a distributed runner reads
+        them on different workers instead of fusing them into the step that created them.
+        """
+        return {sources.CSV: self._read_csv, sources.PARQUET: self._read_parquet, sources.AVRO: self._read_avro,
+                sources.TFRECORD: self._read_tfrecord}[self.format](pipeline)
+
+    def _read_csv(self, pipeline):
+        files = pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
+        columns = self.columns
+        column_types = (
+            files | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
+        ).rows | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns)))
+        records = files | "ReadRows" >> beam.ParDo(
+            _ReadTypedRows(columns), beam.pvalue.AsSingleton(column_types)).with_outputs("errors", main="records")
+        named_types = column_types | "NameTypes" >> beam.Map(lambda types: dict(zip(columns, types)))
+        return records.records, records.errors, named_types
+
+    def _read_parquet(self, pipeline):
+        groups = [(path, group, self.file_splits[path]) for path, group in self.row_groups]
+        records = (pipeline | "RowGroups" >> beam.Create(groups) | "Spread" >> beam.Reshuffle()
+                   | "ReadParquet" >> beam.ParDo(sources.ReadParquetRowGroups()).with_outputs(
+                       "errors", main="records"))
+        return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
+
+    def _read_avro(self, pipeline):
+        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
+                   | "ReadAvro" >> beam.ParDo(sources.ReadAvroFiles()).with_outputs("errors", main="records"))
+        return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
+
+    def _read_tfrecord(self, pipeline):
+        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
+                   | "ReadTFRecord" >> beam.ParDo(sources.ReadTFRecordFiles()).with_outputs(
+                       "errors", main="records"))
+        column_types = (records.records
+                        | "FeatureTypes" >> beam.Map(lambda record: sources.example_feature_types(record[1]))
+                        | "InferTypes" >> beam.CombineGlobally(sources.InferExampleTypes()))
+        return records.records, records.errors, column_types
+
+
+class _QuerySource:
+    """A PostgreSQL query, read in the partitions `components.postgres.describe_query` found."""
+
+    def __init__(self, query, partition_column, partitions):
+        self.query_source = postgres.describe_query(query, partition_column, partitions)
+        self.partition_column = partition_column
+        self.columns = list(self.query_source.column_types)
+        self.description = f"the query {query!r}"
+
+    def read(self, pipeline):
+        records = (pipeline | "Partitions" >> beam.Create(self.query_source.partitions)
+                   | "Spread" >> beam.Reshuffle()
+                   | "ReadQuery" >> beam.ParDo(postgres.ReadQueryPartitions(
+                       self.query_source, self.partition_column)).with_outputs("errors", main="records"))
+        return records.records, records.errors, pipeline | "Types" >> beam.Create([self.query_source.column_types])
+
+
+def write_examples(source, plan, output_dir, beam_args=""):
+    """The rows of `source` -> gzipped tf.Examples in one folder per split; returns (row counts, types)."""
+    _check_split_column(plan, source.columns)
     os.makedirs(output_dir, exist_ok=True)
     types_path = os.path.join(output_dir, "column_types.json")
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    file_paths = pipeline | "Files" >> beam.Create(files)
-    column_types = (
-        file_paths
-        | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
-    ).rows | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns)))
+    records, read_errors, column_types = source.read(pipeline)
     column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
-    split_names = [name for name, _ in splits]
-    examples = file_paths | "ReadAndSplit" >> beam.ParDo(
-        _ReadAndSplit(columns, splits), beam.pvalue.AsSingleton(column_types)
-    ).with_outputs("errors", *split_names)
-    examples.errors | "WriteErrors" >> beam.io.WriteToText(errors_prefix, num_shards=1, shard_name_template="")
-    for name in split_names:
+    examples = records | "AssignSplit" >> beam.ParDo(_AssignSplit(plan)).with_outputs("errors", *plan.names)
+    ((read_errors, examples.errors) | "Errors" >> beam.Flatten()
+     | "WriteErrors" >> beam.io.WriteToText(errors_prefix, num_shards=1, shard_name_template=""))
+    for name in plan.names:
         examples[name] | f"Write{name}" >> beam.io.WriteToTFRecord(
             os.path.join(layout.split_dir(output_dir, name), "data_tfrecord"), file_name_suffix=".gz")
     result = pipeline.run()
@@ -288,32 +479,84 @@ def write_examples(files, columns, splits, output_dir, beam_args=""):
         errors = errors_file.read().decode().splitlines()
     FileSystems.delete([errors_prefix])
     if errors:
-        more = f" (and {len(errors) - 1} more rows)" if len(errors) > 1 else ""
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise StageError(f"{errors[0]}{more}")
     counters = result.metrics().query(MetricsFilter().with_namespace(_COUNTER_NAMESPACE))["counters"]
-    row_counts = {name: 0 for name in split_names}
+    row_counts = {name: 0 for name in plan.names}
     for counter in counters:
         row_counts[counter.key.metric.name[len("rows_"):]] += counter.committed
     with FileSystems.open(types_path) as types_file:
         types = json.load(types_file)
-    return row_counts, dict(zip(columns, types))
+    mixed = sorted(name for name, kind in types.items() if "/" in kind)
+    if mixed:
+        kinds = types[mixed[0]].split("/")
+        raise StageError(f"Feature {mixed[0]!r} of {source.description} is {kinds[0]} in some examples and "
+                         f"{kinds[1]} in others: give it one type in every example.")
+    return row_counts, types
 
 
-def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAULT_SPLIT_RATIOS, beam_args=""):
-    """Runs ingest; returns the metadata of the examples written under `output_dir`."""
-    splits = parse_split_ratios(split_ratios)
-    resolved = resolve_input(data_pattern or demo_data_pattern(), span)
-    columns = _check_headers(resolved.files, "a span")
-    row_counts, column_types = write_examples(resolved.files, columns, splits, output_dir, beam_args)
+def _given_splits(pattern, files):
+    """{file: split} from the `{SPLIT}` part of the pattern."""
+    regex = _pattern_regex(pattern)
+    file_splits = {}
+    for path in files:
+        match = regex.match(path)
+        if not match:
+            raise StageError(f"{path} matches --data {pattern!r} but its {SPLIT_TOKEN} part is not a split name "
+                             "(letters, digits and _): rename the folder or file.")
+        file_splits[path] = match["split"]
+    return file_splits
+
+
+def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAULT_SPLIT_RATIOS, beam_args="",
+                    data_format="", query="", query_partition_column="",
+                    query_partitions=postgres.DEFAULT_QUERY_PARTITIONS, split_column="",
+                    split_cutoff=""):
+    """Runs ingest; returns the metadata of the examples written under `output_dir`.
+
+    The source is the files matched by `data_pattern` (the demo data when it and `query` are empty), in
+    `data_format` or the one their extension says, or the rows of the PostgreSQL `query`.
+    """
+    if query:
+        if data_pattern:
+            raise StageError("--data and --query are both given: ingest reads one source, leave one out.")
+        if span:
+            raise StageError(f"--span {span} applies to --data patterns with {SPAN_TOKEN}, not to --query.")
+        plan = split_plan(split_ratios, split_column, split_cutoff)
+        source = _QuerySource(query, query_partition_column, query_partitions)
+        provenance = {"span": 0, "version": None, "source": "postgresql", "query": query,
+                      "query_partitions": len(source.query_source.partitions)}
+    else:
+        if query_partition_column:
+            raise StageError("--query-partition-column is given without --query: it partitions a query.")
+        pattern = data_pattern or demo_data_pattern()
+        resolved = resolve_input(pattern.replace(SPLIT_TOKEN, "*"), span)
+        given = SPLIT_TOKEN in pattern
+        file_splits = _given_splits(pattern, resolved.files) if given else dict.fromkeys(resolved.files)
+        given_names = sorted(set(file_splits.values())) if given else ()
+        plan = split_plan(split_ratios, split_column, split_cutoff, given_names)
+        file_format = sources.data_format(pattern, data_format)
+        source = _FileSource(file_splits, file_format, "a span")
+        provenance = {"span": resolved.span, "version": resolved.version, "source": file_format,
+                      "files": resolved.files}
+    row_counts, column_types = write_examples(source, plan, output_dir, beam_args)
     if not sum(row_counts.values()):
-        raise StageError(f"The files matched by --data {data_pattern!r} hold a header but no data rows.")
+        raise StageError(f"--query {query!r} returns no rows." if query else
+                         f"The files matched by --data {data_pattern!r} hold "
+                         f"{'a header but ' if source.format == sources.CSV else ''}no data rows.")
+    if plan.mode in ("given", "column cutoff"):
+        empty = [name for name in (layout.TRAIN, layout.EVAL) if not row_counts[name]]
+        if empty:
+            how = (f"--split-cutoff {split_cutoff!r} on --split-column {split_column!r}" if plan.cutoff
+                   else f"the {SPLIT_TOKEN} pattern")
+            raise StageError(f"The {empty[0]} split is empty with {how}: every split needs rows, "
+                             f"{'move the cut-off' if plan.cutoff else 'add its files'}.")
     return {
-        "span": resolved.span,
-        "version": resolved.version,
-        "split_names": [name for name, _ in splits],
+        **provenance,
+        "split_mode": plan.mode,
+        "split_names": list(plan.names),
         "row_counts": row_counts,
         "column_types": column_types,
-        "files": resolved.files,
     }
 
 
@@ -324,8 +567,8 @@ def ingest_serving_sample(pattern, output_dir, beam_args=""):
     as skew or an anomaly rather than as a conversion error.
     """
     resolved = resolve_input(pattern, flag="--serving-data")
-    columns = _check_headers(resolved.files, "the serving sample")
-    row_counts, _ = write_examples(resolved.files, columns, [(SERVING_SPLIT, 1)], output_dir, beam_args)
+    source = _FileSource(dict.fromkeys(resolved.files), sources.CSV, "the serving sample")
+    row_counts, _ = write_examples(source, SplitPlan(names=(SERVING_SPLIT,), weights=(1,)), output_dir, beam_args)
     if not row_counts[SERVING_SPLIT]:
         raise StageError(f"The serving sample {pattern!r} holds a header but no data rows.")
     return row_counts[SERVING_SPLIT]

@@ -9,16 +9,21 @@ nothing else. `pipeline.py` turns them into components for a given image.
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Markdown, Metrics, Model, Output
 
 
-def ingest(data_pattern: str, span: int, split_ratios: str, beam_args: str, examples: Output[Dataset]):
-    """Ingest (ExampleGen): CSV files of a span -> gzipped tf.Examples, split into train and eval."""
+def ingest(data_pattern: str, data_format: str, query: str, query_partition_column: str, query_partitions: int,
+           span: int, split_ratios: str, split_column: str, split_cutoff: str, beam_args: str,
+           examples: Output[Dataset]):
+    """Ingest (ExampleGen): files of a span (CSV, Parquet, Avro, TFRecord) or a PostgreSQL query ->
+    gzipped tf.Examples, split into train and eval (by hash, as given, or by a column)."""
     from components.errors import reported_stage
     from components.ingest import ingest_examples
-
     from components.storage import configure
 
     with reported_stage():
         configure(beam_args)
-        examples.metadata.update(ingest_examples(data_pattern, examples.path, span, split_ratios, beam_args))
+        examples.metadata.update(ingest_examples(
+            data_pattern, examples.path, span, split_ratios, beam_args, data_format=data_format, query=query,
+            query_partition_column=query_partition_column, query_partitions=query_partitions,
+            split_column=split_column, split_cutoff=split_cutoff))
 
 
 def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, beam_args: str,

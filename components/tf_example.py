@@ -74,3 +74,23 @@ def serialize_example(values):
         else:
             features[name].bytes_list.value.append(value.encode() if isinstance(value, str) else value)
     return example.SerializeToString(deterministic=True)
+
+
+def parse_example(serialized):
+    """A serialized tf.train.Example as a message of this module's class (raises DecodeError)."""
+    return _message_classes().FromString(serialized)
+
+
+def canonical_bytes(serialized):
+    """The deterministic serialization of a tf.train.Example, whatever wrote it (features sorted by name)."""
+    return parse_example(serialized).SerializeToString(deterministic=True)
+
+
+def example_values(serialized):
+    """{feature: first value} of a serialized tf.Example; bytes stay bytes. Empty features are left out."""
+    values = {}
+    for name, feature in parse_example(serialized).features.feature.items():
+        kind = feature.WhichOneof("kind")
+        if kind and getattr(feature, kind).value:
+            values[name] = getattr(feature, kind).value[0]
+    return values

@@ -85,3 +85,19 @@ def write_csv():
             writer.writerows(rows)
         return str(path)
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL of a real PostgreSQL server on loopback, for this test session (see postgres_server.py)."""
+    from postgres_server import running_server
+    with running_server() as url:
+        yield url
+
+
+@pytest.fixture
+def database_url(postgres_url, monkeypatch):
+    """Points ingest at the test server the way a user does: through the environment."""
+    from components.postgres import DATABASE_URL_VARIABLE
+    monkeypatch.setenv(DATABASE_URL_VARIABLE, postgres_url)
+    return postgres_url

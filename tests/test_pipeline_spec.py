@@ -58,7 +58,8 @@ def test_parameters_make_the_spec_reusable(tmp_path):
     parameters = spec.root.input_definitions.parameters
     assert {"serving_root", "data_pattern", "span", "split_ratios", "schema_path", "block_on_anomalies",
             "statistics_root", "statistics_slices", "serving_data", "module", "train_steps", "model_name",
-            "slice_columns", "threshold", "tolerance", "beam_args"} == set(parameters)
+            "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "query",
+            "query_partition_column", "query_partitions", "split_column", "split_cutoff"} == set(parameters)
     assert not parameters["serving_root"].is_optional
     assert parameters["module"].default_value.string_value == "components.penguins.module"
 
