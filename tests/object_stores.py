@@ -89,7 +89,7 @@ def seaweedfs(workdir):
     finally:
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=20)
+            process.wait(timeout=5)
         if process.poll() is None:
             process.kill()
 
@@ -118,7 +118,7 @@ def gcs_emulator(workdir):
     finally:
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=20)
+            process.wait(timeout=5)
         if process.poll() is None:
             process.kill()
 
