@@ -48,8 +48,11 @@ install: $(VENV)/.installed ## create .venv and install the package with the pin
 run: $(VENV)/.installed ## run the demo end to end on this machine (kfp.local), publishing to ./serving
 	$(BIN)/python pipeline.py run $(ARGS)
 
+# Test files run in parallel, each file in one worker (its module fixtures are built once).
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed-test ## install the test extras and run the test suite
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: $(VENV)/.installed-bench ## benchmark the local run at 10k, 100k and 1M rows (benchmarks/results/)
 	$(BIN)/python -m benchmarks.run

