@@ -43,6 +43,14 @@ def _wait(check, what, process, log_path, timeout=90):
         raise RuntimeError(f"{what} did not start; its log ends with:\n{log.read()[-3000:]}")
 
 
+def _stop(process):
+    process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+    if process.poll() is None:
+        process.kill()
+
+
 def s3_environment(endpoint, credentials=WRITER):
     """The environment a process needs to reach the SeaweedFS S3 API as `credentials`."""
     return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": credentials[0],
@@ -87,11 +95,7 @@ def seaweedfs(workdir):
         _wait(ready, "SeaweedFS", process, log_path)
         yield endpoint
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
-        if process.poll() is None:
-            process.kill()
+        _stop(process)
 
 
 def s3_client(endpoint, credentials=WRITER):
@@ -116,11 +120,7 @@ def gcs_emulator(workdir):
         _wait(lambda: list(gcs_client(host).list_buckets()), "The GCS emulator", process, log_path)
         yield host
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
-        if process.poll() is None:
-            process.kill()
+        _stop(process)
 
 
 def gcs_client(host):
