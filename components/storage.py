@@ -25,6 +25,8 @@ GCS_SCHEME = "gs://"
 S3_SCHEME = "s3://"
 _REMOTE_SCHEMES = (GCS_SCHEME, S3_SCHEME)
 _CHECK_TIMEOUT_SECONDS = 20
+# Files are copied as they are: Beam would otherwise (de)compress a `.gz` name on the way.
+_BYTE_EXACT = "uncompressed"
 _state = {"beam_args": "", "options": None, "checked": set()}
 
 
@@ -207,7 +209,7 @@ def read_bytes(path, flag):
                 return source.read()
         except OSError as error:
             raise _failure(error, path, flag) from None
-    with _reported(path, flag) as filesystems, filesystems.open(path) as source:
+    with _reported(path, flag) as filesystems, filesystems.open(path, compression_type=_BYTE_EXACT) as source:
         return source.read()
 
 
@@ -222,7 +224,7 @@ def write_bytes(path, data, flag):
         with open(path, "wb") as sink:
             sink.write(data)
         return
-    with _reported(path, flag) as filesystems, filesystems.create(path) as sink:
+    with _reported(path, flag) as filesystems, filesystems.create(path, compression_type=_BYTE_EXACT) as sink:
         sink.write(data)
 
 

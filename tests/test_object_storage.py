@@ -23,6 +23,7 @@ from components.serving_root import latest_published_model, publish_model, publi
 from components.statistics_store import store_span_statistics, stored_spans
 from object_stores import READER, WRITER, free_port, gcs_client, gcs_emulator, s3_client, s3_environment, seaweedfs
 from test_end_to_end import example_from_row
+from test_sources import read_all, write_avro, write_parquet, write_tfrecord
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_FILE = os.path.join(REPO, "components", "penguins", "module.py")
@@ -208,8 +209,12 @@ def test_publishing_to_a_bucket_numbers_versions_past_unfinished_ones_and_cleans
     assert published_versions(root, "penguins") == [1, 3]
     keys = store.keys(bucket)
     assert not [key for key in keys if ".incoming-" in key]
-    local_files = sorted(relative for _, relative in storage.files_under(trained_model[0], "--test"))
-    assert sorted(key[len("penguins/3/"):] for key in keys if key.startswith("penguins/3/")) == local_files
+    local_files = storage.files_under(trained_model[0], "--test")
+    assert sorted(key[len("penguins/3/"):] for key in keys if key.startswith("penguins/3/")) == sorted(
+        relative for _, relative in local_files)
+    for path, relative in local_files:
+        with open(path, "rb") as local:
+            assert storage.read_bytes(store.uri(bucket, "penguins/3", relative), "--test") == local.read(), relative
 
 
 def test_a_missing_bucket_names_the_uri(store):
@@ -287,3 +292,23 @@ def test_a_run_against_a_missing_bucket_stops_at_ingest_with_one_line(s3_store, 
     assert result["errors"] == [f"--data {missing!r}: bucket '{missing.split('/')[2]}' does not exist: "
                                 "create it or correct the URI."]
     assert s3_store.keys(models) == []
+
+
+@pytest.mark.parametrize("extension,write", [
+    ("parquet", write_parquet), ("avro", write_avro), ("tfrecord.gz", write_tfrecord)])
+def test_typed_sources_in_a_bucket_ingest_like_local_files(store, tmp_path, extension, write):
+    """Parquet, Avro and TFRecords read through Beam's readers from a bucket, spans and given splits included."""
+    from components.ingest import ingest_examples
+
+    bucket = store.bucket("lake")
+    for split in ("train", "eval"):
+        local = write(str(tmp_path / "local" / "span-3" / split / f"part.{extension}"))
+        upload(local, store.uri(bucket, f"span-3/{split}/part.{extension}"))
+    pattern = f"span-{{SPAN}}/{{SPLIT}}/*.{extension}"
+    local_metadata = ingest_examples(str(tmp_path / "local" / pattern), str(tmp_path / "from_local"))
+    bucket_metadata = ingest_examples(store.uri(bucket, pattern), str(tmp_path / "from_bucket"))
+
+    assert bucket_metadata["span"] == local_metadata["span"] == 3
+    assert bucket_metadata["row_counts"] == local_metadata["row_counts"]
+    assert bucket_metadata["column_types"] == local_metadata["column_types"]
+    assert read_all(str(tmp_path / "from_bucket")) == read_all(str(tmp_path / "from_local"))
