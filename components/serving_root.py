@@ -35,15 +35,8 @@ def model_root(serving_root, model_name):
 
 def published_versions(serving_root, model_name):
     """The published versions of a model, oldest first."""
-    root = model_root(serving_root, model_name)
-    if storage.is_remote(root):
-        found = storage.match(storage.join(root, "*", SAVED_MODEL_FILE), _FLAG)
-        names = [path[len(root.rstrip("/")) + 1:].split("/", 1)[0] for path in found]
-        return sorted(int(name) for name in names if name.isdigit())
-    if not os.path.isdir(root):
-        return []
-    return sorted(int(name) for name in os.listdir(root)
-                  if name.isdigit() and os.path.isfile(os.path.join(root, name, SAVED_MODEL_FILE)))
+    names = storage.folders_holding(model_root(serving_root, model_name), SAVED_MODEL_FILE, _FLAG)
+    return sorted(int(name) for name in names if name.isdigit())
 
 
 def latest_published_model(serving_root, model_name):
@@ -59,7 +52,7 @@ def baseline_model(serving_root, model_name):
     if latest is None:
         yield None, None
         return
-    with storage.local_copy(latest, _FLAG, folder=True) as local:
+    with storage.local_folder(latest, _FLAG) as local:
         yield latest, local
 
 
@@ -94,8 +87,7 @@ def publish_model(model_dir, serving_root, model_name):
 
 def _publish_to_bucket(model_dir, root):
     incoming = storage.join(root, f"{_INCOMING_PREFIX}{uuid.uuid4().hex}")
-    storage.upload_folder(model_dir, incoming, _FLAG)
-    staged = storage.files_under(incoming, _FLAG)
+    staged = storage.upload_folder(model_dir, incoming, _FLAG)
     try:
         numbered = {relative.split("/", 1)[0] for _, relative in storage.files_under(root, _FLAG)}
         version = max((int(name) for name in numbered if name.isdigit()), default=0) + 1

@@ -27,14 +27,7 @@ def stored_spans(root):
     """The spans whose train statistics are stored, in order."""
     if not root:
         return []
-    if storage.is_remote(root):
-        found = storage.match(layout.statistics_file(storage.join(root, "span-*"), layout.TRAIN), _FLAG)
-        names = [path[len(root.rstrip("/")) + 1:].split("/", 1)[0] for path in found]
-    elif os.path.isdir(root):
-        names = [name for name in os.listdir(root)
-                 if os.path.isfile(layout.statistics_file(os.path.join(root, name), layout.TRAIN))]
-    else:
-        names = []
+    names = storage.folders_holding(root, layout.statistics_file("", layout.TRAIN), _FLAG)
     return sorted(int(match[1]) for match in map(_SPAN_DIR.match, names) if match)
 
 
@@ -47,7 +40,7 @@ def previous_span(root, span):
 @contextlib.contextmanager
 def local_span_statistics(root, span):
     """A local folder with a stored span's statistics (a download when the store is a bucket)."""
-    with storage.local_copy(span_dir(root, span), _FLAG, folder=True) as local:
+    with storage.local_folder(span_dir(root, span), _FLAG) as local:
         yield local
 
 

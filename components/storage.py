@@ -249,13 +249,24 @@ def delete(paths, flag, uri):
             filesystems.delete(paths)
 
 
-def upload_folder(local_folder, uri, flag, last=()):
-    """Copies a local folder's files to `uri`, the files named in `last` after all others."""
-    files = files_under(local_folder, flag)
-    files.sort(key=lambda item: (item[1] in last, item[1]))
-    for path, relative in files:
+def folders_holding(root, relative, flag):
+    """The names of `root`'s subfolders that hold the file `relative` (e.g. `saved_model.pb`)."""
+    if is_remote(root):
+        prefix = root.rstrip("/") + "/"
+        return [path[len(prefix):].split("/", 1)[0] for path in match(join(root, "*", relative), flag)]
+    if not os.path.isdir(root):
+        return []
+    return [name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, relative))]
+
+
+def upload_folder(local_folder, uri, flag):
+    """Copies a local folder's files to `uri`; returns what it wrote, as (URI, path relative to `uri`)."""
+    uploaded = []
+    for path, relative in files_under(local_folder, flag):
         with open(path, "rb") as source:
             write_bytes(join(uri, relative), source.read(), flag)
+        uploaded.append((join(uri, relative), relative))
+    return uploaded
 
 
 def download_file(uri, local_path, flag):
@@ -264,25 +275,20 @@ def download_file(uri, local_path, flag):
 
 
 @contextlib.contextmanager
-def local_copy(path, flag, folder=False):
-    """A local path holding `path`'s content: `path` itself when local, else a temporary download."""
+def local_folder(path, flag):
+    """A local folder holding the folder `path`'s files: `path` itself when local, else a temporary download."""
     if not is_remote(path):
         yield path
         return
+    found = files_under(path, flag)
+    if not found:
+        raise StageError(f"{flag} {path!r} does not exist or holds no files: check the path.")
     scratch = tempfile.mkdtemp(prefix="living-pipeline-")
     try:
-        if folder:
-            found = files_under(path, flag)
-            if not found:
-                raise StageError(f"{flag} {path!r} does not exist or holds no files: check the path.")
-            for remote, relative in found:
-                local = os.path.join(scratch, relative)
-                os.makedirs(os.path.dirname(local), exist_ok=True)
-                download_file(remote, local, flag)
-            yield scratch
-        else:
-            local = os.path.join(scratch, path.rstrip("/").rsplit("/", 1)[-1])
-            download_file(path, local, flag)
-            yield local
+        for remote, relative in found:
+            local = os.path.join(scratch, relative)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            download_file(remote, local, flag)
+        yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

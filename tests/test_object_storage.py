@@ -94,19 +94,14 @@ def upload(path, uri):
         storage.write_bytes(uri, source.read(), "--test")
 
 
-def load_published(uri, tmp_path):
-    local = str(tmp_path / "downloaded")
-    for remote, relative in storage.files_under(uri, "--test"):
-        os.makedirs(os.path.dirname(os.path.join(local, relative)), exist_ok=True)
-        storage.download_file(remote, os.path.join(local, relative), "--test")
-    return tf.saved_model.load(local)
-
-
-def accuracy_on(model, csv_path):
+def published_model_accuracy(uri, csv_path):
+    """The accuracy on `csv_path`'s rows of the model published at `uri`, downloaded and loaded."""
     with open(csv_path, newline="") as source:
         rows = [row for row in csv.DictReader(source) if row["species"] != "NA"]
     examples = tf.constant([example_from_row(row).SerializeToString() for row in rows])
-    predicted = model.signatures["serving_default"](examples=examples)["classes"].numpy()
+    with storage.local_folder(uri, "--test") as local:
+        model = tf.saved_model.load(local)
+        predicted = model.signatures["serving_default"](examples=examples)["classes"].numpy()
     return sum(p.decode() == row["species"] for p, row in zip(predicted, rows)) / len(rows)
 
 
@@ -174,7 +169,7 @@ def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publish
     assert published_versions(serving_root, "penguins") == [1, 2]
     assert stored_spans(statistics_root) == [1, 2]
     assert not [key for key in s3_store.keys(models) if ".incoming-" in key]
-    assert accuracy_on(load_published(f"{serving_root}/penguins/2", tmp_path), spans[2]) >= 0.8
+    assert published_model_accuracy(f"{serving_root}/penguins/2", spans[2]) >= 0.8
     assert_no_secret_anywhere(WRITER[1], process, str(tmp_path / "outputs"))
 
 
@@ -194,7 +189,7 @@ def test_a_run_on_gcs_reads_and_publishes_through_buckets(gcs_store, tmp_path, m
     assert result["outputs"]["pushed_model"]["path"] == f"{serving_root}/penguins/1"
     assert stored_spans(statistics_root) == [2]
     assert latest_published_model(serving_root, "penguins") == f"{serving_root}/penguins/1"
-    assert accuracy_on(load_published(f"{serving_root}/penguins/1", tmp_path), spans[2]) >= 0.8
+    assert published_model_accuracy(f"{serving_root}/penguins/1", spans[2]) >= 0.8
 
 
 def test_publishing_to_a_bucket_numbers_versions_past_unfinished_ones_and_cleans_up(store, trained_model):
