@@ -119,7 +119,7 @@ def parse_split_ratios(text):
     splits = []
     for item in text.split(","):
         name, _, ratio = item.strip().partition(":")
-        if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not ratio.strip().isdigit() or int(ratio) < 1:
+        if not re.fullmatch(_SPLIT_NAME, name) or not ratio.strip().isdigit() or int(ratio) < 1:
             raise StageError(f"--split-ratios {text!r}: write it as name:weight pairs, "
                              "e.g. 'train:2,eval:1' (positive whole weights).")
         splits.append((name, int(ratio)))
@@ -407,8 +407,12 @@ class _FileSource:
         return {sources.CSV: self._read_csv, sources.PARQUET: self._read_parquet, sources.AVRO: self._read_avro,
                 sources.TFRECORD: self._read_tfrecord}[self.format](pipeline)
 
+    def _files(self, pipeline):
+        """(path, given split) for each file, one element each."""
+        return pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
+
     def _read_csv(self, pipeline):
-        files = pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
+        files = self._files(pipeline)
         columns = self.columns
         column_types = (
             files | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
@@ -426,14 +430,13 @@ class _FileSource:
         return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
 
     def _read_avro(self, pipeline):
-        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
-                   | "ReadAvro" >> beam.ParDo(sources.ReadAvroFiles()).with_outputs("errors", main="records"))
+        records = self._files(pipeline) | "ReadAvro" >> beam.ParDo(sources.ReadAvroFiles()).with_outputs(
+            "errors", main="records")
         return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
 
     def _read_tfrecord(self, pipeline):
-        records = (pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
-                   | "ReadTFRecord" >> beam.ParDo(sources.ReadTFRecordFiles()).with_outputs(
-                       "errors", main="records"))
+        records = self._files(pipeline) | "ReadTFRecord" >> beam.ParDo(sources.ReadTFRecordFiles()).with_outputs(
+            "errors", main="records")
         column_types = (records.records
                         | "FeatureTypes" >> beam.Map(lambda record: sources.example_feature_types(record[1]))
                         | "InferTypes" >> beam.CombineGlobally(sources.InferExampleTypes()))
