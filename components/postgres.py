@@ -9,12 +9,22 @@ connection is opened, and error messages never show it or its password.
 Columns are typed from their PostgreSQL types (see `components/sources.py` for how each becomes a
 tf.Example feature). Given an integer partition column, the query's rows are read as several range
 queries over that column (`WHERE column >= low AND column < high`, and one for its nulls), one per Beam
-element, so Beam reads them in parallel; otherwise the query is read in one piece. The query runs as
-a subquery in a read-only transaction, so it can only read.
+element, so Beam reads them in parallel; otherwise the query is read in one piece.
+
+The query can only read, by construction:
+- it must start as a query does (SELECT, WITH, VALUES, TABLE or a parenthesis), checked before
+  anything is sent;
+- it is sent as a subquery, `SELECT * FROM (<query>) AS source`, always with the extended query
+  protocol (a prepared statement here, a server-side cursor in the readers), which carries exactly one
+  statement: text that closes the subquery and appends `; COMMIT; DROP TABLE ...` is refused by the
+  server as several commands before any of them runs;
+- the session starts read-only (`default_transaction_read_only`, a startup parameter of the connection),
+  and every transaction is opened READ ONLY, so even a function with side effects cannot write.
 """
 import dataclasses
 import json
 import os
+import re
 
 import apache_beam as beam
 
@@ -24,6 +34,12 @@ from components.sources import feature_value
 DATABASE_URL_VARIABLE = "LIVING_PIPELINE_DATABASE_URL"
 DEFAULT_QUERY_PARTITIONS = 4
 _FETCH_ROWS = 2000
+# Every session ingest opens is read-only from its first statement; added to the connection's own options.
+_READ_ONLY_SESSION = "-c default_transaction_read_only=on"
+# What a read-only query may start with, after comments.
+_QUERY_START = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*(SELECT|WITH|VALUES|TABLE|\()", re.I | re.S)
+# PostgreSQL's message when one prepared statement holds several commands.
+_SEVERAL_COMMANDS = "cannot insert multiple commands into a prepared statement"
 _JSON_OIDS = frozenset({114, 3802})
 _INTEGER_OIDS = frozenset({20, 21, 23})
 _COLUMN_TYPES = {
@@ -64,11 +80,19 @@ def _short(query):
     return query if len(query) <= 80 else query[:77] + "..."
 
 
+def _session_options(url):
+    """The connection's startup options: the user's own (URL or PGOPTIONS), then a read-only session."""
+    import psycopg
+
+    own = psycopg.conninfo.conninfo_to_dict(url).get("options") if url else None
+    return " ".join(filter(None, [own if own is not None else os.environ.get("PGOPTIONS", ""), _READ_ONLY_SESSION]))
+
+
 def _connect(url):
     import psycopg
 
     try:
-        connection = psycopg.connect(url, connect_timeout=10)
+        connection = psycopg.connect(url, connect_timeout=10, options=_session_options(url))
     except psycopg.Error as error:
         raise StageError(f"Cannot connect to PostgreSQL with {_connection_source(url)} "
                          f"({_masked(str(error), url)}): set {DATABASE_URL_VARIABLE} to "
@@ -79,11 +103,21 @@ def _connect(url):
 
 def _query_error(query, error, url):
     message = _masked(getattr(error.diag, "message_primary", None) or str(error), url)
+    if message == _SEVERAL_COMMANDS:
+        return (f"--query {_short(query)!r} holds more than one statement: give one read-only query "
+                "(SELECT, WITH ... SELECT, VALUES or TABLE); nothing was run.")
     return f"The PostgreSQL query --query {_short(query)!r} failed: {message}: fix the query."
 
 
 def _subquery(query):
     return query.strip().rstrip(";").strip()
+
+
+def _check_read_only(query):
+    """Refuses, before anything is sent, a query that does not start as a read-only query does."""
+    if not _QUERY_START.match(query):
+        raise StageError(f"--query {_short(query)!r} is not a read-only query: give one SELECT (or WITH ... "
+                         "SELECT, VALUES, TABLE) statement; ingest never writes to the database.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +133,8 @@ def _sql(query, partition_column, partition):
     """The SQL text for one partition: ('all',), ('range', low, high) or ('null',)."""
     from psycopg import sql
 
-    statement = sql.SQL("SELECT * FROM ({}) AS source").format(sql.SQL(_subquery(query)))
+    # The query on lines of its own, so a trailing `-- comment` ends before the closing parenthesis.
+    statement = sql.SQL("SELECT * FROM (\n{}\n) AS source").format(sql.SQL(_subquery(query)))
     if partition[0] == "range":
         return sql.SQL("{} WHERE {} >= {} AND {} < {}").format(
             statement, sql.Identifier(partition_column), sql.Literal(partition[1]),
@@ -122,13 +157,15 @@ def describe_query(query, partition_column="", partitions=DEFAULT_QUERY_PARTITIO
 
     if not _subquery(query):
         raise StageError("--query is empty: give a SELECT query.")
+    _check_read_only(query)
     if partitions < 1:
         raise StageError(f"--query-partitions {partitions}: give 1 or more.")
     url = database_url()
     with _connect(url) as connection:
         try:
             with connection.cursor() as cursor:
-                cursor.execute(sql.SQL("{} LIMIT 0").format(_sql(query, "", ("all",))))
+                # prepare=True: the extended query protocol, one statement at most (see the docstring).
+                cursor.execute(sql.SQL("{} LIMIT 0").format(_sql(query, "", ("all",))), prepare=True)
                 description = cursor.description
         except psycopg.Error as error:
             raise StageError(_query_error(query, error, url)) from None
@@ -155,8 +192,9 @@ def describe_query(query, partition_column="", partitions=DEFAULT_QUERY_PARTITIO
         try:
             with connection.cursor() as cursor:
                 cursor.execute(sql.SQL(
-                    "SELECT min({column}), max({column}), count(*) FILTER (WHERE {column} IS NULL) FROM ({query}) "
-                    "AS source").format(column=sql.Identifier(partition_column), query=sql.SQL(_subquery(query))))
+                    "SELECT min({column}), max({column}), count(*) FILTER (WHERE {column} IS NULL) FROM "
+                    "({query}) AS source").format(column=sql.Identifier(partition_column),
+                                                  query=_sql(query, "", ("all",))), prepare=True)
                 low, high, nulls = cursor.fetchone()
         except psycopg.Error as error:
             raise StageError(_query_error(query, error, url)) from None
@@ -187,6 +225,7 @@ class ReadQueryPartitions(beam.DoFn):
 
         url = database_url()
         try:
+            # A server-side cursor: psycopg always declares it with the extended query protocol.
             with _connect(url) as connection, connection.cursor(name="living_pipeline_ingest") as cursor:
                 cursor.itersize = _FETCH_ROWS
                 cursor.execute(_sql(self._query, self._partition_column, partition))

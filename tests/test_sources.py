@@ -420,13 +420,87 @@ def test_query_can_only_read(tmp_path, database_url):
     load_table(database_url)
     with psycopg.connect(database_url) as connection:
         connection.execute("CREATE SEQUENCE IF NOT EXISTS counter")
-    with pytest.raises(StageError, match="failed: syntax error"):
+    with pytest.raises(StageError, match=r"^--query 'DELETE FROM penguins RETURNING \*' is not a read-only query"):
         ingest_examples("", str(tmp_path / "out"), query="DELETE FROM penguins RETURNING *")
     with pytest.raises(StageError, match=r"failed: cannot execute nextval\(\) in a read-only transaction"):
         ingest_examples("", str(tmp_path / "out"), query="SELECT nextval('counter') AS n")
     with psycopg.connect(database_url) as connection:
         assert connection.execute("SELECT count(*) FROM penguins").fetchone()[0] == 60
         assert connection.execute("SELECT last_value, is_called FROM counter").fetchone() == (1, False)
+
+
+INJECTION = "SELECT 1 AS one) AS x; COMMIT; DROP TABLE penguins; SELECT * FROM (SELECT 1 AS one"
+
+
+def writing_queries(marker):
+    """Queries that would change the database (or the server's disk) if they ran as written."""
+    return [
+        INJECTION,
+        "SELECT 1 AS one) AS x; COMMIT; INSERT INTO penguins (id) VALUES (999); SELECT * FROM (SELECT 1 AS one",
+        "SELECT 1 AS one) AS x; SET TRANSACTION READ WRITE; DELETE FROM penguins; SELECT * FROM (SELECT 1 AS one",
+        "INSERT INTO penguins (id) VALUES (999)",
+        "UPDATE penguins SET species = 'Dodo'",
+        "DELETE FROM penguins",
+        f"COPY (SELECT 1) TO PROGRAM 'touch {marker}'",
+        f"SELECT 1 AS one) AS x; COPY (SELECT 1) TO PROGRAM 'touch {marker}'; SELECT * FROM (SELECT 1 AS one",
+        "WITH gone AS (DELETE FROM penguins RETURNING *) SELECT * FROM gone",
+        "SELECT set_config('default_transaction_read_only', 'off', false) AS x) AS y; "
+        "UPDATE penguins SET species = 'Dodo'; SELECT * FROM (SELECT 1 AS one",
+    ]
+
+
+def assert_penguins_untouched(url, marker):
+    with psycopg.connect(url) as connection:
+        rows = connection.execute("SELECT id, species FROM penguins ORDER BY id").fetchall()
+    assert rows == [(row["id"], row["species"]) for row in ROWS]
+    assert not os.path.exists(marker), "COPY ... TO PROGRAM ran"
+
+
+def test_a_query_that_writes_or_holds_several_statements_fails_with_one_line_and_changes_nothing(
+        tmp_path, database_url):
+    load_table(database_url)
+    marker = str(tmp_path / "copy-to-program-ran")
+    os.chmod(tmp_path, 0o777)  # so that the server (user postgres) could create the marker, were COPY to run
+    for query in writing_queries(marker):
+        with pytest.raises(StageError) as raised:
+            ingest_examples("", str(tmp_path / "out"), query=query)
+        message = str(raised.value)
+        assert "\n" not in message and message.startswith(("--query ", "The PostgreSQL query --query ")), message
+        assert any(reason in message for reason in (
+            "holds more than one statement", "is not a read-only query", "read-only transaction",
+            "must be at the top level")), message
+        assert_penguins_untouched(database_url, marker)
+    with pytest.raises(StageError, match=r"^--query 'SELECT 1 AS one\) AS x; COMMIT; DROP TABLE penguins; "
+                                         r"SELECT \* FROM \(SELECT 1 A\.\.\.' holds more than one statement"):
+        ingest_examples("", str(tmp_path / "out"), query=INJECTION, query_partition_column="one")
+
+
+def test_the_partition_readers_cannot_write_either(tmp_path, database_url):
+    """The readers on the Beam workers, given writing text directly (as if describe had been bypassed)."""
+    from components.postgres import QuerySource, ReadQueryPartitions
+
+    load_table(database_url)
+    marker = str(tmp_path / "copy-to-program-ran")
+    os.chmod(tmp_path, 0o777)
+    for query in writing_queries(marker):
+        for column, partition in (("", ("all",)), ("id", ("range", 0, 100)), ("id", ("null",))):
+            reader = ReadQueryPartitions(QuerySource(query, {}, {}, [partition]), column)
+            outputs = list(reader.process(partition))
+            assert len(outputs) == 1 and outputs[0].tag == "errors", (query, outputs)
+            assert_penguins_untouched(database_url, marker)
+
+
+def test_the_session_itself_is_read_only(database_url):
+    """Even a statement that escaped the transaction could not write: the session starts read-only."""
+    from components.postgres import _connect
+
+    load_table(database_url)
+    with _connect(database_url) as connection:
+        connection.autocommit = True
+        assert connection.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            connection.execute("DELETE FROM penguins")
+    assert_penguins_untouched(database_url, "/nonexistent")
 
 
 def test_connection_failure_never_shows_the_password(tmp_path, postgres_url, monkeypatch):
