@@ -1,5 +1,19 @@
-"""Push (TFX's Pusher): a blessed model is published to the serving root; an unblessed one is not."""
-from components.serving_root import publish_model
+"""Push (TFX's Pusher): a blessed model is published to the serving root; an unblessed one is not.
+
+A blessing holds for the baseline it was decided against: push publishes only while the newest
+published version is still the one evaluate compared the candidate with (`baseline_version`, 0 for
+none). If another run published in between, nothing is published and the result says why; a rerun
+compares the candidate with the new version.
+"""
+from components.serving_root import BaselineChanged, is_version_name, publish_model
+
+
+def compared_version(blessing):
+    """The version evaluate compared the candidate with (0: none), from the blessing's decision."""
+    if "baseline_version" in blessing:
+        return int(blessing["baseline_version"])
+    name = (blessing.get("baseline") or "").rstrip("/").rsplit("/", 1)[-1]
+    return int(name) if is_version_name(name) else 0
 
 
 def push_model(model_dir, blessing, serving_root, model_name):
@@ -7,7 +21,10 @@ def push_model(model_dir, blessing, serving_root, model_name):
     if not blessing["blessed"]:
         return {"pushed": False, "version": 0, "path": "",
                 "reason": "not blessed: " + "; ".join(blessing["reasons"])}
-    version, path = publish_model(model_dir, serving_root, model_name)
+    try:
+        version, path = publish_model(model_dir, serving_root, model_name, compared_with=compared_version(blessing))
+    except BaselineChanged as changed:
+        return {"pushed": False, "version": 0, "path": "", "reason": f"blessed, but {changed}"}
     return {"pushed": True, "version": version, "path": path,
             "reason": "blessed: " + "; ".join(blessing["reasons"])}
 

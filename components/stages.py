@@ -117,13 +117,14 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
 
     with reported_stage():
         configure(beam_args)
-        with baseline_model(serving_root, model_name) as (baseline, local_baseline):
+        with baseline_model(serving_root, model_name) as (baseline, local_baseline, baseline_version):
             decision = evaluate_model(
                 model.path, examples.path, schema.path, module, evaluation.path,
                 baseline_dir=local_baseline,
                 slice_columns=[c.strip() for c in slice_columns.split(",") if c.strip()] or None,
                 threshold=threshold, tolerance=tolerance, beam_args=beam_args)
         decision["baseline"] = baseline or ""
+        decision["baseline_version"] = baseline_version  # push publishes only while it is still the newest
     write_blessing(decision, blessing.path)
     blessing.metadata.update(decision)
     evaluation.metadata.update({"overall": decision["overall"], "slices": decision["slices"]})

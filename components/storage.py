@@ -27,6 +27,8 @@ _REMOTE_SCHEMES = (GCS_SCHEME, S3_SCHEME)
 _CHECK_TIMEOUT_SECONDS = 20
 # Files are copied as they are: Beam would otherwise (de)compress a `.gz` name on the way.
 _BYTE_EXACT = "uncompressed"
+# Files are streamed in pieces of this size, never read whole (a model's variables can be gigabytes).
+_STREAM_CHUNK_BYTES = 8 * 1024 * 1024
 _state = {"beam_args": "", "options": None, "checked": set()}
 
 
@@ -259,19 +261,34 @@ def folders_holding(root, relative, flag):
     return [name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, relative))]
 
 
+def upload_file(local_path, uri, flag):
+    """Copies one local file to `uri`, streamed: memory stays at a few buffers whatever the file's size."""
+    if not is_remote(uri):
+        os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
+        shutil.copyfile(local_path, uri)
+        return
+    with open(local_path, "rb") as source, _reported(uri, flag) as filesystems, \
+            filesystems.create(uri, compression_type=_BYTE_EXACT) as sink:
+        shutil.copyfileobj(source, sink, _STREAM_CHUNK_BYTES)
+
+
 def upload_folder(local_folder, uri, flag):
     """Copies a local folder's files to `uri`; returns what it wrote, as (URI, path relative to `uri`)."""
     uploaded = []
     for path, relative in files_under(local_folder, flag):
-        with open(path, "rb") as source:
-            write_bytes(join(uri, relative), source.read(), flag)
+        upload_file(path, join(uri, relative), flag)
         uploaded.append((join(uri, relative), relative))
     return uploaded
 
 
 def download_file(uri, local_path, flag):
-    with open(local_path, "wb") as sink:
-        sink.write(read_bytes(uri, flag))
+    """Copies the file at `uri` to a local file, streamed."""
+    if not is_remote(uri):
+        shutil.copyfile(uri, local_path)
+        return
+    with _reported(uri, flag) as filesystems, filesystems.open(uri, compression_type=_BYTE_EXACT) as source, \
+            open(local_path, "wb") as sink:
+        shutil.copyfileobj(source, sink, _STREAM_CHUNK_BYTES)
 
 
 @contextlib.contextmanager

@@ -6,10 +6,12 @@ published model is downloaded and predicts. The bucket publishing protocol, and 
 missing bucket, a missing object, denied access and an unreachable endpoint are checked directly.
 """
 import csv
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -19,9 +21,10 @@ from components import storage
 from components.errors import StageError
 from components.penguins import curated_schema_path
 from components.penguins.demo import write_demo_spans
-from components.serving_root import latest_published_model, publish_model, published_versions
+from components.serving_root import BaselineChanged, latest_published_model, publish_model, published_versions
 from components.statistics_store import store_span_statistics, stored_spans
 from object_stores import READER, WRITER, free_port, gcs_client, gcs_emulator, s3_client, s3_environment, seaweedfs
+from publish_child import run_one, run_together, write_fake_model
 from test_end_to_end import example_from_row
 from test_sources import read_all, write_avro, write_parquet, write_tfrecord
 
@@ -210,6 +213,94 @@ def test_publishing_to_a_bucket_numbers_versions_past_unfinished_ones_and_cleans
     for path, relative in local_files:
         with open(path, "rb") as local:
             assert storage.read_bytes(store.uri(bucket, "penguins/3", relative), "--test") == local.read(), relative
+
+
+def bucket_checksums(folder_uri):
+    """{relative path: sha256} of the objects under a bucket folder."""
+    return {relative: hashlib.sha256(storage.read_bytes(path, "--test")).hexdigest()
+            for path, relative in storage.files_under(folder_uri, "--test")}
+
+
+def test_concurrent_publishers_to_one_bucket_never_share_a_version(store, tmp_path):
+    """Eight processes publish eight different models under one model name at the same moment."""
+    bucket = store.bucket("models")
+    root = store.uri(bucket)
+    models = {str(tmp_path / f"model{i}"): write_fake_model(str(tmp_path / f"model{i}"), f"model {i}")
+              for i in range(8)}
+    started = time.monotonic()
+    results = run_together([["publish", model, root, "m"] for model in models], str(tmp_path / "barrier"))
+    print(f"8 concurrent publishes: {time.monotonic() - started:.1f} s with the processes' start, the longest "
+          f"publish {max(r['seconds'] for r in results):.1f} s; versions {[r['version'] for r in results]}")
+
+    versions = [result["version"] for result in results]
+    assert len(set(versions)) == 8
+    assert published_versions(root, "m") == sorted(versions)
+    for (model, files), result in zip(models.items(), results):
+        assert bucket_checksums(result["path"]) == files, f"version {result['version']} is not only {model}"
+    # Numbers are skipped only when claimants collide; each skipped number was claimed and let go.
+    assert max(versions) <= 8 + 7
+    assert not [key for key in store.keys(bucket) if ".incoming-" in key or ".claims/" in key]
+
+
+def test_concurrent_runs_compared_with_the_same_version_publish_once_to_a_bucket(store, tmp_path):
+    """Eight runs, all blessed against version 1, push at once: one publishes version 2, seven are refused."""
+    bucket = store.bucket("models")
+    root = store.uri(bucket)
+    publish_model(tmp_path.joinpath("first").as_posix() if write_fake_model(str(tmp_path / "first"), "first")
+                  else "", root, "m", compared_with=0)
+    models = {str(tmp_path / f"model{i}"): write_fake_model(str(tmp_path / f"model{i}"), f"model {i}")
+              for i in range(8)}
+    results = run_together([["publish", model, root, "m", "--compared-with", "1"] for model in models],
+                           str(tmp_path / "barrier"))
+
+    published = [(model, result) for model, result in zip(models, results) if "version" in result]
+    refused = [result["refused"] for result in results if "refused" in result]
+    assert [result["version"] for _, result in published] == [2] and len(refused) == 7, results
+    assert all(reason.startswith(("version 2 is now the newest published version",
+                                  "another run is publishing version 2")) for reason in refused), refused
+    assert bucket_checksums(published[0][1]["path"]) == models[published[0][0]]
+    assert published_versions(root, "m") == [1, 2]
+    assert not [key for key in store.keys(bucket) if ".incoming-" in key or ".claims/" in key]
+
+
+def test_a_candidate_compared_with_an_old_version_is_not_published_to_a_bucket(store, tmp_path):
+    bucket = store.bucket("models")
+    root = store.uri(bucket)
+    first, second, third = (str(tmp_path / name) for name in ("first", "second", "third"))
+    for model in (first, second, third):
+        write_fake_model(model, model)
+    assert publish_model(first, root, "m", compared_with=0)[0] == 1
+    assert publish_model(second, root, "m", compared_with=1)[0] == 2
+    with pytest.raises(BaselineChanged, match=r"^version 2 is now the newest published version at .*/m, but the "
+                                              r"candidate was compared with version 1: nothing was published"):
+        publish_model(third, root, "m", compared_with=1)
+    assert published_versions(root, "m") == [1, 2]
+    assert not [key for key in store.keys(bucket) if ".incoming-" in key or ".claims/" in key]
+
+
+def test_publishing_streams_a_model_larger_than_the_push_stages_memory(s3_store, tmp_path, monkeypatch):
+    """A 2.5 GB asset (sparse here) goes to a bucket and a local root; the publisher's memory stays small."""
+    from components.cluster import STAGE_RESOURCES
+
+    big = int(2.5 * 1024 ** 3)
+    assert big > int(STAGE_RESOURCES["push"].memory_limit.rstrip("G")) * 1000 ** 3
+    for name, value in s3_store.environment.items():
+        monkeypatch.setenv(name, value)
+    model = str(tmp_path / "model")
+    files = write_fake_model(model, "big", big_asset_bytes=big)
+    bucket = s3_store.bucket("models")
+    for root in (s3_store.uri(bucket), str(tmp_path / "serving")):
+        started = time.monotonic()
+        result = run_one(["publish", model, root, "m"])
+        print(f"published 2.5 GB to {root} in {time.monotonic() - started:.1f} s, peak {result['peak_mb']:.0f} MB")
+        assert result["version"] == 1
+        assert result["peak_mb"] < 400, "the publisher read the file whole"
+    storage.configure()
+    sizes = {key: s3_client(s3_store.environment["AWS_ENDPOINT_URL"]).head_object(Bucket=bucket, Key=key)
+             ["ContentLength"] for key in s3_store.keys(bucket)}
+    assert sizes["m/1/assets/big.bin"] == big
+    assert sorted(sizes) == sorted(f"m/1/{relative}" for relative in files)
+    assert os.path.getsize(tmp_path / "serving" / "m" / "1" / "assets" / "big.bin") == big
 
 
 def test_a_missing_bucket_names_the_uri(store):

@@ -1,8 +1,15 @@
-"""Publishing to the serving root: increasing versions, never a partial or clobbered one."""
+"""Publishing to a local serving root: increasing versions, never a partial or clobbered one, never one
+published over a version the candidate was not compared with."""
 import multiprocessing
 import os
+import time
 
-from components.serving_root import latest_published_model, publish_model, published_versions
+import pytest
+
+from components import serving_root
+from components.errors import StageError
+from components.serving_root import (BaselineChanged, baseline_model, latest_published_model, publish_model,
+                                     published_versions)
 
 
 def _fake_model(path, marker):
@@ -14,13 +21,27 @@ def _fake_model(path, marker):
 
 
 def _publish(args):
-    model_dir, serving_root = args
-    return publish_model(model_dir, serving_root, "m")
+    model_dir, root, compared_with = args
+    try:
+        return publish_model(model_dir, root, "m", compared_with=compared_with)
+    except BaselineChanged as changed:
+        return str(changed)
+
+
+def _models(tmp_path, count):
+    paths = []
+    for i in range(count):
+        path = str(tmp_path / f"model{i}")
+        _fake_model(path, f"model {i}")
+        paths.append(path)
+    return paths
 
 
 def test_nothing_published_yet(tmp_path):
     assert published_versions(str(tmp_path), "m") == []
     assert latest_published_model(str(tmp_path), "m") is None
+    with baseline_model(str(tmp_path), "m") as baseline:
+        assert baseline == (None, None, 0)
 
 
 def test_versions_without_a_saved_model_are_not_baselines(tmp_path):
@@ -28,12 +49,18 @@ def test_versions_without_a_saved_model_are_not_baselines(tmp_path):
     assert latest_published_model(str(tmp_path), "m") is None
 
 
+def test_version_folders_are_named_by_ascii_digits_only(tmp_path):
+    """'²' and '٣' pass str.isdigit(); int() refuses the first and reads the second as 3."""
+    for name in ("²", "٣", "1x", "12"):
+        _fake_model(str(tmp_path / "m" / name), name)
+    assert published_versions(str(tmp_path), "m") == [12]
+    assert publish_model(_models(tmp_path, 1)[0], str(tmp_path), "m", compared_with=12)[0] == 13
+    with baseline_model(str(tmp_path), "m") as (path, local, version):
+        assert (path, local, version) == (str(tmp_path / "m" / "13"), str(tmp_path / "m" / "13"), 13)
+
+
 def test_concurrent_publishers_get_distinct_whole_versions(tmp_path):
-    models = []
-    for i in range(6):
-        path = str(tmp_path / f"model{i}")
-        _fake_model(path, f"model {i}")
-        models.append((path, str(tmp_path / "serving")))
+    models = [(path, str(tmp_path / "serving"), None) for path in _models(tmp_path, 6)]
     with multiprocessing.get_context("spawn").Pool(6) as pool:
         results = pool.map(_publish, models)
     assert sorted(version for version, _ in results) == [1, 2, 3, 4, 5, 6]
@@ -46,3 +73,48 @@ def test_concurrent_publishers_get_distinct_whole_versions(tmp_path):
     assert markers == {f"model {i}" for i in range(6)}
     leftovers = [n for n in os.listdir(tmp_path / "serving" / "m") if n.startswith(".incoming")]
     assert leftovers == []
+
+
+def test_a_candidate_is_published_only_over_the_version_it_was_compared_with(tmp_path):
+    first, second, third = _models(tmp_path, 3)
+    root = str(tmp_path / "serving")
+    assert publish_model(first, root, "m", compared_with=0)[0] == 1
+    # Two runs both compared with version 1; the first to push wins, the other never met version 2.
+    assert publish_model(second, root, "m", compared_with=1)[0] == 2
+    with pytest.raises(BaselineChanged, match=r"^version 2 is now the newest published version at .*/m, but the "
+                                              r"candidate was compared with version 1: nothing was published; "
+                                              r"rerun to compare it with version 2$"):
+        publish_model(third, root, "m", compared_with=1)
+    with pytest.raises(BaselineChanged, match="compared with no published model"):
+        publish_model(third, root, "m", compared_with=0)
+    assert published_versions(root, "m") == [1, 2]
+    assert not [name for name in os.listdir(os.path.join(root, "m")) if name.startswith(".incoming")]
+
+
+def test_concurrent_runs_compared_with_the_same_version_publish_once(tmp_path):
+    root = str(tmp_path / "serving")
+    publish_model(_models(tmp_path / "first", 1)[0], root, "m")
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        results = pool.map(_publish, [(path, root, 1) for path in _models(tmp_path, 6)])
+    published = [result for result in results if isinstance(result, tuple)]
+    refused = [result for result in results if isinstance(result, str)]
+    assert [version for version, _ in published] == [2] and len(refused) == 5
+    assert all(reason.startswith("version 2 is now the newest published version") for reason in refused)
+    assert published_versions(root, "m") == [1, 2]
+
+
+def test_abandoned_staging_is_removed_by_the_next_publish(tmp_path):
+    root = tmp_path / "serving" / "m"
+    old = int(time.time()) - serving_root.ABANDONED_STAGING_SECONDS - 60
+    recent = int(time.time()) - 60
+    for stamp in (old, recent):
+        _fake_model(str(root / f".incoming-{stamp}-{stamp:x}"), "half a model")
+    publish_model(_models(tmp_path, 1)[0], str(tmp_path / "serving"), "m")
+    assert sorted(os.listdir(root)) == sorted([".publish.lock", "1", f".incoming-{recent}-{recent:x}"])
+
+
+def test_only_a_saved_model_is_published(tmp_path):
+    os.makedirs(tmp_path / "not-a-model")
+    with pytest.raises(StageError, match=r"^The model '.*not-a-model' has no saved_model.pb"):
+        publish_model(str(tmp_path / "not-a-model"), str(tmp_path / "serving"), "m")
+    assert not os.path.exists(tmp_path / "serving")

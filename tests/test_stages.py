@@ -167,10 +167,18 @@ def test_a_weak_candidate_is_not_blessed_against_the_serving_model(
 
 def test_push_publishes_blessed_models_as_increasing_versions(tmp_path, trained_model):
     serving = str(tmp_path / "serving")
-    blessed = {"blessed": True, "reasons": ["good"]}
-    first = push_model(trained_model[0], blessed, serving, "penguins")
-    second = push_model(trained_model[0], blessed, serving, "penguins")
+    first = push_model(trained_model[0], {"blessed": True, "reasons": ["good"], "baseline_version": 0},
+                       serving, "penguins")
+    second = push_model(trained_model[0], {"blessed": True, "reasons": ["good"], "baseline": "",
+                                           "baseline_version": 1}, serving, "penguins")
     assert (first["version"], second["version"]) == (1, 2)
+    # A candidate compared with version 1 is not published over version 2, which it never met.
+    late = push_model(trained_model[0], {"blessed": True, "reasons": ["good"],
+                                         "baseline": os.path.join(serving, "penguins", "1")}, serving, "penguins")
+    assert late["pushed"] is False and late["version"] == 0
+    assert late["reason"].startswith("blessed, but version 2 is now the newest published version at ")
+    assert late["reason"].endswith("but the candidate was compared with version 1: nothing was published; "
+                                   "rerun to compare it with version 2")
     assert published_versions(serving, "penguins") == [1, 2]
     assert latest_published_model(serving, "penguins") == os.path.join(serving, "penguins", "2")
     assert sorted(os.listdir(os.path.join(serving, "penguins"))) == [".publish.lock", "1", "2"]

@@ -1,0 +1,195 @@
+"""A publisher (or statistics store writer) in a process of its own, for tests that run several at once
+or kill one with SIGKILL at a chosen point.
+
+    python tests/publish_child.py publish MODEL_DIR SERVING_ROOT MODEL_NAME [--compared-with N]
+                                  [--barrier DIR] [--kill-at POINT]
+    python tests/publish_child.py store-statistics STATISTICS_DIR STATISTICS_ROOT SPAN [--kill-at POINT]
+
+Prints the outcome as one JSON line: {"version": N, "path": ...}, {"refused": reason} or {"stored": span},
+with "peak_mb", the process's peak resident memory, and "seconds" the publish took.
+`--barrier DIR`: after the imports and a first look at the store, writes DIR/ready-<pid> and waits for
+DIR/go, so that concurrent publishers reach the store together. `--kill-at` makes the process kill itself (SIGKILL: no cleanup, no
+finally) at one of the points in KILL_POINTS, by wrapping the step it dies in, in this process only.
+"""
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from components import serving_root, statistics_store, storage
+from components.serving_root import BaselineChanged, publish_model, published_versions
+
+
+def _die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _die_after(module, name, calls=1):
+    """Dies right after the `calls`-th call of module.name returns."""
+    original, made = getattr(module, name), []
+
+    def wrapper(*args, **kwargs):
+        result = original(*args, **kwargs)
+        made.append(name)
+        if len(made) >= calls:
+            _die()
+        return result
+    setattr(module, name, wrapper)
+
+
+def _die_before(module, name):
+    setattr(module, name, lambda *args, **kwargs: _die())
+
+
+def _die_in_staging_copy():
+    """Local: dies after copytree has copied one file of the model into the hidden staging folder."""
+    original = shutil.copytree
+
+    def copytree(source, target, **kwargs):
+        def copy_then_die(*args, **copy_kwargs):
+            shutil.copy2(*args, **copy_kwargs)
+            _die()
+        return original(source, target, copy_function=copy_then_die, **kwargs)
+    shutil.copytree = copytree
+
+
+def _die_before_cleanup():
+    """Bucket: dies once saved_model.pb is copied into the version, before staging and claim are removed."""
+    original_copy, original_delete, copied = storage.copy, storage.delete, []
+
+    def copy(sources, destinations, *args):
+        original_copy(sources, destinations, *args)
+        copied.extend(destinations)
+
+    def delete(*args):
+        if any(path.endswith("/" + serving_root.SAVED_MODEL_FILE) for path in copied):
+            _die()
+        original_delete(*args)
+    storage.copy, storage.delete = copy, delete
+
+
+KILL_POINTS = {
+    # Local serving root.
+    "local-staging": _die_in_staging_copy,
+    "local-before-lock": lambda: _die_before(serving_root, "_publish_lock"),
+    "local-before-rename": lambda: _die_before(os, "rename"),
+    # Bucket serving root.
+    "bucket-upload": lambda: _die_after(storage, "upload_file"),
+    "bucket-before-claim": lambda: _die_before(serving_root, "_claim_version"),
+    "bucket-after-claim": lambda: _die_after(serving_root, "_claim_version"),
+    "bucket-copy": lambda: _die_after(storage, "copy"),
+    "bucket-before-cleanup": _die_before_cleanup,
+    # Statistics store: after the first split's file is in place.
+    "statistics-local-between-splits": lambda: _die_after(os, "replace"),
+    "statistics-bucket-between-splits": lambda: _die_after(storage, "upload_file"),
+}
+
+
+def write_fake_model(path, seed, big_asset_bytes=0):
+    """A folder shaped like a SavedModel, its bytes unique to `seed`; returns {relative path: sha256}.
+
+    With `big_asset_bytes`, it also holds a sparse asset file of that size (zeros, taking no disk here).
+    """
+    files = {"saved_model.pb": 3_000, "fingerprint.pb": 50, "variables/variables.index": 1_000,
+             "variables/variables.data-00000-of-00001": 300_000, "assets/vocabulary.txt": 20_000}
+    for relative, size in files.items():
+        os.makedirs(os.path.dirname(os.path.join(path, relative)), exist_ok=True)
+        with open(os.path.join(path, relative), "wb") as sink:
+            sink.write(seed.encode() + os.urandom(size))
+    if big_asset_bytes:
+        with open(os.path.join(path, "assets", "big.bin"), "wb") as sink:
+            sink.truncate(big_asset_bytes)
+    return checksums(path)
+
+
+def checksums(folder):
+    """{relative path: sha256} of a local folder's files, read in pieces."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            digest = hashlib.sha256()
+            with open(os.path.join(root, name), "rb") as source:
+                for piece in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(piece)
+            found[os.path.relpath(os.path.join(root, name), folder)] = digest.hexdigest()
+    return found
+
+
+def run_together(argument_lists, barrier, timeout=600):
+    """Runs one child per argument list, lets them all start at once; returns their outputs (None: killed)."""
+    os.makedirs(barrier, exist_ok=True)
+    children = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *arguments, "--barrier", barrier],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for arguments in argument_lists]
+    deadline = time.monotonic() + timeout
+    while len([n for n in os.listdir(barrier) if n.startswith("ready-")]) < len(children):
+        if any(child.poll() is not None for child in children) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    open(os.path.join(barrier, "go"), "w").close()
+    return [outcome(child, timeout) for child in children]
+
+
+def run_one(arguments, timeout=600):
+    child = subprocess.Popen([sys.executable, os.path.abspath(__file__), *arguments],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return outcome(child, timeout)
+
+
+def outcome(child, timeout):
+    stdout, stderr = child.communicate(timeout=timeout)
+    if child.returncode == -signal.SIGKILL:
+        return None
+    if child.returncode:
+        raise RuntimeError(f"the child failed ({child.returncode}): {stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("action", choices=["publish", "store-statistics"])
+    parser.add_argument("source")
+    parser.add_argument("root")
+    parser.add_argument("name")
+    parser.add_argument("--compared-with", type=int, default=None)
+    parser.add_argument("--barrier", default="")
+    parser.add_argument("--kill-at", choices=sorted(KILL_POINTS), default="")
+    args = parser.parse_args()
+    storage.configure()
+    if args.action == "store-statistics":
+        statistics_store.stored_spans(args.root)
+        if args.kill_at:
+            KILL_POINTS[args.kill_at]()
+        statistics_store.store_span_statistics(args.source, args.root, int(args.name), ["train", "eval"])
+        print(json.dumps({"stored": int(args.name), "peak_mb": _peak_mb()}), flush=True)
+        return
+    published_versions(args.root, args.name)  # imports and checks the store before the start
+    if args.barrier:
+        open(os.path.join(args.barrier, f"ready-{os.getpid()}"), "w").close()
+        while not os.path.exists(os.path.join(args.barrier, "go")):
+            time.sleep(0.01)
+    if args.kill_at:
+        KILL_POINTS[args.kill_at]()
+    started = time.monotonic()
+    try:
+        version, path = publish_model(args.source, args.root, args.name, compared_with=args.compared_with)
+    except BaselineChanged as changed:
+        print(json.dumps({"refused": str(changed), "peak_mb": _peak_mb(),
+                          "seconds": time.monotonic() - started}), flush=True)
+        return
+    print(json.dumps({"version": version, "path": path, "peak_mb": _peak_mb(), "seconds": time.monotonic() - started}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
