@@ -23,7 +23,7 @@ Versions are increasing integers written in ASCII digits, and a version counts a
   sure its publisher is gone: staging older than `ABANDONED_STAGING_SECONDS`; in a bucket, a claim
   older than `ABANDONED_CLAIM_SECONDS` whose version never got its `saved_model.pb`, with the files
   copied for it. A publisher that would exceed either age stops before its version becomes visible.
-  A dead claim's number is not used again. Local roots never show a numbered folder that is not
+  A dead claim's number is not used again (its claim stays until a later version exists). Local roots never show a numbered folder that is not
   whole; in a bucket, a publish killed during the final copies (seconds for a large model) leaves a
   numbered prefix without `saved_model.pb` until its claim is abandoned and the next publish removes
   it; TF Serving may try to load it in between and fails to.
@@ -214,12 +214,19 @@ class _BucketState:
 
 
 def _remove_abandoned(root, state):
-    """Removes what publishes that died left: old staged uploads, and files copied for a version never finished."""
+    """Removes what publishes that died left: old staged uploads; for a dead claim, the files copied for a
+    version never finished; and dead claims that no longer hold a number back (their version is published,
+    or a later version exists)."""
     debris = [path for name, paths in state.staging.items() if _is_abandoned(name, ABANDONED_STAGING_SECONDS)
               for path in paths]
-    for version in state.claims:
-        if version in state.numbered and version not in state.published and state._dead(version):
+    highest = max(state.numbered, default=0)
+    for version, claims in state.claims.items():
+        if not state._dead(version):
+            continue
+        if version in state.numbered and version not in state.published:
             debris += [path for path, _ in storage.files_under(storage.join(root, str(version)), _FLAG)]
+        if version in state.published or version < highest:
+            debris += [storage.join(root, _CLAIMS_FOLDER, str(version), claim) for claim in claims]
     storage.delete(debris, _FLAG, root)
 
 

@@ -51,11 +51,14 @@ def _die_in_staging_copy():
     """Local: dies after copytree has copied one file of the model into the hidden staging folder."""
     original = shutil.copytree
 
-    def copytree(source, target, **kwargs):
-        def copy_then_die(*args, **copy_kwargs):
-            shutil.copy2(*args, **copy_kwargs)
-            _die()
-        return original(source, target, copy_function=copy_then_die, **kwargs)
+    def copy_then_die(*args, **kwargs):
+        shutil.copy2(*args, **kwargs)
+        _die()
+
+    def copytree(source, target, *args, **kwargs):
+        if not args:  # the outer call; copytree's recursion passes the copy function on by position
+            kwargs.setdefault("copy_function", copy_then_die)
+        return original(source, target, *args, **kwargs)
     shutil.copytree = copytree
 
 
