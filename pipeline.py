@@ -93,23 +93,26 @@ def create_pipeline(image, kfp_volume=None):
         # Validate reads and writes the statistics store (the previous span's statistics): never cached.
         statistics = op["statistics"](examples=ingest.outputs["examples"], slice_columns=statistics_slices,
                                       serving_data=serving_data, beam_args=beam_args)
+        # beam_args is also the one storage configuration (e.g. --s3_endpoint_url) of every stage that may
+        # touch a bucket; it never holds credentials (refused), which come from each stage's environment.
         schema = op["schema"](statistics=statistics.outputs["statistics"], schema_path=schema_path,
-                              module=module)
+                              module=module, beam_args=beam_args)
         validate = op["validate"](statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"],
-                                  block_on_anomalies=block_on_anomalies,
-                                  statistics_root=statistics_root).set_caching_options(False)
+                                  block_on_anomalies=block_on_anomalies, statistics_root=statistics_root,
+                                  beam_args=beam_args).set_caching_options(False)
         transform = op["transform"](examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
                                     module=module, beam_args=beam_args).after(validate)
         train = op["train"](transformed_examples=transform.outputs["transformed_examples"],
                             transform_graph=transform.outputs["transform_graph"], module=module,
-                            train_steps=train_steps)
+                            train_steps=train_steps, beam_args=beam_args)
         evaluate = op["evaluate"](
             model=train.outputs["model"], examples=ingest.outputs["examples"],
             schema=schema.outputs["schema"], module=module, serving_root=serving_root,
             model_name=model_name, slice_columns=slice_columns, threshold=threshold,
             tolerance=tolerance, beam_args=beam_args).set_caching_options(False)
         push = op["push"](model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
-                          serving_root=serving_root, model_name=model_name).set_caching_options(False)
+                          serving_root=serving_root, model_name=model_name,
+                          beam_args=beam_args).set_caching_options(False)
         configure_tasks([ingest, statistics, schema, validate, transform, train, evaluate, push], kfp_volume)
         return PipelineOutputs(anomalies=validate.outputs["anomalies"],
                                train_metrics=train.outputs["metrics"],
@@ -175,6 +178,14 @@ def _write_json(path, value):
 
 
 def _run(args):
+    from components.errors import StageError
+    from components.storage import refuse_credentials
+
+    try:
+        refuse_credentials(args.beam_args)
+    except StageError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
     quiet_stage_logs()
     started = time.monotonic()
     pipeline_root = os.path.abspath(args.pipeline_root)
@@ -256,8 +267,15 @@ def _submit(args):
 
 
 def _submit_spec(submit, spec_path, args):
+    from components.errors import StageError
+    from components.storage import refuse_credentials
+
     spec, _ = submit.read_spec(spec_path)
     arguments = submit.pipeline_arguments(spec, args.param)
+    try:
+        refuse_credentials(arguments.get("beam_args", ""), "--param beam_args")
+    except StageError as error:
+        raise submit.SubmissionError(str(error)) from None
     revision = args.version_name or submit.version_name(submit.git_revision(os.path.dirname(
         os.path.abspath(__file__))))
     if args.vertex:
@@ -344,7 +362,9 @@ def parse_args(argv):
     run_parser.add_argument("--warn-on-anomalies", action="store_true", help="report data anomalies "
                             "as warnings instead of stopping the run")
     run_parser.add_argument("--beam-args", default="", help="Beam pipeline arguments for the Beam stages, "
-                            "e.g. '--runner=DataflowRunner --project=P ...' (default: DirectRunner here)")
+                            "e.g. '--runner=DataflowRunner --project=P ...' (default: DirectRunner here); their "
+                            "storage settings (e.g. --s3_endpoint_url) reach every stage. Credentials are refused: "
+                            "they come from the environment (AWS_ACCESS_KEY_ID, ...) or the workload's identity")
     run_parser.add_argument("--summary-json", default="", metavar="PATH", help="also write the run's "
                             "summary as JSON to PATH")
     run_parser.add_argument("--runner", choices=["subprocess", "docker"], default="subprocess", help="subprocess: "

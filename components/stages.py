@@ -4,7 +4,8 @@ These are lightweight Python components: KFP embeds each function's source in th
 runs it in the project image (locally: in this Python), where it imports the stage's logic from the
 installed package. So each body imports what it needs, calls the logic, records metadata and writes
 the stage's reports (HTML, Markdown, Metrics, ClassificationMetrics: what the KFP dashboard shows);
-nothing else. `pipeline.py` turns them into components for a given image.
+nothing else. Every stage that may touch a bucket takes `beam_args`, the run's one storage
+configuration (e.g. `--s3_endpoint_url`), and calls `configure(beam_args)` first. `pipeline.py` turns them into components for a given image.
 """
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Markdown, Metrics, Model, Output
 
@@ -42,27 +43,31 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
     write_text(statistics_report.path, build_report(statistics.path, splits))
 
 
-def schema(statistics: Input[Artifact], schema_path: str, module: str, schema: Output[Artifact],
+def schema(statistics: Input[Artifact], schema_path: str, module: str, beam_args: str, schema: Output[Artifact],
            schema_report: Output[Markdown]):
     """Schema (SchemaGen / ImportSchemaGen): a curated schema file, or one inferred from train statistics."""
     from components.errors import reported_stage
     from components.reports import write_text
     from components.schema import make_schema
+    from components.storage import configure
 
     with reported_stage():
+        configure(beam_args)
         result = make_schema(statistics.path, schema.path, schema_path, module)
     write_text(schema_report.path, result.pop("report"))
     schema.metadata.update(result)
 
 
 def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
-             statistics_root: str, anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
+             statistics_root: str, beam_args: str, anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
     """Validate (ExampleValidator): anomalies, drift against the previous span, skew against serving data."""
     from components.errors import reported_stage
     from components.reports import write_text
+    from components.storage import configure
     from components.validate import anomalies_markdown, validate_statistics
 
     with reported_stage():
+        configure(beam_args)
         result = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies,
                                      int(statistics.metadata.get("span", 0)), statistics_root)
     anomalies.metadata.update({"anomaly_count": len(result["anomalies"]), **result})
@@ -87,13 +92,16 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
 
 
 def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], module: str,
-          train_steps: int, model: Output[Model], metrics: Output[Metrics], learning_curves: Output[HTML]):
+          train_steps: int, beam_args: str, model: Output[Model], metrics: Output[Metrics],
+          learning_curves: Output[HTML]):
     """Train (Trainer): the user module's Keras model; exports a serving model with the transform inside."""
     from components.errors import reported_stage
     from components.reports import write_text
+    from components.storage import configure
     from components.train import learning_curves_html, train_model
 
     with reported_stage():
+        configure(beam_args)
         result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps)
     model.metadata.update(result)
     for name, value in result["final"].items():
@@ -140,15 +148,18 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     write_text(blessing_report.path, blessing_markdown(decision))
 
 
-def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, model_name: str,
+def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, model_name: str, beam_args: str,
          pushed_model: Output[Model], push_report: Output[Markdown]):
-    """Push (Pusher): publish a blessed model as the next version in the serving root."""
+    """Push (Pusher): publish a blessed model as the next version in the serving root, if it is still the
+    version the candidate was compared with that serves."""
     from components.blessing import read_blessing
     from components.errors import reported_stage
     from components.push import push_markdown, push_model
     from components.reports import write_text
+    from components.storage import configure
 
     with reported_stage():
+        configure(beam_args)
         result = push_model(model.path, read_blessing(blessing.path), serving_root, model_name)
     pushed_model.metadata.update(result)
     write_text(push_report.path, push_markdown(result, serving_root, model_name))

@@ -16,6 +16,8 @@ the URI.
 """
 import contextlib
 import os
+import re
+import shlex
 import shutil
 import tempfile
 
@@ -30,14 +32,39 @@ _BYTE_EXACT = "uncompressed"
 # Files are streamed in pieces of this size, never read whole (a model's variables can be gigabytes).
 _STREAM_CHUNK_BYTES = 8 * 1024 * 1024
 _state = {"beam_args": "", "options": None, "checked": set()}
+# Beam options that carry secrets (S3 keys, Azure's connection string), and any option named like one.
+_CREDENTIAL_FLAGS = ("--s3_access_key_id", "--s3_secret_access_key", "--s3_session_token", "--azure_connection_string")
+_CREDENTIAL_NAME = re.compile(r"secret|password|passwd|token|access_key|connection_string|credential", re.I)
 
 
 def is_remote(path):
     return str(path).startswith(_REMOTE_SCHEMES)
 
 
+def refuse_credentials(beam_args, flag="--beam-args"):
+    """Raises StageError if the Beam arguments hold a credential; the line never shows its value.
+
+    Credentials passed as pipeline parameters would be in the compiled spec, the run's parameters, the
+    logs and KFP's database. The stages take them from their environment or the workload's identity.
+    """
+    try:
+        names = [arg.split("=", 1)[0] for arg in shlex.split(beam_args or "") if arg.startswith("--")]
+    except ValueError as error:
+        raise StageError(f"{flag} cannot be read ({error}): quote it as a shell would.") from None
+    for name in names:
+        if name.lower() in _CREDENTIAL_FLAGS or _CREDENTIAL_NAME.search(name):
+            raise StageError(
+                f"{flag} holds {name}, a credential: credentials are never pipeline parameters (they would be "
+                "in the compiled spec, the run's parameters and logs); give the stages AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (or GOOGLE_APPLICATION_CREDENTIALS) as environment "
+                "variables, on KFP from a Kubernetes secret, or use the workload's identity.")
+
+
 def configure(beam_args=""):
-    """Makes bucket operations use the stage's Beam options (e.g. `--s3_endpoint_url`)."""
+    """Makes bucket operations use the run's storage settings, the Beam options in `beam_args`
+    (e.g. `--s3_endpoint_url`, `--s3_region_name`); every stage that touches a bucket calls it.
+    Credentials are refused there: they come from the environment or the workload's identity."""
+    refuse_credentials(beam_args)
     _state.update(beam_args=beam_args, options=None, checked=set())
 
 

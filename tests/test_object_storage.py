@@ -150,9 +150,13 @@ def assert_no_secret_anywhere(secret, process, pipeline_root):
 
 def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publishes_there(
         s3_store, tmp_path, monkeypatch, trained_model, statistics_dir):
+    """The S3 endpoint is given once, in --beam-args, and reaches every stage (schema, validate, train and
+    push touch buckets too); the keys come from the environment and show nowhere."""
+    endpoint = s3_store.environment["AWS_ENDPOINT_URL"]
     for name, value in s3_store.environment.items():
         monkeypatch.setenv(name, value)
-    storage.configure()
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    storage.configure(f"--s3_endpoint_url={endpoint}")
     flags, spans = stage_up_landing_zone(s3_store, tmp_path)
     models, stats = s3_store.bucket("models"), s3_store.bucket("stats")
     serving_root, statistics_root = s3_store.uri(models), s3_store.uri(stats, "penguins")
@@ -160,11 +164,14 @@ def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publish
     store_span_statistics(statistics_dir, statistics_root, 1, ["train", "eval"])
     publish_model(trained_model[0], serving_root, "penguins")
 
-    process, result = run_cli(tmp_path, s3_store.environment, *[item for pair in flags.items() for item in pair],
+    environment = {name: value for name, value in s3_store.environment.items() if name != "AWS_ENDPOINT_URL"}
+    process, result = run_cli(tmp_path, environment, *[item for pair in flags.items() for item in pair],
                               "--serving-root", serving_root, "--statistics-root", statistics_root,
-                              "--train-steps", "300", "--tolerance", "0.3")
+                              "--train-steps", "300", "--tolerance", "0.3",
+                              "--beam-args", f"--s3_endpoint_url={endpoint}")
 
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert result["outputs"]["blessing"]["baseline_version"] == 1
     outputs = result["outputs"]
     assert outputs["anomalies"]["checks"] == {"drift": "against span 1", "skew": "against the serving sample"}
     assert outputs["blessing"]["baseline"] == f"{serving_root}/penguins/1"
@@ -173,7 +180,9 @@ def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publish
     assert stored_spans(statistics_root) == [1, 2]
     assert not [key for key in s3_store.keys(models) if ".incoming-" in key]
     assert published_model_accuracy(f"{serving_root}/penguins/2", spans[2]) >= 0.8
+    # Not in the compiled spec, the run's parameters, its logs, reports or artifact metadata, nor the summary.
     assert_no_secret_anywhere(WRITER[1], process, str(tmp_path / "outputs"))
+    assert WRITER[1] not in (tmp_path / "summary.json").read_text()
 
 
 def test_a_run_on_gcs_reads_and_publishes_through_buckets(gcs_store, tmp_path, monkeypatch):
@@ -301,6 +310,28 @@ def test_publishing_streams_a_model_larger_than_the_push_stages_memory(s3_store,
     assert sizes["m/1/assets/big.bin"] == big
     assert sorted(sizes) == sorted(f"m/1/{relative}" for relative in files)
     assert os.path.getsize(tmp_path / "serving" / "m" / "1" / "assets" / "big.bin") == big
+
+
+@pytest.mark.parametrize("flag", ["--s3_secret_access_key", "--s3_access_key_id", "--s3_session_token",
+                                  "--azure_connection_string", "--my_db_password"])
+def test_credentials_in_beam_args_are_refused_before_anything_runs(tmp_path, flag):
+    secret = "refused-secret-" + uuid.uuid4().hex
+    with pytest.raises(StageError, match=rf"^--beam-args holds {flag}, a credential: .* environment variables"):
+        storage.configure(f"--s3_endpoint_url=http://127.0.0.1:1 {flag}={secret}")
+    storage.configure()
+
+    process = subprocess.run(
+        [sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--pipeline-root", str(tmp_path / "outputs"),
+         "--beam-args", f"--s3_endpoint_url=http://127.0.0.1:1 {flag} {secret}"],
+        capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [
+        f"Error: --beam-args holds {flag}, a credential: credentials are never pipeline parameters (they would be "
+        "in the compiled spec, the run's parameters and logs); give the stages AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (or GOOGLE_APPLICATION_CREDENTIALS) as environment variables, "
+        "on KFP from a Kubernetes secret, or use the workload's identity."]
+    assert secret not in process.stdout + process.stderr
+    assert not (tmp_path / "outputs").exists(), "nothing compiled or run"
 
 
 def test_a_missing_bucket_names_the_uri(store):

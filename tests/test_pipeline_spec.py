@@ -70,8 +70,8 @@ def test_stages_reading_outside_state_are_never_cached(tmp_path):
     assert uncached == {"ingest", "validate", "evaluate", "push"}
 
 
-def test_beam_args_reach_every_beam_stage(tmp_path):
+def test_beam_args_and_their_storage_settings_reach_every_stage(tmp_path):
     tasks = compile_spec(tmp_path).root.dag.tasks
     wired = {name for name, task in tasks.items()
              if task.inputs.parameters["beam_args"].component_input_parameter == "beam_args"}
-    assert wired == {"ingest", "statistics", "transform", "evaluate"}
+    assert wired == {"ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"}
