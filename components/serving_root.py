@@ -125,7 +125,7 @@ def _is_abandoned(stamped_name, age_seconds):
 def _check_baseline(newest, compared_with, root):
     if compared_with is not None and newest != compared_with:
         raise BaselineChanged(
-            f"version {newest} is now the newest published version at {root}, but the candidate was compared "
+            f"version {newest} is now the newest published version at {root}; the candidate was compared "
             f"with {_described(compared_with)}: nothing was published; rerun to compare it with version {newest}")
 
 

@@ -168,7 +168,7 @@ def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publish
     process, result = run_cli(tmp_path, environment, *[item for pair in flags.items() for item in pair],
                               "--serving-root", serving_root, "--statistics-root", statistics_root,
                               "--train-steps", "300", "--tolerance", "0.3",
-                              "--beam-args", f"--s3_endpoint_url={endpoint}")
+                              f"--beam-args=--s3_endpoint_url={endpoint}")
 
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     assert result["outputs"]["blessing"]["baseline_version"] == 1
@@ -255,8 +255,8 @@ def test_concurrent_runs_compared_with_the_same_version_publish_once_to_a_bucket
     """Eight runs, all blessed against version 1, push at once: one publishes version 2, seven are refused."""
     bucket = store.bucket("models")
     root = store.uri(bucket)
-    publish_model(tmp_path.joinpath("first").as_posix() if write_fake_model(str(tmp_path / "first"), "first")
-                  else "", root, "m", compared_with=0)
+    write_fake_model(str(tmp_path / "first"), "first")
+    publish_model(str(tmp_path / "first"), root, "m", compared_with=0)
     models = {str(tmp_path / f"model{i}"): write_fake_model(str(tmp_path / f"model{i}"), f"model {i}")
               for i in range(8)}
     results = run_together([["publish", model, root, "m", "--compared-with", "1"] for model in models],
@@ -280,7 +280,7 @@ def test_a_candidate_compared_with_an_old_version_is_not_published_to_a_bucket(s
         write_fake_model(model, model)
     assert publish_model(first, root, "m", compared_with=0)[0] == 1
     assert publish_model(second, root, "m", compared_with=1)[0] == 2
-    with pytest.raises(BaselineChanged, match=r"^version 2 is now the newest published version at .*/m, but the "
+    with pytest.raises(BaselineChanged, match=r"^version 2 is now the newest published version at .*/m; the "
                                               r"candidate was compared with version 1: nothing was published"):
         publish_model(third, root, "m", compared_with=1)
     assert published_versions(root, "m") == [1, 2]

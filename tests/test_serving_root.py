@@ -81,7 +81,7 @@ def test_a_candidate_is_published_only_over_the_version_it_was_compared_with(tmp
     assert publish_model(first, root, "m", compared_with=0)[0] == 1
     # Two runs both compared with version 1; the first to push wins, the other never met version 2.
     assert publish_model(second, root, "m", compared_with=1)[0] == 2
-    with pytest.raises(BaselineChanged, match=r"^version 2 is now the newest published version at .*/m, but the "
+    with pytest.raises(BaselineChanged, match=r"^version 2 is now the newest published version at .*/m; the "
                                               r"candidate was compared with version 1: nothing was published; "
                                               r"rerun to compare it with version 2$"):
         publish_model(third, root, "m", compared_with=1)

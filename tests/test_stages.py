@@ -177,7 +177,7 @@ def test_push_publishes_blessed_models_as_increasing_versions(tmp_path, trained_
                                          "baseline": os.path.join(serving, "penguins", "1")}, serving, "penguins")
     assert late["pushed"] is False and late["version"] == 0
     assert late["reason"].startswith("blessed, but version 2 is now the newest published version at ")
-    assert late["reason"].endswith("but the candidate was compared with version 1: nothing was published; "
+    assert late["reason"].endswith("; the candidate was compared with version 1: nothing was published; "
                                    "rerun to compare it with version 2")
     assert published_versions(serving, "penguins") == [1, 2]
     assert latest_published_model(serving, "penguins") == os.path.join(serving, "penguins", "2")
