@@ -117,6 +117,16 @@ def test_a_missing_argument_stops_before_contacting_kfp(specs):
                              "(e.g. serving_root=/mnt/living-pipeline/serving)"
 
 
+def test_a_credential_in_beam_args_is_refused_before_contacting_kfp(specs):
+    host = f"http://127.0.0.1:{unused_loopback_port()}"
+    code, stdout, stderr = cli("submit", "--host", host, "--spec", specs[0], "--param", "serving_root=s3://models",
+                               "--param", "beam_args=--s3_endpoint_url=http://s3:8333 --s3_secret_access_key=k3y-9f")
+    assert code == 1
+    assert stderr.strip().splitlines() == [stderr.strip()]
+    assert stderr.startswith("Error: --param beam_args holds --s3_secret_access_key, a credential: ")
+    assert "k3y-9f" not in stdout + stderr and "cannot be reached" not in stderr
+
+
 def test_vertex_without_credentials_is_one_clear_error(specs, tmp_path):
     env = {"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "no-such-key.json"),
            "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")}
