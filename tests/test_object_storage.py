@@ -2,7 +2,9 @@
 serving root in `s3://` (SeaweedFS) and `gs://` (a GCS emulator), real servers on loopback.
 
 Two full runs through the command line read everything from buckets and publish to them; the
-published model is downloaded and predicts. The bucket publishing protocol, and the errors for a
+published model is downloaded and predicts (the S3 run gives its endpoint in --beam-args only, and its
+secret key shows nowhere). The bucket publishing protocol (eight concurrent publishers, stale
+baselines, a 2.5 GB model streamed), the refusal of credentials in --beam-args, and the errors for a
 missing bucket, a missing object, denied access and an unreachable endpoint are checked directly.
 """
 import csv
