@@ -23,10 +23,11 @@ Versions are increasing integers written in ASCII digits, and a version counts a
   sure its publisher is gone: staging older than `ABANDONED_STAGING_SECONDS`; in a bucket, a claim
   older than `ABANDONED_CLAIM_SECONDS` whose version never got its `saved_model.pb`, with the files
   copied for it. A publisher that would exceed either age stops before its version becomes visible.
-  A dead claim's number is not used again (its claim stays until a later version exists). Local roots never show a numbered folder that is not
-  whole; in a bucket, a publish killed during the final copies (seconds for a large model) leaves a
-  numbered prefix without `saved_model.pb` until its claim is abandoned and the next publish removes
-  it; TF Serving may try to load it in between and fails to.
+  A dead claim's number is not used again (its claim stays until a later version exists). Local
+  roots never show a numbered folder that is not whole; in a bucket, a publish killed during the
+  final copies (seconds for a large model) leaves a numbered prefix without `saved_model.pb` until
+  its claim is abandoned and the next publish removes it; TF Serving may try to load it in between,
+  and fails to.
 """
 import contextlib
 import fcntl

@@ -5,7 +5,8 @@ runs it in the project image (locally: in this Python), where it imports the sta
 installed package. So each body imports what it needs, calls the logic, records metadata and writes
 the stage's reports (HTML, Markdown, Metrics, ClassificationMetrics: what the KFP dashboard shows);
 nothing else. Every stage that may touch a bucket takes `beam_args`, the run's one storage
-configuration (e.g. `--s3_endpoint_url`), and calls `configure(beam_args)` first. `pipeline.py` turns them into components for a given image.
+configuration (e.g. `--s3_endpoint_url`), and calls `configure(beam_args)` first. `pipeline.py`
+turns them into components for a given image.
 """
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Markdown, Metrics, Model, Output
 

@@ -7,9 +7,10 @@ or kill one with SIGKILL at a chosen point.
 
 Prints the outcome as one JSON line: {"version": N, "path": ...}, {"refused": reason} or {"stored": span},
 with "peak_mb", the process's peak resident memory, and "seconds" the publish took.
-`--barrier DIR`: after the imports and a first look at the store, writes DIR/ready-<pid> and waits for
-DIR/go, so that concurrent publishers reach the store together. `--kill-at` makes the process kill itself (SIGKILL: no cleanup, no
-finally) at one of the points in KILL_POINTS, by wrapping the step it dies in, in this process only.
+`--barrier DIR`: after the imports and a first look at the store, writes DIR/ready-<pid> and waits
+for DIR/go, so that concurrent publishers reach the store together. `--kill-at` makes the process
+kill itself (SIGKILL: no cleanup, no finally) at one of the points in KILL_POINTS, by wrapping the
+step it dies in, in this process only.
 """
 import argparse
 import hashlib
