@@ -23,17 +23,18 @@ from kfp import compiler, dsl
 from kfp.dsl import Artifact, Metrics, Model
 
 from components import stages
+from components.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLDS
 from components.cluster import STATE_MOUNT_PATH, configure_tasks
 from components.layout import DEFAULT_SPLIT_RATIOS
 from components.local_run import (LocalRunError, check_docker, container_arguments, quiet_stage_logs,
                                   run_compiled_spec, summary)
 from components.penguins import curated_schema_path
+from components.validate import DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD
 
 PIPELINE_NAME = "living-pipeline"
 DEFAULT_MODULE = "components.penguins.module"
 DEFAULT_MODEL_NAME = "penguins"
 DEFAULT_TRAIN_STEPS = 300
-DEFAULT_THRESHOLD = 0.8
 DEFAULT_TOLERANCE = 0.01
 DEFAULT_QUERY_PARTITIONS = 4
 # Read by ingest from its own environment (components/postgres.py); named here for --help only.
@@ -72,8 +73,11 @@ def create_pipeline(image, kfp_volume=None):
         split_column: str = "",
         split_cutoff: str = "",
         schema_path: str = "",
+        update_schema: bool = False,
         block_on_anomalies: bool = True,
         statistics_root: str = "",
+        drift_threshold: float = DEFAULT_DRIFT_THRESHOLD,
+        skew_threshold: float = DEFAULT_SKEW_THRESHOLD,
         statistics_slices: str = "",
         serving_data: str = "",
         module: str = DEFAULT_MODULE,
@@ -82,6 +86,8 @@ def create_pipeline(image, kfp_volume=None):
         slice_columns: str = "",
         threshold: float = DEFAULT_THRESHOLD,
         tolerance: float = DEFAULT_TOLERANCE,
+        slice_threshold: float = 0.0,
+        min_slice_examples: int = DEFAULT_MIN_SLICE_EXAMPLES,
         beam_args: str = "",
     ) -> PipelineOutputs:
         # Ingest, evaluate and push read state outside their inputs (new files, the serving root):
@@ -93,11 +99,14 @@ def create_pipeline(image, kfp_volume=None):
         # Validate reads and writes the statistics store (the previous span's statistics): never cached.
         statistics = op["statistics"](examples=ingest.outputs["examples"], slice_columns=statistics_slices,
                                       serving_data=serving_data, beam_args=beam_args)
+        # Schema reads the schema kept in the statistics store: never cached either.
         schema = op["schema"](statistics=statistics.outputs["statistics"], schema_path=schema_path,
-                              module=module)
+                              module=module, statistics_root=statistics_root,
+                              update_schema=update_schema).set_caching_options(False)
         validate = op["validate"](statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"],
-                                  block_on_anomalies=block_on_anomalies,
-                                  statistics_root=statistics_root).set_caching_options(False)
+                                  block_on_anomalies=block_on_anomalies, statistics_root=statistics_root,
+                                  drift_threshold=drift_threshold,
+                                  skew_threshold=skew_threshold).set_caching_options(False)
         transform = op["transform"](examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
                                     module=module, beam_args=beam_args).after(validate)
         train = op["train"](transformed_examples=transform.outputs["transformed_examples"],
@@ -107,7 +116,8 @@ def create_pipeline(image, kfp_volume=None):
             model=train.outputs["model"], examples=ingest.outputs["examples"],
             schema=schema.outputs["schema"], module=module, serving_root=serving_root,
             model_name=model_name, slice_columns=slice_columns, threshold=threshold,
-            tolerance=tolerance, beam_args=beam_args).set_caching_options(False)
+            tolerance=tolerance, slice_threshold=slice_threshold, min_slice_examples=min_slice_examples,
+            beam_args=beam_args).set_caching_options(False)
         push = op["push"](model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
                           serving_root=serving_root, model_name=model_name).set_caching_options(False)
         configure_tasks([ingest, statistics, schema, validate, transform, train, evaluate, push], kfp_volume)
@@ -155,8 +165,11 @@ def _pipeline_arguments(args):
         "split_column": args.split_column,
         "split_cutoff": args.split_cutoff,
         "schema_path": absolute(schema_path),
+        "update_schema": args.update_schema,
         "block_on_anomalies": not args.warn_on_anomalies,
         "statistics_root": absolute(args.statistics_root),
+        "drift_threshold": args.drift_threshold,
+        "skew_threshold": args.skew_threshold,
         "statistics_slices": args.statistics_slices,
         "serving_data": absolute(args.serving_data),
         "module": absolute(args.module) if args.module.endswith(".py") else args.module,
@@ -165,6 +178,8 @@ def _pipeline_arguments(args):
         "slice_columns": args.slice_columns,
         "threshold": args.threshold,
         "tolerance": args.tolerance,
+        "slice_threshold": args.slice_threshold,
+        "min_slice_examples": args.min_slice_examples,
         "beam_args": args.beam_args,
     }
 
@@ -327,11 +342,18 @@ def parse_args(argv):
                             "is below VALUE train, the rest evaluate (a number, a string, or an ISO date "
                             "or time)")
     run_parser.add_argument("--train-steps", type=int, default=DEFAULT_TRAIN_STEPS, help="default: %(default)s")
-    run_parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="blessing needs "
-                            "accuracy >= this (classification) or mean squared error <= this "
-                            "(regression); 0 for none (default: %(default)s)")
+    run_parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="blessing needs the "
+                            "overall accuracy (classification) or R² (regression: 1 - MSE / variance of the "
+                            "label; 0 is no better than predicting the mean) to reach this; 0 for no value "
+                            f"gate (default: {DEFAULT_THRESHOLDS['classification']} accuracy, "
+                            f"{DEFAULT_THRESHOLDS['regression']} R²)")
     run_parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="how much worse "
-                            "than the serving model the candidate may be (default: %(default)s)")
+                            "than the serving model the candidate's overall metric may be (default: %(default)s)")
+    run_parser.add_argument("--slice-threshold", type=float, default=0.0, help="also require this of every "
+                            "evaluation slice with at least --min-slice-examples examples (default: 0, slices "
+                            "are reported but do not gate)")
+    run_parser.add_argument("--min-slice-examples", type=int, default=DEFAULT_MIN_SLICE_EXAMPLES, metavar="N",
+                            help="slices with fewer examples never gate (default: %(default)s)")
     run_parser.add_argument("--slice-columns", default="", help="comma-separated columns to slice the "
                             "evaluation by (default: the module's SLICE_COLUMNS)")
     run_parser.add_argument("--statistics-root", default="statistics", metavar="DIR", help="where each "
@@ -341,6 +363,15 @@ def parse_args(argv):
                             "columns to also compute statistics per value of (e.g. island)")
     run_parser.add_argument("--serving-data", default="", metavar="PATTERN", help="a sample of serving "
                             "requests (CSV or TFRecord files of tf.Examples) to check for training-serving skew")
+    run_parser.add_argument("--update-schema", action="store_true", help="accept this span's schema: infer "
+                            "it again from this span and keep it in the statistics store as the next version "
+                            "(default: validate against the kept schema)")
+    run_parser.add_argument("--drift-threshold", type=float, default=DEFAULT_DRIFT_THRESHOLD, help="drift "
+                            "threshold of the features the schema sets none for: L-infinity distance for "
+                            "categories, Jensen-Shannon divergence for numbers; 0 for no such check "
+                            "(default: %(default)s)")
+    run_parser.add_argument("--skew-threshold", type=float, default=DEFAULT_SKEW_THRESHOLD, help="the same "
+                            "for training-serving skew (default: %(default)s)")
     run_parser.add_argument("--warn-on-anomalies", action="store_true", help="report data anomalies "
                             "as warnings instead of stopping the run")
     run_parser.add_argument("--beam-args", default="", help="Beam pipeline arguments for the Beam stages, "
