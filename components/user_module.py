@@ -24,6 +24,7 @@ and optionally:
 `components/penguins/module.py` is a complete example.
 """
 import hashlib
+import importlib
 import importlib.util
 import os
 import sys
@@ -80,21 +81,18 @@ def describe_user_error(error):
             f"{frame.name} ({frame.filename}, line {frame.lineno}): fix the module.")
 
 
-def _execute(spec, loaded, module):
-    _USER_FILES[spec.origin] = module
-    try:
-        spec.loader.exec_module(loaded)
-    except Exception as error:  # anything the module's own code raises while it is imported
-        raise StageError(describe_user_error(error) or f"--module {module!r} failed to import: "
-                         f"{type(error).__name__}: {error}") from error
-
-
 def _import_file(path, origin, module):
     name = _module_name(origin)
     spec = importlib.util.spec_from_file_location(name, path)
     loaded = importlib.util.module_from_spec(spec)
     sys.modules[name] = loaded
-    _execute(spec, loaded, module)
+    _USER_FILES[spec.origin] = module
+    try:
+        spec.loader.exec_module(loaded)
+    except Exception as error:  # anything the module's own code raises while it is imported
+        del sys.modules[name]
+        raise StageError(describe_user_error(error) or f"--module {module!r} failed to import: "
+                         f"{type(error).__name__}: {error}") from error
     return loaded
 
 
@@ -110,17 +108,12 @@ def _import(module):
         if not os.path.isfile(module):
             raise StageError(f"--module {module!r}: no such file.")
         return _import_file(module, os.path.abspath(module), module)
-    if module in sys.modules:
-        return sys.modules[module]
-    spec = _find_spec(module)
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[module] = loaded
+    _USER_FILES[_find_spec(module).origin] = module
     try:
-        _execute(spec, loaded, module)
-    except StageError:
-        del sys.modules[module]
-        raise
-    return loaded
+        return importlib.import_module(module)
+    except Exception as error:  # anything the module's own code raises while it is imported
+        raise StageError(describe_user_error(error) or f"--module {module!r} failed to import: "
+                         f"{type(error).__name__}: {error}") from error
 
 
 def _find_spec(module):
