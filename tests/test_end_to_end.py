@@ -115,7 +115,8 @@ def test_a_bad_candidate_is_not_blessed_and_publishes_nothing(first_run):
     blessing = result["outputs"]["blessing"]
     assert not blessing["blessed"]
     assert blessing["baseline"] == str(tmp_path / "serving" / "penguins" / "1")
-    assert "fails the tolerance" in blessing["reasons"][0]
+    assert "serving model version 1" in blessing["reasons"][0]
+    assert blessing["reasons"][0].endswith("at most 0.01 worse allowed (--tolerance): FAILS")
     assert not result["outputs"]["pushed_model"]["pushed"]
     assert sorted(os.listdir(tmp_path / "serving" / "penguins")) == [".publish.lock", "1"]
     assert "Blessing: NOT BLESSED" in process.stdout
@@ -210,9 +211,15 @@ def test_living_scenario(tmp_path):
         assert step["succeeded"] and step["blessed"], step
         assert step["published_version"] == number
         assert step["versions_after"] == list(range(1, number + 1))
-    assert len(first["reasons"]) == 1, "the first model meets the absolute threshold only"
-    assert "for the serving model: passes the tolerance" in second["reasons"][1]
-    assert "for the serving model: passes the tolerance" in third["reasons"][1]
+    assert first["reasons"][1] == "no model is serving yet: the first model is blessed on the threshold alone"
+    for later, baseline in ((second, 1), (third, 2)):
+        assert f"serving model version {baseline} " in later["reasons"][1]
+        assert later["reasons"][1].endswith("(--tolerance): passes")
+    for step in (first, second, third):
+        assert step["skew"].startswith("7 of 8 features checked against the serving sample"), step
+    assert first["drift"] == "NOT CHECKED: no span before 1 has passed validation yet (first span)"
+    assert second["drift"].startswith("7 of 8 features checked against span 1, the last span before 2")
+    assert third["drift"].startswith("7 of 8 features checked against span 2, the last span before 3")
 
     assert not corrupted["succeeded"] and corrupted["failed_stage"] == "validate"
     report = corrupted["errors"][0]
@@ -223,7 +230,7 @@ def test_living_scenario(tmp_path):
 
     assert shuffled["succeeded"] and not shuffled["blessed"]
     assert shuffled["published_version"] == 0
-    assert any("fails" in reason for reason in shuffled["reasons"])
+    assert any(reason.endswith("FAILS") for reason in shuffled["reasons"])
     assert shuffled["versions_after"] == [1, 2, 3]
 
     assert again["succeeded"] and again["versions_after"] == [1, 2, 3, 4]
@@ -270,11 +277,11 @@ def test_statistics_report_in_a_browser(first_run, tmp_path):
 
 @pytest.mark.parametrize("report,expected", [
     ("schema-schema_report", ["<td>body_mass_g</td>", "<td>2000 to 7000</td>", "<td>TRAINING</td>"]),
-    ("validate-anomalies_report", ["No anomalies.", "Skew: not checked: no serving sample"]),
+    ("validate-anomalies_report", ["No anomalies.", "Skew: NOT CHECKED: no serving sample"]),
     ("transform-transform_report", ["<td>species</td>", "<td>3</td>", "<td>body_mass_g_xf</td>"]),
     ("train-learning_curves", ['<polyline class="series"', "val_loss", "val_accuracy"]),
     ("evaluate-evaluation_report", ["BLESSED", "island:Biscoe", "sparse_categorical_accuracy", "<td>Overall</td>"]),
-    ("evaluate-blessing_report", ["BLESSED", "passes the threshold &gt;= 0.8"]),
+    ("evaluate-blessing_report", ["BLESSED", "threshold &gt;= 0.8: passes"]),
     ("push-push_report", ["Published version <strong>1</strong>"]),
 ])
 def test_stage_reports_in_a_browser(first_run, report, expected):
