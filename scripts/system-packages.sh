@@ -22,23 +22,22 @@ case "$purpose" in
   *) echo "system-packages: say what for: scripts/system-packages.sh run|test [--check]" >&2; exit 2 ;;
 esac
 
-# "command that proves the tool is there|Debian package that brings it"
-requirements=("$python -c 'import ensurepip, venv'|python3-venv")
+# "Debian package that brings the tool:command that proves the tool is there"
+requirements=("python3-venv:$python -c 'import ensurepip, venv'")
 if [ "$purpose" = test ]; then
   requirements+=(
-    "command -v git|git"
-    "command -v shellcheck|shellcheck"
-    "command -v chromium || command -v chromium-browser || command -v google-chrome|chromium"
-    "command -v npm|npm"
-    "ls /usr/lib/postgresql/*/bin/pg_ctl|postgresql"
+    "git:command -v git"
+    "shellcheck:command -v shellcheck"
+    "chromium:command -v chromium || command -v chromium-browser || command -v google-chrome"
+    "npm:command -v npm"
+    "postgresql:ls /usr/lib/postgresql/*/bin/pg_ctl"
   )
 fi
 
 missing=()
 for requirement in "${requirements[@]}"; do
-  probe="${requirement%|*}"
-  if ! bash -c "$probe" >/dev/null 2>&1; then
-    missing+=("${requirement#*|}")
+  if ! bash -c "${requirement#*:}" >/dev/null 2>&1; then
+    missing+=("${requirement%%:*}")
   fi
 done
 if [ "${#missing[@]}" -eq 0 ]; then
