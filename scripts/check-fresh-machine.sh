@@ -17,7 +17,10 @@ base_image="${BASE_IMAGE:-living-pipeline-base:bookworm}"
 docker="${DOCKER:-docker}"
 
 packages=()
-command -v "$docker" >/dev/null || packages+=(docker.io)
+# A Docker engine: one that answers, or Debian's (a docker client alone is not enough).
+if ! "$docker" info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then
+  packages+=(docker.io)
+fi
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 if [ "${#packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
