@@ -1,14 +1,15 @@
 """The living pipeline: eight TFX-style stages wired into one KFP v2 pipeline, and its command line.
 
-    python pipeline.py compile [--output pipeline.yaml] [--image IMAGE] [--kfp-volume PVC]
+    python pipeline.py compile [--output pipeline.yaml] [--image IMAGE] [--kfp-s3-endpoint URL | --kfp-volume PVC]
     python pipeline.py run [--runner docker] [--data PATTERN] [--span N] [--module M] [--serving-root DIR] ...
-    python pipeline.py submit --host URL [--experiment NAME] [--wait] [--param k=v ...]
-    python pipeline.py submit --vertex --project P --region R --pipeline-root gs://... [--wait]
+    python pipeline.py submit --host URL [--experiment NAME] [--wait] [--schedule CRON] [--param k=v ...]
+    python pipeline.py submit --vertex --project P --region R --pipeline-root gs://... [--wait] [--schedule CRON]
 
 `compile` writes the pipeline spec (KFP IR YAML) that Kubeflow Pipelines and Vertex AI run. `run`
 compiles the same spec and runs it on this machine with kfp.local: each stage in its own process in
 this Python environment, or with `--runner docker` in a container of the project image. `submit`
-sends the spec to open-source KFP or Vertex AI Pipelines and starts a run.
+sends the spec to open-source KFP or Vertex AI Pipelines and starts a run, or with `--schedule`
+creates a schedule whose runs take the latest span.
 """
 import argparse
 import importlib.metadata
@@ -24,7 +25,7 @@ from kfp.dsl import Artifact, Metrics, Model
 
 from components import stages
 from components.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLDS
-from components.cluster import STATE_MOUNT_PATH, configure_tasks
+from components.cluster import KFP_OBJECT_STORE, STATE_MOUNT_PATH, ObjectStore, configure_tasks
 from components.layout import DEFAULT_SPLIT_RATIOS
 from components.local_run import (LocalRunError, check_docker, container_arguments, quiet_stage_logs,
                                   run_compiled_spec, summary)
@@ -54,8 +55,9 @@ class PipelineOutputs(NamedTuple):
     pushed_model: Model
 
 
-def create_pipeline(image, kfp_volume=None):
-    """The pipeline, with every stage running `image`; with `kfp_volume`, KFP-flavoured (see components.cluster)."""
+def create_pipeline(image, kfp_volume=None, object_store=None):
+    """The pipeline, with every stage running `image`; with `kfp_volume` or `object_store`, KFP-flavoured
+    (see components.cluster)."""
     op = {stage.__name__: dsl.component(stage, base_image=image, install_kfp_package=False)
           for stage in stages.STAGES}
 
@@ -120,7 +122,8 @@ def create_pipeline(image, kfp_volume=None):
             beam_args=beam_args).set_caching_options(False)
         push = op["push"](model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
                           serving_root=serving_root, model_name=model_name).set_caching_options(False)
-        configure_tasks([ingest, statistics, schema, validate, transform, train, evaluate, push], kfp_volume)
+        configure_tasks([ingest, statistics, schema, validate, transform, train, evaluate, push], kfp_volume,
+                        object_store)
         return PipelineOutputs(anomalies=validate.outputs["anomalies"],
                                train_metrics=train.outputs["metrics"],
                                eval_metrics=evaluate.outputs["metrics"],
@@ -130,9 +133,14 @@ def create_pipeline(image, kfp_volume=None):
     return living_pipeline
 
 
-def compile_pipeline(output, image, kfp_volume=None):
-    compiler.Compiler().compile(create_pipeline(image, kfp_volume), package_path=output)
+def compile_pipeline(output, image, kfp_volume=None, object_store=None):
+    compiler.Compiler().compile(create_pipeline(image, kfp_volume, object_store), package_path=output)
     return output
+
+
+def _object_store(args):
+    """The KFP object store the flags name, or None."""
+    return ObjectStore(args.kfp_s3_endpoint, args.kfp_s3_secret) if args.kfp_s3_endpoint else None
 
 
 def run_locally(arguments, pipeline_root, runner="subprocess", image=None):
@@ -241,9 +249,11 @@ def _demo_living(args):
 
 
 def _compile(args):
-    path = compile_pipeline(args.output, args.image, args.kfp_volume or None)
-    flavour = f", KFP-only: volume {args.kfp_volume} at {STATE_MOUNT_PATH}" if args.kfp_volume else ""
-    print(f"Wrote {path} (image {args.image}{flavour})")
+    path = compile_pipeline(args.output, args.image, args.kfp_volume or None, _object_store(args))
+    flavours = ([f"volume {args.kfp_volume} at {STATE_MOUNT_PATH}"] if args.kfp_volume else []) + (
+        [f"object store {args.kfp_s3_endpoint} with the keys of Secret {args.kfp_s3_secret}"]
+        if args.kfp_s3_endpoint else [])
+    print(f"Wrote {path} (image {args.image}" + (f", KFP-only: {'; '.join(flavours)})" if flavours else ")"))
     return 0
 
 
@@ -255,14 +265,20 @@ def _submit(args):
     if args.vertex and missing:
         print(f"Error: submit --vertex needs {', '.join(missing)}", file=sys.stderr)
         return 2
-    if args.vertex and args.kfp_volume:
-        print("Error: --kfp-volume is for open-source KFP only: Vertex AI runs the portable spec; leave it out",
+    kfp_only = next((flag for flag, value in (("--kfp-volume", args.kfp_volume),
+                                              ("--kfp-s3-endpoint", args.kfp_s3_endpoint)) if value), None)
+    if args.vertex and kfp_only:
+        print(f"Error: {kfp_only} is for open-source KFP only: Vertex AI runs the portable spec; leave it out",
+              file=sys.stderr)
+        return 2
+    if args.schedule and args.wait:
+        print("Error: --wait waits for one run; a --schedule starts runs later: leave out one of them",
               file=sys.stderr)
         return 2
     try:
         with tempfile.TemporaryDirectory(prefix="living-pipeline-") as scratch:
             spec_path = args.spec or compile_pipeline(os.path.join(scratch, "pipeline.yaml"), args.image,
-                                                      args.kfp_volume or None)
+                                                      args.kfp_volume or None, _object_store(args))
             _submit_spec(submit, spec_path, args)
     except submit.SubmissionError as error:
         print(f"Error: {error}", file=sys.stderr)
@@ -273,19 +289,43 @@ def _submit(args):
 def _submit_spec(submit, spec_path, args):
     spec, _ = submit.read_spec(spec_path)
     arguments = submit.pipeline_arguments(spec, args.param)
+    if args.schedule:
+        submit.check_schedule(args.schedule, arguments, args.max_concurrency)
     revision = args.version_name or submit.version_name(submit.git_revision(os.path.dirname(
         os.path.abspath(__file__))))
     if args.vertex:
         result = submit.submit_to_vertex(spec_path, args.project, args.region, args.pipeline_root, arguments,
                                          display_name=f"{PIPELINE_NAME}-{revision}", wait=args.wait,
-                                         service_account=args.service_account or None)
-        print(f"Submitted to Vertex AI as {result['job']}" + (f": {result['state']}" if result["state"] else ""))
+                                         service_account=args.service_account or None, schedule=args.schedule,
+                                         max_concurrency=args.max_concurrency,
+                                         schedule_display_name=submit.schedule_name(PIPELINE_NAME))
+        if args.schedule:
+            print(f"Scheduled {PIPELINE_NAME} version {revision} on Vertex AI as {result['schedule']}: "
+                  f"{args.schedule!r}, at most {args.max_concurrency} at once")
+        else:
+            print(f"Submitted to Vertex AI as {result['job']}" + (f": {result['state']}" if result["state"] else ""))
     else:
         result = submit.submit_to_kfp(spec_path, args.host, arguments, args.experiment, PIPELINE_NAME, revision,
                                       wait=args.wait, pipeline_root=args.pipeline_root or None,
-                                      timeout_s=args.timeout)
-        print(f"Run {result['run_id']} of {PIPELINE_NAME} version {result['version_name']} started on "
-              f"{args.host}" + (f": {result['state']}" if result["state"] else ""))
+                                      timeout_s=args.timeout, schedule=args.schedule,
+                                      max_concurrency=args.max_concurrency)
+        if args.schedule:
+            print(f"Recurring run {result['recurring_run_id']} of {PIPELINE_NAME} version {result['version_name']} "
+                  f"on {args.host}: {args.schedule!r} (the latest span each time), at most "
+                  f"{args.max_concurrency} at once")
+        else:
+            print(f"Run {result['run_id']} of {PIPELINE_NAME} version {result['version_name']} started on "
+                  f"{args.host}" + (f": {result['state']}" if result["state"] else ""))
+
+
+def _add_object_store_flags(parser):
+    parser.add_argument("--kfp-s3-endpoint", default="", metavar="URL", help="open-source KFP only: the S3 "
+                        "endpoint of the object store that holds the serving root and statistics store (KFP "
+                        f"2.5.0's MinIO: {KFP_OBJECT_STORE.endpoint}); every stage gets it as AWS_ENDPOINT_URL "
+                        "and the keys of --kfp-s3-secret as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    parser.add_argument("--kfp-s3-secret", default=KFP_OBJECT_STORE.secret, metavar="SECRET", help="with "
+                        f"--kfp-s3-endpoint: the Kubernetes Secret with the keys {KFP_OBJECT_STORE.access_key_key} "
+                        f"and {KFP_OBJECT_STORE.secret_key_key} (default: %(default)s, KFP's own)")
 
 
 def parse_args(argv):
@@ -302,6 +342,7 @@ def parse_args(argv):
     compile_parser.add_argument("--kfp-volume", default="", metavar="PVC", help="open-source KFP only: mount "
                                 f"this PersistentVolumeClaim at {STATE_MOUNT_PATH} in the stages that keep "
                                 "state (kfp-kubernetes); the spec is then not for Vertex AI")
+    _add_object_store_flags(compile_parser)
     compile_parser.set_defaults(handler=_compile)
 
     run_parser = commands.add_parser("run", help="run the pipeline on this machine (kfp.local)",
@@ -399,6 +440,7 @@ def parse_args(argv):
                                "compiling (default: %(default)s)")
     submit_parser.add_argument("--kfp-volume", default="", metavar="PVC", help="KFP only, when compiling: "
                                f"mount this PersistentVolumeClaim at {STATE_MOUNT_PATH} (see compile)")
+    _add_object_store_flags(submit_parser)
     submit_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a pipeline "
                                "argument, e.g. serving_root=/mnt/living-pipeline/serving; repeatable")
     submit_parser.add_argument("--experiment", default=PIPELINE_NAME, help="KFP experiment (default: "
@@ -415,6 +457,13 @@ def parse_args(argv):
                                "succeeded")
     submit_parser.add_argument("--timeout", type=int, default=3600, help="KFP: seconds to wait with --wait "
                                "(default: %(default)s)")
+    submit_parser.add_argument("--schedule", default="", metavar="CRON", help="instead of one run, run on this "
+                               "schedule (a five-field cron expression, e.g. '0 6 * * *'), each run taking the "
+                               "latest span: a KFP recurring run, or a Vertex AI pipeline schedule; it replaces "
+                               "the pipeline's previous schedule")
+    submit_parser.add_argument("--max-concurrency", type=int, default=1, metavar="N", help="with --schedule: "
+                               "at most N scheduled runs at once (default: %(default)s, so two runs never race "
+                               "to publish one model)")
     submit_parser.set_defaults(handler=_submit)
 
     demo_data_parser = commands.add_parser("demo-data", help="lay the demo data out as three spans by year",
