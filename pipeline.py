@@ -30,7 +30,7 @@ from components.layout import DEFAULT_SPLIT_RATIOS
 from components.local_run import (LocalRunError, check_docker, container_arguments, quiet_stage_logs,
                                   run_compiled_spec, summary)
 from components.penguins import curated_schema_path
-from components.validate import DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD
+from components.schema import DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD
 
 PIPELINE_NAME = "living-pipeline"
 DEFAULT_MODULE = "components.penguins.module"

@@ -113,7 +113,8 @@ class StageLog:
         for name, message in self.stage_errors.items():
             first, *rest = message.split("\n")
             log = f" (log: {log_paths[name]})" if name in log_paths else ""
-            self.errors.append("\n".join([f"{name}: {first}{log}", *rest]))
+            introduces = ":" if rest and first.endswith(":") else ""
+            self.errors.append("\n".join([f"{name}: {first.removesuffix(introduces)}{log}{introduces}", *rest]))
         return log_paths
 
 

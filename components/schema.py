@@ -32,6 +32,10 @@ TRAINING_ENVIRONMENT = "TRAINING"
 SERVING_ENVIRONMENT = "SERVING"
 # The share of a span's values of a categorical feature that must be in the schema's domain.
 DOMAIN_MASS = 0.99
+# Where a schema sets no threshold (an inferred or kept one), drift and skew are measured with these:
+# L-infinity distance for categories, Jensen-Shannon divergence for numbers, both between 0 and 1.
+DEFAULT_DRIFT_THRESHOLD = 0.25
+DEFAULT_SKEW_THRESHOLD = 0.25
 _COLUMN_DROPPED = "SCHEMA_MISSING_COLUMN"
 
 

@@ -22,15 +22,12 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 from components import layout
 from components.errors import StageError
-from components.schema import SERVING_ENVIRONMENT, TRAINING_ENVIRONMENT, keep_inferred_schema, load_schema
+from components.schema import (DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD, SERVING_ENVIRONMENT,
+                               TRAINING_ENVIRONMENT, keep_inferred_schema, load_schema)
 from components.statistics import load_statistics
 from components.statistics_store import local_span_statistics, previous_span, store_span_statistics
 
 ANOMALIES_FILE = "SchemaDiff.pb"
-# Where a schema sets no threshold (an inferred or kept one), drift and skew are measured with these:
-# L-infinity distance for categories, Jensen-Shannon divergence for numbers, both between 0 and 1.
-DEFAULT_DRIFT_THRESHOLD = 0.25
-DEFAULT_SKEW_THRESHOLD = 0.25
 _COMPARATOR_PREFIX = "COMPARATOR_"
 _MAX_DETAIL = 500
 
