@@ -53,13 +53,13 @@ def _table(name):
     return header, rows, label, numeric
 
 
-def _write(path, header, rows):
+def write_csv(path, header, rows):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", newline="") as sink:
         writer = csv.writer(sink)
         writer.writerow(header)
         writer.writerows(rows)
-    return path
+    return str(path)
 
 
 def span_path(root, name, span):
@@ -77,7 +77,7 @@ def module_path(name):
 def write_span(root, name, span=1):
     """The table as it comes, as span `span`."""
     header, rows, _, _ = _table(name)
-    return _write(span_path(root, name, span), header, rows)
+    return write_csv(span_path(root, name, span), header, rows)
 
 
 def write_corrupted_span(root, name, span=2):
@@ -90,7 +90,7 @@ def write_corrupted_span(root, name, span=2):
             row[text_column] = f"n/a ({row[text_column]})"
     header = [column for i, column in enumerate(header) if i != dropped]
     rows = [[value for i, value in enumerate(row) if i != dropped] for row in rows]
-    return _write(span_path(root, name, span), header, rows)
+    return write_csv(span_path(root, name, span), header, rows)
 
 
 def write_drifted_span(root, name, span=2):
@@ -100,7 +100,7 @@ def write_drifted_span(root, name, span=2):
     for row in rows:
         if row[index] != "":
             row[index] = float(row[index]) * 3
-    return _write(span_path(root, name, span), header, rows)
+    return write_csv(span_path(root, name, span), header, rows)
 
 
 def write_relabelled_span(root, name, span=2):
@@ -111,7 +111,7 @@ def write_relabelled_span(root, name, span=2):
     random.Random(13).shuffle(labels)
     for row, value in zip(rows, labels):
         row[index] = value
-    return _write(span_path(root, name, span), header, rows)
+    return write_csv(span_path(root, name, span), header, rows)
 
 
 def label_column(name):

@@ -142,13 +142,32 @@ def no_label_csv(tmp_path):
     ("non-UTF-8 bytes", "latin1.csv is not UTF-8 text: re-encode it as UTF-8."),
     ("duplicated header", "twice.csv: the header names island more than once"),
     ("span that does not exist", "Span 9 not found for --data"),
-    ("no label column", "The data has no column 'species', the label (LABEL_KEY) of --module"),
+    ("no label column", "The label 'species' (LABEL_KEY of --module 'components.penguins.module') is not a "
+                        "column of the data: the data's columns are bill_depth_mm, bill_length_mm"),
     ("module without preprocessing_fn", "has no preprocessing_fn: define def preprocessing_fn(inputs)"),
+    ("module with a syntax error", "module_with_typo.py': syntax error in "),
+    ("three rows", "The eval split has no rows: 3 rows split with --split-ratios 'train:2,eval:1' gave train 3, "
+                   "eval 0"),
+    ("module using a column the data lacks", "preprocessing_fn of --module '{module}' uses the column 'beak_colour', "
+                                             "which the data does not have (its columns: bill_depth_mm"),
+    ("module whose build_model raises", "RuntimeError: no GPU here in build_model ({module}, line {line}): fix the "
+                                        "module."),
 ])
 def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_label_csv, case, expected):
     module = tmp_path / "module_without_fn.py"
     module.write_text('LABEL_KEY = "species"\nPROBLEM_TYPE = "classification"\n'
                       "def build_model(tf_transform_output):\n    return None\n")
+    demo_module = open(os.path.join(REPO, "components", "penguins", "module.py")).read()
+    typo = tmp_path / "module_with_typo.py"
+    typo.write_text(demo_module.replace("def build_model(tf_transform_output):", "def build_model(tf_transform_output)"))
+    beak = tmp_path / "module_with_beak.py"
+    beak.write_text(demo_module.replace('CATEGORICAL_FEATURES = ["island", "sex"]',
+                                        'CATEGORICAL_FEATURES = ["island", "sex", "beak_colour"]'))
+    raising = tmp_path / "module_raising.py"
+    raising.write_text(demo_module.replace("def build_model(tf_transform_output):\n",
+                                           "def build_model(tf_transform_output):\n    raise RuntimeError('no GPU here')\n"))
+    raise_line = demo_module.splitlines().index("def build_model(tf_transform_output):") + 2
+    (tmp_path / "three.csv").write_text("species,island\nAdelie,Dream\nGentoo,Biscoe\nAdelie,Torgersen\n")
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "ragged.csv").write_text("species,island\nAdelie,Dream\nGentoo\n")
     (tmp_path / "latin1.csv").write_bytes("species,île\nAdélie,Dream\n".encode("latin-1"))
@@ -164,12 +183,21 @@ def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_
         "span that does not exist": ["--data", str(tmp_path / "span-{SPAN}" / "*.csv"), "--span", "9"],
         "no label column": ["--data", no_label_csv],
         "module without preprocessing_fn": ["--module", str(module)],
+        "module with a syntax error": ["--module", str(typo)],
+        "three rows": ["--data", str(tmp_path / "three.csv")],
+        "module using a column the data lacks": ["--module", str(beak)],
+        "module whose build_model raises": ["--module", str(raising)],
     }[case]
+    expected = expected.format(module={"module using a column the data lacks": beak,
+                                       "module whose build_model raises": raising}.get(case, ""), line=raise_line)
     process, result = run_pipeline(tmp_path, *args)
     assert process.returncode == 1
     assert not result["succeeded"]
-    assert len(result["errors"]) == 1 and expected in result["errors"][0]
-    assert f"Error: {result['errors'][0]}" in process.stdout
+    assert len(result["errors"]) == 1 and expected in result["errors"][0], result["errors"]
+    failed = [name for name, stage in result["stages"].items() if stage["status"] == "FAILURE"]
+    assert result["errors"][0].startswith(f"{failed[0]}: ")
+    assert f"Error: {result['errors'][0].splitlines()[0]}" in process.stdout
+    assert "Traceback" not in process.stdout + process.stderr
     assert "The run failed: nothing was published." in process.stdout
     assert not os.path.exists(tmp_path / "serving")
     failed = [name for name, stage in result["stages"].items() if stage["status"] == "FAILURE"]

@@ -8,7 +8,6 @@
 7. A split with no rows stops ingest.  8. A missing label is named.
 9-11. One line for every failure, a traceback only in the stage's log, line breaks cannot cut it.
 """
-import csv
 import json
 import os
 import subprocess
@@ -28,24 +27,16 @@ from components.statistics_store import kept_schema
 from components.train import LOGIT, LOGITS, SIGMOID, SOFTMAX, VALUE, output_kind
 from components.user_module import describe_user_error, load_user_module
 from components.validate import validate_statistics
+from stranger_data import write_csv
 
 MODULE = "my_module.py"
-
-
-def write_rows(path, header, rows):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", newline="") as sink:
-        writer = csv.writer(sink)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return str(path)
 
 
 def span_of(tmp_path, name, train_rows, eval_rows, header=("colour", "size", "extra", "weight", "label")):
     """A span with given train and eval files -> its statistics folder."""
     folder = tmp_path / name
-    write_rows(folder / "data" / "train" / "rows.csv", header, train_rows)
-    write_rows(folder / "data" / "eval" / "rows.csv", header, eval_rows)
+    write_csv(folder / "data" / "train" / "rows.csv", header, train_rows)
+    write_csv(folder / "data" / "eval" / "rows.csv", header, eval_rows)
     ingest_examples(str(folder / "data" / "{SPLIT}" / "rows.csv"), str(folder / "examples"))
     generate_statistics(str(folder / "examples"), str(folder / "statistics"))
     return str(folder / "statistics")
@@ -153,7 +144,7 @@ def test_a_missing_label_is_named_with_the_columns(tmp_path):
 
 
 def test_an_empty_split_stops_ingest_with_its_counts(tmp_path):
-    data = write_rows(tmp_path / "three.csv", ["x", "label"], [[1, "a"], [2, "b"], [3, "a"]])
+    data = write_csv(tmp_path / "three.csv", ["x", "label"], [[1, "a"], [2, "b"], [3, "a"]])
     with pytest.raises(StageError) as raised:
         ingest_examples(data, str(tmp_path / "examples"))
     message = str(raised.value)
