@@ -167,7 +167,7 @@ def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_
     raising.write_text(demo_module.replace("def build_model(tf_transform_output):\n",
                                            "def build_model(tf_transform_output):\n    raise RuntimeError('no GPU here')\n"))
     raise_line = demo_module.splitlines().index("def build_model(tf_transform_output):") + 2
-    (tmp_path / "three.csv").write_text("species,island\nAdelie,Dream\nGentoo,Biscoe\nAdelie,Torgersen\n")
+    (tmp_path / "three.csv").write_text("x,label\n1,a\n2,b\n3,a\n")  # all three rows hash to train
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "ragged.csv").write_text("species,island\nAdelie,Dream\nGentoo\n")
     (tmp_path / "latin1.csv").write_bytes("species,île\nAdélie,Dream\n".encode("latin-1"))
