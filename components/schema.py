@@ -158,10 +158,6 @@ def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", s
 
     `keep_as_version` (0: none) is the version validate keeps the schema as once the span passes.
     """
-    from components.user_module import load_user_module
-
-    statistics = _span_statistics(statistics_dir)
-    check_label(statistics, load_user_module(module).LABEL_KEY if module else "", module)
     version, kept_text = (0, "") if curated_schema_path else kept_schema(statistics_root)
     keep_as_version = 0
     if curated_schema_path:
@@ -171,7 +167,13 @@ def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", s
         schema = text_format.Parse(kept_text, schema_pb2.Schema())
         origin, description = "kept", f"kept schema version {version} from the statistics store {statistics_root}"
     else:
+        # Inferring needs the label (required, and left out of SERVING); a curated or kept schema names
+        # it already, and without importing the module (and TensorFlow) the stage takes a fraction of a second.
+        from components.user_module import load_user_module
+
+        statistics = _span_statistics(statistics_dir)
         label_key = load_user_module(module).LABEL_KEY if module else ""
+        check_label(statistics, label_key, module)
         schema = infer_schema(statistics, label_key)
         if statistics_root:
             keep_as_version = version + 1
