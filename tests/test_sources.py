@@ -267,10 +267,11 @@ def test_naive_timestamps_are_utc_and_millisecond_parquet_scales(tmp_path):
 
 def test_postgresql_json_becomes_text_and_unsupported_types_say_what_to_do(tmp_path, database_url):
     metadata = ingest_examples("", str(tmp_path / "json"), split_ratios="train:1,eval:1",
-                               query="""SELECT 1 AS id, '{"b": 1, "a": [2]}'::jsonb AS doc""")
+                               query="""SELECT id, '{"b": 1, "a": [2]}'::jsonb AS doc FROM generate_series(1, 20) AS id""")
     assert metadata["column_types"] == {"id": "int", "doc": "string"}
     examples = read_split(str(tmp_path / "json"), "train") + read_split(str(tmp_path / "json"), "eval")
-    assert examples == [(("doc", "bytes_list", (b'{"a": [2], "b": 1}',)), ("id", "int64_list", (1,)))]
+    assert sorted(examples, key=lambda example: example[1][2]) == [
+        (("doc", "bytes_list", (b'{"a": [2], "b": 1}',)), ("id", "int64_list", (number,))) for number in range(1, 21)]
     with pytest.raises(StageError, match=r"column 'waited' has PostgreSQL type interval, which ingest does not "
                                          r"take: cast it in the query"):
         ingest_examples("", str(tmp_path / "out"), query="SELECT interval '1 day' AS waited")

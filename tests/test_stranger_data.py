@@ -88,7 +88,8 @@ def test_a_corrupted_second_span_is_blocked(first_span):
     assert f"feature '{numeric[3]}': SCHEMA_MISSING_COLUMN" in error
     assert published(tmp_path, name) == [1]
     [summary_error] = [line for line in process.stdout.splitlines() if line.startswith("Error: ")]
-    assert summary_error.startswith("Error: validate: Validation found") and summary_error.endswith("stage.log)")
+    assert summary_error.startswith("Error: validate: Validation found")
+    assert summary_error.endswith("validate/stage.log):")
 
 
 def test_a_drifted_second_span_is_blocked_by_the_default_drift_check(first_span):
