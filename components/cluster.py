@@ -1,10 +1,18 @@
-"""What each stage asks of a cluster: CPU and memory, and on open-source KFP the volume for the pipeline's state.
+"""What each stage asks of a cluster: CPU and memory, and on open-source KFP where the pipeline's state lives.
 
 Resources are portable task settings in the spec: KFP turns them into the pods' requests and limits,
-Vertex AI picks machine types from the limits, kfp.local ignores them. The state volume (the serving
-root and the statistics store, which outlive a run) is a Kubernetes-only setting from kfp-kubernetes;
-it goes only into the KFP-flavoured spec (`pipeline.py compile --kfp-volume PVC`) and never into the
-portable spec that Vertex AI runs.
+Vertex AI picks machine types from the limits, kfp.local ignores them.
+
+The pipeline's state (the serving root and the statistics store, which outlive a run) lives on KFP in
+one of two places, both KFP-only settings that never reach the portable spec Vertex AI runs:
+- the object store KFP already runs (`compile --kfp-s3-endpoint URL`, the documented default): every
+  stage gets the endpoint as the environment variable AWS_ENDPOINT_URL and the keys from a Kubernetes
+  Secret (by default KFP's own, `mlpipeline-minio-artifact`) as AWS_ACCESS_KEY_ID and
+  AWS_SECRET_ACCESS_KEY (kfp-kubernetes). The keys are never pipeline parameters, so they are in no
+  spec, artifact or log; the serving root and statistics store are then `s3://` URIs. Any pod may
+  run on any node.
+- a volume (`compile --kfp-volume PVC`), mounted in the stages that keep state; a ReadWriteOnce
+  volume ties those pods to one node.
 """
 from typing import NamedTuple
 
@@ -35,8 +43,26 @@ STATE_STAGES = ("validate", "evaluate", "push")
 STATE_MOUNT_PATH = "/mnt/living-pipeline"
 
 
-def configure_tasks(tasks, kfp_volume=None):
-    """Sets each task's resources; with `kfp_volume` (a PVC name), mounts it in the state stages."""
+class ObjectStore(NamedTuple):
+    """An S3-compatible object store inside the cluster: its endpoint and the Secret holding its keys."""
+    endpoint: str
+    secret: str = "mlpipeline-minio-artifact"
+    access_key_key: str = "accesskey"
+    secret_key_key: str = "secretkey"
+
+
+# KFP 2.5.0's own object store (its bundled MinIO) and the Secret KFP keeps its keys in.
+KFP_OBJECT_STORE = ObjectStore(endpoint="http://minio-service.kubeflow:9000")
+# Where the pipeline keeps its state there: beside KFP's own artifacts, in KFP's bucket.
+KFP_SERVING_ROOT = "s3://mlpipeline/living-pipeline/serving"
+KFP_STATISTICS_ROOT = "s3://mlpipeline/living-pipeline/statistics"
+ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
+KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def configure_tasks(tasks, kfp_volume=None, object_store=None):
+    """Sets each task's resources; with `kfp_volume` (a PVC name), mounts it in the state stages; with
+    `object_store` (an ObjectStore), gives every stage its endpoint and keys as environment variables."""
     for task in tasks:
         resources = STAGE_RESOURCES[task.name]
         (task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
@@ -45,4 +71,11 @@ def configure_tasks(tasks, kfp_volume=None):
             from kfp import kubernetes
 
             kubernetes.mount_pvc(task, pvc_name=kfp_volume, mount_path=STATE_MOUNT_PATH)
+        if object_store:
+            from kfp import kubernetes
+
+            # Every stage: any of them may read a bucket (data, schema, module) or write one.
+            task.set_env_variable(ENDPOINT_VARIABLE, object_store.endpoint)
+            kubernetes.use_secret_as_env(task, secret_name=object_store.secret, secret_key_to_env={
+                object_store.access_key_key: KEY_VARIABLES[0], object_store.secret_key_key: KEY_VARIABLES[1]})
     return tasks

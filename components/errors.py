@@ -1,16 +1,31 @@
 """Errors a user can act on, and how a stage reports its outcome.
 
-A `StageError` carries one line that names the file, column, flag or URI at fault and what to do.
-Inside a KFP component, `reported_stage()` prints that line (prefixed so the CLI can find it in the
-logs) and ends the process with a non-zero exit, instead of a long traceback; when the stage's work
-succeeds it prints the process's peak memory, which the run summary and the benchmarks read.
+A `StageError` carries a message that names the file, column, flag or URI at fault and what to do.
+Inside a KFP component, `reported_stage()` turns every failure into that one message and a non-zero
+exit: a `StageError` as it is; an error raised in the user module as the module's file, line and
+function (`user_module.describe_user_error`); anything else as its type and message. The full
+traceback goes to the stage's own log, between two marker lines, which the local CLI keeps out of the
+terminal (in KFP and Vertex AI the stage's log is the pod's). The message travels as one JSON line, so a
+value with a line break cannot cut it short.
+
+When the stage's work succeeds, it prints the process's peak memory (the run summary and the benchmarks
+read it). Either way the process then skips Python's slow clean-up at exit: once KFP's executor has
+written the outputs, nothing is left to do, and tearing down TensorFlow, TFMA and Beam takes seconds
+and prints noise from their finalizers. An uncaught error after that point (the executor writing its
+outputs) still exits non-zero, as Python does.
 """
+import atexit
 import contextlib
+import json
+import os
 import resource
 import sys
+import traceback
 
 ERROR_PREFIX = "living-pipeline error: "
 PEAK_MEMORY_PREFIX = "living-pipeline peak memory MB: "
+TRACEBACK_BEGIN = "living-pipeline traceback begin"
+TRACEBACK_END = "living-pipeline traceback end"
 
 
 class StageError(Exception):
@@ -22,11 +37,73 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def error_line(message):
+    """The one log line that carries a stage's error message (see `read_error_line`)."""
+    return ERROR_PREFIX + json.dumps(message)
+
+
+def read_error_line(line):
+    """The message of an error line, or None when `line` is not one."""
+    if ERROR_PREFIX not in line:
+        return None
+    text = line.split(ERROR_PREFIX, 1)[1]
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return message if isinstance(message, str) else text
+
+
+def _unexpected_error_message(error):
+    from components.user_module import describe_user_error
+
+    described = describe_user_error(error)
+    if described:
+        return described
+    text = " ".join(str(error).split())
+    return (f"{type(error).__name__}: {text[:300] or 'no message'} (unexpected: the traceback is in the "
+            "stage's log; please report it if the inputs look right)")
+
+
+class _ExitWatch:
+    """Ends the process with `code` and without Python's clean-up, unless an uncaught error follows."""
+
+    def __init__(self, code):
+        self.code = code
+        self.failed = False
+        self._original_hook = sys.excepthook
+
+    def install(self):
+        sys.excepthook = self._hook
+        atexit.register(self._exit)
+
+    def _hook(self, kind, value, trace):
+        self.failed = True
+        self._original_hook(kind, value, trace)
+
+    def _exit(self):
+        if self.failed:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(self.code)
+
+
 @contextlib.contextmanager
 def reported_stage():
     try:
         yield
     except StageError as error:
-        print(f"{ERROR_PREFIX}{error}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
-    print(f"{PEAK_MEMORY_PREFIX}{peak_memory_mb():.0f}", flush=True)
+        message = str(error)
+    except Exception as error:  # every other failure still ends in one line, with the traceback in the log
+        print(TRACEBACK_BEGIN, file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        print(TRACEBACK_END, file=sys.stderr, flush=True)
+        message = _unexpected_error_message(error)
+    else:
+        print(f"{PEAK_MEMORY_PREFIX}{peak_memory_mb():.0f}", flush=True)
+        _ExitWatch(0).install()
+        return
+    print(error_line(message), file=sys.stderr, flush=True)
+    _ExitWatch(1).install()
+    raise SystemExit(1)

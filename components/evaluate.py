@@ -12,8 +12,9 @@ import apache_beam as beam
 import tensorflow_model_analysis as tfma
 from tfx_bsl.public import tfxio
 
-from components import layout
+from components import layout, tfma_metrics
 from components.beam_options import pipeline_options
+from components.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, OVERALL, decide, value_threshold
 from components.autograph_rules import skip_autograph_for_libraries
 from components.schema import load_schema
 from components.statistics import TELEMETRY
@@ -26,35 +27,27 @@ POSITIVE_CLASS_ID = 1
 
 
 def _blessing_metric(problem_type):
-    """(TFMA metric class, metric name, higher is better) of the metric the blessing is decided on."""
+    """(TFMA metric config, metric name) of the metric the blessing is decided on; higher is better."""
     if problem_type == CLASSIFICATION:
-        return "SparseCategoricalAccuracy", "sparse_categorical_accuracy", True
-    return "MeanSquaredError", "mean_squared_error", False
+        return tfma.MetricConfig(class_name="SparseCategoricalAccuracy"), "sparse_categorical_accuracy"
+    return tfma.MetricConfig(class_name="RSquared", module=tfma_metrics.__name__), tfma_metrics.R_SQUARED_NAME
 
 
-def evaluation_config(label_key, problem_type, slice_columns, threshold, tolerance, with_baseline,
-                      binary=False):
-    """The TFMA EvalConfig: metrics for the problem type, slices, value and change thresholds.
+def evaluation_config(label_key, problem_type, slice_columns, with_baseline, binary=False):
+    """The TFMA EvalConfig: metrics for the problem type, on the whole eval split and each slice.
 
-    A threshold of 0 means no absolute threshold. For a binary classifier, the confusion matrices at
-    many thresholds (the ROC curve) of the second class against the first are computed as well.
+    The blessing is decided from these metrics by `components.blessing`, not by TFMA's thresholds, so
+    that slices gate only when asked. The serving signature returns class probabilities for every kind
+    of classifier (train normalises sigmoid and logit outputs), so one set of metrics fits them all. For
+    a binary classifier, the confusion matrices at many thresholds (the ROC curve) are computed as well.
     """
-    metric_class, _, higher_is_better = _blessing_metric(problem_type)
-    metric_threshold = tfma.MetricThreshold()
-    if threshold:
-        bound = {"lower_bound" if higher_is_better else "upper_bound": {"value": threshold}}
-        metric_threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(**bound))
-    if with_baseline:
-        metric_threshold.change_threshold.CopyFrom(tfma.GenericChangeThreshold(
-            direction=(tfma.MetricDirection.HIGHER_IS_BETTER if higher_is_better
-                       else tfma.MetricDirection.LOWER_IS_BETTER),
-            absolute={"value": -tolerance if higher_is_better else tolerance}))
-    metrics = [tfma.MetricConfig(class_name="ExampleCount"),
-               tfma.MetricConfig(class_name=metric_class, threshold=metric_threshold)]
+    blessing_metric, _ = _blessing_metric(problem_type)
+    metrics = [tfma.MetricConfig(class_name="ExampleCount"), blessing_metric]
     if problem_type == CLASSIFICATION:
         metrics.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
     else:
-        metrics.append(tfma.MetricConfig(class_name="MeanAbsoluteError"))
+        metrics += [tfma.MetricConfig(class_name="MeanSquaredError"),
+                    tfma.MetricConfig(class_name="MeanAbsoluteError")]
 
     def model_spec(name, is_baseline):
         return tfma.ModelSpec(
@@ -78,13 +71,12 @@ def evaluation_config(label_key, problem_type, slice_columns, threshold, toleran
 
 
 def _scalar_metrics(metrics_for_slice):
-    """{model name: {metric name: value}} for the scalar metrics of one slice; diffs under 'diff'."""
+    """{model name: {metric name: value}} for the scalar metrics of one slice."""
     values = {}
     for item in metrics_for_slice.metric_keys_and_values:
-        if item.key.HasField("sub_key") or not item.value.HasField("double_value"):
+        if item.key.HasField("sub_key") or item.key.is_diff or not item.value.HasField("double_value"):
             continue
-        model = "diff" if item.key.is_diff else (item.key.model_name or CANDIDATE)
-        values.setdefault(model, {})[item.key.name] = item.value.double_value.value
+        values.setdefault(item.key.model_name or CANDIDATE, {})[item.key.name] = item.value.double_value.value
     return values
 
 
@@ -92,40 +84,23 @@ def _slice_name(metrics_for_slice):
     return tfma.slicer.stringify_slice_key(tfma.slicer.deserialize_slice_key(metrics_for_slice.slice_key))
 
 
-def _reasons(validation, metric_name, higher_is_better, overall, threshold, tolerance, with_baseline):
-    """One sentence per check: what was measured, against what, and whether it passed."""
-    failures = {(f.metric_key.name, f.metric_key.is_diff)
-                for per_slice in validation.metric_validations_per_slice for f in per_slice.failures}
-    candidate = overall.get(CANDIDATE, {}).get(metric_name)
-    reasons = []
-    if threshold:
-        relation = ">=" if higher_is_better else "<="
-        verdict = "fails" if (metric_name, False) in failures else "passes"
-        reasons.append(f"{metric_name} of the candidate is {candidate:.4f}: {verdict} the threshold "
-                       f"{relation} {threshold}")
-    if with_baseline:
-        baseline = overall.get(BASELINE, {}).get(metric_name)
-        verdict = "fails" if (metric_name, True) in failures else "passes"
-        direction = "lower" if higher_is_better else "higher"
-        reasons.append(f"{metric_name} of the candidate is {candidate:.4f} against {baseline:.4f} for the "
-                       f"serving model: {verdict} the tolerance (at most {tolerance} {direction})")
-    if not reasons:
-        reasons.append("no threshold was set and no model is serving yet")
-    return reasons
-
-
 def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, baseline_dir=None,
-                   slice_columns=None, threshold=0.0, tolerance=0.0, beam_args=""):
-    """Runs TFMA on the eval split; returns the blessing, its reasons, and overall and per-slice metrics."""
+                   slice_columns=None, threshold=DEFAULT_THRESHOLD, tolerance=0.0, beam_args="",
+                   baseline_version=0, slice_threshold=0.0, min_slice_examples=DEFAULT_MIN_SLICE_EXAMPLES,
+                   class_count=0):
+    """Runs TFMA on the eval split; returns the blessing, its reasons, and overall and per-slice metrics.
+
+    `class_count` is the number of classes the model's probabilities have (train's metadata; 0: unknown).
+    """
     user_module = load_user_module(module)
     skip_autograph_for_libraries()
     if slice_columns is None:
         slice_columns = list(getattr(user_module, "SLICE_COLUMNS", []))
     with_baseline = bool(baseline_dir)
     names = class_names(model_dir, user_module.LABEL_KEY)
-    binary = user_module.PROBLEM_TYPE == CLASSIFICATION and names is not None and len(names) == 2
+    binary = user_module.PROBLEM_TYPE == CLASSIFICATION and (class_count or len(names or ())) == 2
     eval_config = evaluation_config(user_module.LABEL_KEY, user_module.PROBLEM_TYPE, slice_columns,
-                                    threshold, tolerance, with_baseline, binary)
+                                    with_baseline, binary)
     models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name=CANDIDATE)]
     if with_baseline:
         models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config,
@@ -143,20 +118,29 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
                  schema=schema))
 
     slices = {_slice_name(m): _scalar_metrics(m) for m in tfma.load_metrics(output_dir)}
-    overall = slices.get("Overall", {})
-    validation = tfma.load_validation_result(output_dir)
-    _, metric_name, higher_is_better = _blessing_metric(user_module.PROBLEM_TYPE)
+    _, metric_name = _blessing_metric(user_module.PROBLEM_TYPE)
+    threshold = value_threshold(threshold, user_module.PROBLEM_TYPE)
+    blessed, reasons, rows = decide(slices, metric_name, threshold, tolerance,
+                                    f"serving model version {baseline_version}" if baseline_version
+                                    else "the baseline model", slice_threshold, min_slice_examples)
+    overall = dict(slices.get(OVERALL, {}))
+    if with_baseline:
+        overall["diff"] = {name: value - overall[BASELINE][name]
+                           for name, value in overall.get(CANDIDATE, {}).items() if name in overall.get(BASELINE, {})}
     return {
-        "blessed": bool(validation.validation_ok),
-        "reasons": _reasons(validation, metric_name, higher_is_better, overall, threshold, tolerance,
-                            with_baseline),
+        "blessed": bool(blessed),
+        "reasons": reasons,
         "metric": metric_name,
+        "threshold": threshold,
+        "tolerance": tolerance,
+        "slice_threshold": slice_threshold,
+        "min_slice_examples": min_slice_examples,
         "classes": names or [],
         "baseline": baseline_dir or "",
+        "baseline_version": baseline_version if with_baseline else 0,
         "overall": overall,
-        "slices": {name: values.get(CANDIDATE, {}) for name, values in slices.items()},
+        "slices": rows,
     }
-
 
 
 def class_names(model_dir, label_key):
@@ -215,11 +199,12 @@ def evaluation_html(decision, roc=None):
     overall_table = reports.html_table(
         ["metric", *models], [(name, *(reports.number(overall[m].get(name)) for m in models)) for name in metrics],
         numeric=tuple(range(1, len(models) + 1)))
-    slice_metrics = sorted({name for values in decision["slices"].values() for name in values})
-    slices = sorted(decision["slices"].items(), key=lambda item: (item[0] != "Overall", item[0]))
+    slices = sorted(decision["slices"].items(), key=lambda item: (item[0] != OVERALL, item[0]))
     slice_table = reports.html_table(
-        ["slice", *slice_metrics], [(name, *(reports.number(values.get(m)) for m in slice_metrics))
-                                    for name, values in slices], numeric=tuple(range(1, len(slice_metrics) + 1)))
+        ["slice", "examples", f"{decision['metric']}: candidate", "baseline", "difference", "gate"],
+        [(name, row["examples"], reports.number(row["candidate"]), reports.number(row["baseline"]),
+          reports.number(row["difference"]), row["gate"] or "not gated") for name, row in slices],
+        numeric=(1, 2, 3, 4))
     verdict = ("<p class=\"ok\">BLESSED</p>" if decision["blessed"] else "<p class=\"bad\">NOT BLESSED</p>")
     reasons = "".join(f"<li>{reports.escape(reason)}</li>" for reason in decision["reasons"])
     sections = [verdict, f"<ul>{reasons}</ul>", "<h2>Overall</h2>", overall_table, "<h2>Slices</h2>", slice_table]

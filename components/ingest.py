@@ -44,7 +44,7 @@ SPLIT_TOKEN = "{SPLIT}"
 _SPLIT_NAME = r"[A-Za-z0-9_]+"
 MISSING_VALUES = frozenset({"", "NA", "N/A", "NULL", "null"})
 _COUNTER_NAMESPACE = "ingest"
-SERVING_SPLIT = "serving"
+SERVING_SPLIT = layout.SERVING
 _ERRORS_FILE = "_errors"
 # Types in widening order: a column takes the widest type any of its values needs.
 _TYPE_ORDER = ("missing", "int", "float", "string")
@@ -547,13 +547,18 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
         raise StageError(f"--query {query!r} returns no rows." if query else
                          f"The files matched by --data {data_pattern!r} hold "
                          f"{'a header but ' if source.format == sources.CSV else ''}no data rows.")
-    if plan.mode in ("given", "column cutoff"):
-        empty = [name for name in (layout.TRAIN, layout.EVAL) if not row_counts[name]]
-        if empty:
-            how = (f"--split-cutoff {split_cutoff!r} on --split-column {split_column!r}" if plan.cutoff
-                   else f"the {SPLIT_TOKEN} pattern")
-            raise StageError(f"The {empty[0]} split is empty with {how}: every split needs rows, "
-                             f"{'move the cut-off' if plan.cutoff else 'add its files'}.")
+    empty = [name for name in plan.names if not row_counts[name]]
+    if empty:
+        counts = ", ".join(f"{name} {row_counts[name]}" for name in plan.names)
+        if plan.mode == "given":
+            how, remedy = f"the {SPLIT_TOKEN} pattern", "add its files"
+        elif plan.cutoff:
+            how, remedy = f"--split-cutoff {split_cutoff!r} on --split-column {split_column!r}", "move the cut-off"
+        else:
+            how = f"--split-ratios {split_ratios!r}" + (f" on --split-column {split_column!r}" if split_column else "")
+            remedy = "add rows (a hash split needs a few dozen at least) or change --split-ratios"
+        raise StageError(f"The {empty[0]} split has no rows: {sum(row_counts.values())} rows split with {how} "
+                         f"gave {counts}; every split needs rows: {remedy}.")
     return {
         **provenance,
         "split_mode": plan.mode,

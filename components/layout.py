@@ -3,6 +3,8 @@ import os
 
 TRAIN = "train"
 EVAL = "eval"
+# The serving sample's statistics sit beside the span's splits under this name.
+SERVING = "serving"
 DEFAULT_SPLIT_RATIOS = "train:2,eval:1"
 _SPLIT_PREFIX = "Split-"
 

@@ -19,52 +19,103 @@ from kfp import local
 from kfp.components import load_component_from_file
 from kfp.local import pipeline_orchestrator
 
-from components.errors import ERROR_PREFIX, PEAK_MEMORY_PREFIX
+from components.errors import PEAK_MEMORY_PREFIX, TRACEBACK_BEGIN, TRACEBACK_END, read_error_line
 from components.run_report import write_run_report
 
 
 class StageLog:
-    """Passes the run's output through, noting when each stage starts and ends and any stage error."""
+    """Passes the run's output through, noting when each stage starts and ends and any stage error.
+
+    Each stage's output is also kept, whole, for its log file (`stage.log` in the stage's folder of the
+    run). Tracebacks go only there: the terminal shows the one-line error of a failed stage instead.
+    """
 
     _ANSI = re.compile(r"\x1b\[[0-9;]*m")
     _STARTED = re.compile(r"Executing task '?([\w-]+)'?")
     _ENDED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+    _FOREIGN_TRACEBACK = ("Traceback (most recent call last):", "Exception ignored in:")
+    _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 
     def __init__(self, stream):
         self._stream = stream
         self._partial = ""
-        self._in_error = False
         self._current = None
+        self._hiding = None  # None, "marked", or the indentation of a traceback kfp did not mark
         self.stages = {}  # name -> {"started": t, "seconds": s, "status": str, "peak_mb": m}
-        self.errors = []
+        self.logs = {}  # name -> the stage's output lines
+        self.stage_errors = {}  # name -> its error message
+        self.errors = []  # "stage: message" lines, once the run has ended (see `finish`)
 
     def write(self, text):
-        self._stream.write(text)
         self._partial += text
         *lines, self._partial = self._partial.split("\n")
         for line in lines:
-            self._note(self._ANSI.sub("", line).strip())
+            if self._note(line):
+                self._stream.write(line + "\n")
         return len(text)
 
     def flush(self):
         self._stream.flush()
 
-    def _note(self, line):
+    def _hidden(self, raw, line):
+        """True for the lines of a traceback: they go to the stage's log only."""
+        if line == TRACEBACK_BEGIN:
+            self._hiding = "marked"
+        if self._hiding == "marked":
+            if line == TRACEBACK_END:
+                self._hiding = None
+            return True
+        indentation = len(raw) - len(raw.lstrip())
+        if self._hiding is None and line.startswith(self._FOREIGN_TRACEBACK):
+            self._hiding = indentation
+            return True
+        if self._hiding is not None:
+            if (not line or indentation > self._hiding or line.startswith(self._CHAINED)
+                    or line.startswith(self._FOREIGN_TRACEBACK)):
+                return True
+            self._hiding = None  # the exception's own line ends the traceback
+            return True
+        return False
+
+    def _note(self, raw):
+        """Notes what a line says; returns whether the terminal shows it."""
+        raw = self._ANSI.sub("", raw)
+        line = raw.strip()
         if started := self._STARTED.search(line):
             self._current = started[1]
             self.stages[started[1]] = {"started": time.monotonic(), "seconds": None, "status": "RUNNING"}
         elif ended := self._ENDED.search(line):
             stage = self.stages.setdefault(ended[1], {"started": time.monotonic()})
             stage.update(seconds=time.monotonic() - stage["started"], status=ended[2])
+        if self._current:
+            self.logs.setdefault(self._current, []).append(raw)
         if PEAK_MEMORY_PREFIX in line and self._current:
             self.stages[self._current]["peak_mb"] = float(line.split(PEAK_MEMORY_PREFIX, 1)[1])
-        if ERROR_PREFIX in line:
-            self.errors.append(line.split(ERROR_PREFIX, 1)[1])
-            self._in_error = True
-        elif self._in_error and line.startswith("- "):
-            self.errors[-1] += "\n  " + line
-        else:
-            self._in_error = False
+        message = read_error_line(line)
+        if message is not None:
+            self.stage_errors[self._current or "run"] = message
+            return False
+        return not self._hidden(raw, line)
+
+    def finish(self, run_dir):
+        """Writes each stage's log into the run's folder and lists the errors, each with its stage and log."""
+        log_paths = {}
+        for name, lines in self.logs.items():
+            if run_dir:
+                os.makedirs(os.path.join(run_dir, name), exist_ok=True)
+                log_paths[name] = os.path.join(run_dir, name, STAGE_LOG)
+                with open(log_paths[name], "w") as sink:
+                    sink.write("\n".join(lines) + "\n")
+        for name, stage in self.stages.items():
+            if stage.get("status") == "FAILURE" and name not in self.stage_errors:
+                self.stage_errors[name] = "the stage failed without an error message"
+        self.errors = []
+        for name, message in self.stage_errors.items():
+            first, *rest = message.split("\n")
+            log = f" (log: {log_paths[name]})" if name in log_paths else ""
+            introduces = ":" if rest and first.endswith(":") else ""
+            self.errors.append("\n".join([f"{name}: {first.removesuffix(introduces)}{log}{introduces}", *rest]))
+        return log_paths
 
 
 class LocalRunError(Exception):
@@ -76,6 +127,7 @@ _DIRECTORY_ARGUMENTS = {"serving_root": "--serving-root", "statistics_root": "--
                         "data_pattern": "--data", "serving_data": "--serving-data"}
 _FILE_ARGUMENTS = {"schema_path": "--schema", "module": "--module"}
 CONTAINER_INPUTS = "inputs"
+STAGE_LOG = "stage.log"
 
 
 def container_arguments(arguments, pipeline_root):
@@ -158,11 +210,40 @@ def run_compiled_spec(spec_path, arguments, pipeline_root, stage_order, runner="
     run_prefix = pipeline_spec.pipeline_info.name + "-"
     new_runs = sorted(name for name in set(os.listdir(pipeline_root)) - earlier_runs
                       if name.startswith(run_prefix) and os.path.isdir(os.path.join(pipeline_root, name)))
+    run_dir = os.path.join(pipeline_root, new_runs[-1]) if new_runs else ""
+    stage_log.finish(run_dir)
     report = None
-    if new_runs:
-        report = write_run_report(os.path.join(pipeline_root, new_runs[-1]), stage_order, stage_log.stages,
-                                  stage_log.errors, outputs)
+    if run_dir:
+        report = write_run_report(run_dir, stage_order, stage_log.stages, stage_log.errors, outputs)
     return outputs, stage_log, report
+
+
+def _feature_distances(rows):
+    """Each feature's distance and threshold, the ones above their threshold first."""
+    checked = sorted((row for row in rows if row["distance"] is not None),
+                     key=lambda row: (row["outcome"] == "ok", -row["distance"]))
+    parts = [f"{row['feature']} {row['distance']:.3f}{' > ' if row['outcome'] != 'ok' else ' <= '}"
+             f"{row['threshold']:g}" for row in checked]
+    unchecked = [row["feature"] for row in rows if row["distance"] is None]
+    if unchecked:
+        parts.append(f"not checked: {', '.join(unchecked)}")
+    return parts
+
+
+def validation_lines(validation):
+    """The summary's account of validation: the schema used, drift and skew of every feature, warnings."""
+    lines = []
+    if validation.get("schema"):
+        lines.append(f"Schema: {validation['schema']}")
+    for check in ("drift", "skew"):
+        lines.append(f"{check.capitalize()}: {validation['checks'][check]}")
+        parts = _feature_distances(validation.get(check) or [])
+        if parts:
+            lines.append("  " + "; ".join(parts))
+    if validation.get("warnings"):
+        lines.append(f"Warnings (--warn-on-anomalies): {int(validation['anomaly_count'])} anomalies did not stop the run")
+        lines.extend(f"  {line.strip()}" for line in validation["warnings"])
+    return lines
 
 
 def summary(outputs, stage_log, total_seconds, report):
@@ -173,12 +254,15 @@ def summary(outputs, stage_log, total_seconds, report):
         lines.append(f"  {name:<11} {stage.get('status', '?'):<8} {seconds} {memory}".rstrip())
     lines.append(f"  {'total':<11} {'':<8} {total_seconds:6.1f} s")
     for error in stage_log.errors:
-        lines.append(f"Error: {error}")
+        first, *rest = error.split("\n")
+        lines.append(f"Error: {first}")
+        lines.extend(f"  {line.strip()}" for line in rest)
     if report:
         lines.append(f"Run report: {report}")
     if not outputs:
         lines.append("The run failed: nothing was published.")
         return "\n".join(lines)
+    lines.extend(validation_lines(outputs["anomalies"].metadata))
     train = outputs["train_metrics"].metadata
     lines.append("Training: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(train.items())))
     evaluation = outputs["eval_metrics"].metadata

@@ -1,23 +1,42 @@
-"""Schema (TFX's SchemaGen and ImportSchemaGen): inferred from the train statistics, or a curated file.
+"""Schema (TFX's SchemaGen and ImportSchemaGen): a curated file, the schema kept for this data, or one
+inferred from the span.
+
+The schema lives with the spans. The first run with a statistics store (`--statistics-root`) infers it
+from the statistics of every split of its span, so the span it came from always passes, and validate
+keeps it in the store once the span passes; later spans are validated against that kept schema, so a
+new category, a type change, a dropped or new column and a missing label are anomalies, not a new
+truth. `--update-schema` accepts a deliberate change: the schema is inferred again from this span and
+kept as the next version. A curated `--schema` always wins. Without a store the schema is inferred from
+each span anew, and the summary says that later spans are not held to it.
 
 An inferred schema keeps what TFDV infers about types, category values and which columns exist, but
-not how often a feature may be missing, which one split cannot tell: only the label must be in every
-training example (if it was in the train split). Features get no fixed shape, so a value missing in
-any split is a missing value, not a parse error; a curated schema can be stricter. It also gets
-TFDV's TRAINING and SERVING environments, with the label left out of SERVING, so that serving
-requests (which carry no label) validate cleanly.
+not how often a feature may be missing, which one span cannot tell: only the label must be in every
+training example (if it was in the train split). A category domain tolerates new values in up to
+`1 - DOMAIN_MASS` of a span's values (TFDV's `min_domain_mass`), so a rare new category is not an
+anomaly and a new common one is. A text column whose values are mostly unique (free text) gets no
+domain at all. Features get no fixed shape, so a value missing in any split is a missing value, not a
+parse error; a curated schema can be stricter. The schema has TFDV's TRAINING and SERVING environments,
+with the label left out of SERVING, so that serving requests (which carry no label) validate cleanly.
 """
 import os
 
 from google.protobuf import text_format
-from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from components import layout, storage
 from components.errors import StageError
+from components.statistics_store import keep_schema, kept_schema
 
 SCHEMA_FILE = "schema.pbtxt"
 TRAINING_ENVIRONMENT = "TRAINING"
 SERVING_ENVIRONMENT = "SERVING"
+# The share of a span's values of a categorical feature that must be in the schema's domain.
+DOMAIN_MASS = 0.99
+# Where a schema sets no threshold (an inferred or kept one), drift and skew are measured with these:
+# L-infinity distance for categories, Jensen-Shannon divergence for numbers, both between 0 and 1.
+DEFAULT_DRIFT_THRESHOLD = 0.25
+DEFAULT_SKEW_THRESHOLD = 0.25
+_COLUMN_DROPPED = "SCHEMA_MISSING_COLUMN"
 
 
 def schema_file(schema_dir):
@@ -44,36 +63,145 @@ def read_curated_schema(path):
         raise StageError(f"--schema {path!r} is not a TFDV schema in text format: {error}") from None
 
 
-def infer_schema(statistics_dir, label_key):
-    # TFDV (and with it TensorFlow) is imported only when a schema is inferred: a curated schema
-    # needs neither, and the stage then starts in a fraction of a second.
-    import tensorflow_data_validation as tfdv
-    from components.statistics import load_statistics
+def _span_statistics(statistics_dir):
+    """{split: DatasetFeatureStatistics over all its examples} of the span's splits (not the serving sample).
 
-    schema = tfdv.infer_schema(load_statistics(statistics_dir, layout.TRAIN), infer_feature_shape=False)
+    Read as protos, without TFDV: a kept or curated schema then needs neither TFDV nor TensorFlow.
+    """
+    found = {}
+    for split in layout.split_names(statistics_dir):
+        if split == layout.SERVING:
+            continue
+        statistics = statistics_pb2.DatasetFeatureStatisticsList()
+        with open(layout.statistics_file(statistics_dir, split), "rb") as source:
+            statistics.ParseFromString(source.read())
+        overall = [d for d in statistics.datasets if d.name in ("", "All Examples")] or statistics.datasets[:1]
+        found[split] = overall[0]
+    return found
+
+
+def _feature_names(dataset):
+    return sorted(".".join(feature.path.step) or feature.name for feature in dataset.features)
+
+
+def check_label(statistics, label_key, module):
+    """Stops with one line when the span has no label column (in any split, or in the train split)."""
+    if not label_key:
+        return
+    train = statistics.get(layout.TRAIN)
+    if train is not None and label_key in _feature_names(train):
+        return
+    columns = sorted({name for dataset in statistics.values() for name in _feature_names(dataset)})
+    shown = ", ".join(columns[:20]) + (f" and {len(columns) - 20} more" if len(columns) > 20 else "")
+    where = "has no values in the train split" if any(
+        label_key in _feature_names(d) for d in statistics.values()) else "is not a column of the data"
+    raise StageError(f"The label {label_key!r} (LABEL_KEY of --module {module!r}) {where}: the data's columns "
+                     f"are {shown}; fix the data, or set LABEL_KEY to the column to predict.")
+
+
+def _is_free_text(feature_statistics):
+    """True when most distinct values of a string feature occur once: text, not categories."""
+    if not feature_statistics.HasField("string_stats"):
+        return False
+    stats = feature_statistics.string_stats
+    buckets = stats.rank_histogram.buckets
+    if stats.unique > len(buckets):
+        return True
+    return 2 * sum(1 for bucket in buckets if bucket.sample_count <= 1) > stats.unique
+
+
+def _drop_domain(schema, feature):
+    domains = [domain for domain in schema.string_domain if domain.name != feature.domain]
+    feature.ClearField("domain")
+    del schema.string_domain[:]
+    schema.string_domain.extend(domains)
+
+
+def infer_schema(statistics, label_key):
+    """A schema inferred from every split's statistics, that every one of those splits passes."""
+    # TFDV (and with it TensorFlow) is imported only when a schema is inferred.
+    import tensorflow_data_validation as tfdv
+
+    def as_list(dataset):
+        return statistics_pb2.DatasetFeatureStatisticsList(datasets=[dataset])
+
+    train = statistics[layout.TRAIN]
+    schema = tfdv.infer_schema(as_list(train), infer_feature_shape=False)
+    for split, dataset in statistics.items():
+        if split != layout.TRAIN:
+            schema = tfdv.update_schema(schema, as_list(dataset), infer_feature_shape=False)
+    by_name = {".".join(f.path.step) or f.name: f for d in statistics.values() for f in d.features}
     schema.default_environment.extend([TRAINING_ENVIRONMENT, SERVING_ENVIRONMENT])
     for feature in schema.feature:
+        if feature.domain and feature.name in by_name and _is_free_text(by_name[feature.name]):
+            _drop_domain(schema, feature)
+        if feature.domain:
+            feature.distribution_constraints.min_domain_mass = DOMAIN_MASS
         if feature.name == label_key:
             feature.not_in_environment.append(SERVING_ENVIRONMENT)
         else:
             feature.presence.ClearField("min_fraction")
+    # A column that some split of this span lacks (rarely filled in) is optional, not dropped.
+    features = {feature.name: feature for feature in schema.feature}
+    for dataset in statistics.values():
+        anomalies = tfdv.validate_statistics(as_list(dataset), schema, TRAINING_ENVIRONMENT)
+        for name, info in anomalies.anomaly_info.items():
+            kinds = {type(info).Type.Name(reason.type) for reason in info.reason}
+            if _COLUMN_DROPPED in kinds and name in features and name != label_key:
+                features[name].presence.ClearField("min_count")
     return schema
 
 
-def make_schema(statistics_dir, output_dir, curated_schema_path="", module=""):
-    """Writes `schema.pbtxt` under `output_dir`; returns where it came from and its features."""
+def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", statistics_root="",
+                update_schema=False):
+    """Writes `schema.pbtxt` under `output_dir`; returns where it came from, its version and features.
+
+    `keep_as_version` (0: none) is the version validate keeps the schema as once the span passes.
+    """
+    version, kept_text = (0, "") if curated_schema_path else kept_schema(statistics_root)
+    keep_as_version = 0
     if curated_schema_path:
         schema = read_curated_schema(curated_schema_path)
-        origin = f"curated: {curated_schema_path}"
+        origin, description = "curated", f"curated: {curated_schema_path}"
+    elif version and not update_schema:
+        schema = text_format.Parse(kept_text, schema_pb2.Schema())
+        origin, description = "kept", f"kept schema version {version} from the statistics store {statistics_root}"
     else:
+        # Inferring needs the label (required, and left out of SERVING); a curated or kept schema names
+        # it already, and without importing the module (and TensorFlow) the stage takes a fraction of a second.
         from components.user_module import load_user_module
-        schema = infer_schema(statistics_dir, load_user_module(module).LABEL_KEY if module else "")
-        origin = "inferred from the train statistics"
+
+        statistics = _span_statistics(statistics_dir)
+        label_key = load_user_module(module).LABEL_KEY if module else ""
+        check_label(statistics, label_key, module)
+        schema = infer_schema(statistics, label_key)
+        if statistics_root:
+            keep_as_version = version + 1
+            origin = "updated" if version else "inferred"
+            description = (f"inferred from this span (--update-schema), to be kept as version {keep_as_version} "
+                           f"in {statistics_root} once the span passes validation" if version else
+                           f"inferred from this span's {', '.join(statistics)} statistics; kept in {statistics_root} "
+                           "once the span passes validation, and later spans are validated against it")
+        else:
+            origin = "inferred"
+            description = ("inferred from this span and not kept: no statistics store (--statistics-root ''), "
+                           "so later spans are not validated against it")
     os.makedirs(output_dir, exist_ok=True)
     with open(schema_file(output_dir), "w") as sink:
         sink.write(text_format.MessageToString(schema))
-    return {"origin": origin, "features": [feature.name for feature in schema.feature],
-            "report": schema_markdown(schema, origin)}
+    return {"origin": origin, "description": description, "schema_version": keep_as_version or version,
+            "keep_as_version": keep_as_version, "statistics_root": statistics_root if keep_as_version else "",
+            "features": [feature.name for feature in schema.feature],
+            "report": schema_markdown(schema, description)}
+
+
+def keep_inferred_schema(schema_dir, metadata):
+    """Keeps a schema that was inferred for the statistics store (after its span passed); returns where."""
+    version = int(metadata.get("keep_as_version", 0))
+    if not version:
+        return ""
+    with open(schema_file(schema_dir)) as source:
+        return keep_schema(metadata["statistics_root"], version, source.read())
 
 
 def _domain(schema, feature):

@@ -40,13 +40,14 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
         configure(beam_args)
         splits = generate_statistics(examples.path, statistics.path, beam_args,
                                      [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data)
-    statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
-    write_text(statistics_report.path, build_report(statistics.path, splits))
+        statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
+        write_text(statistics_report.path, build_report(statistics.path, splits))
 
 
-def schema(statistics: Input[Artifact], schema_path: str, module: str, beam_args: str, schema: Output[Artifact],
-           schema_report: Output[Markdown]):
-    """Schema (SchemaGen / ImportSchemaGen): a curated schema file, or one inferred from train statistics."""
+def schema(statistics: Input[Artifact], schema_path: str, module: str, statistics_root: str, update_schema: bool,
+           beam_args: str, schema: Output[Artifact], schema_report: Output[Markdown]):
+    """Schema (SchemaGen / ImportSchemaGen): a curated schema file, the schema kept in the statistics store
+    for this data, or one inferred from the span (kept once the span passes validation)."""
     from components.errors import reported_stage
     from components.reports import write_text
     from components.schema import make_schema
@@ -54,14 +55,16 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, beam_args
 
     with reported_stage():
         configure(beam_args)
-        result = make_schema(statistics.path, schema.path, schema_path, module)
-    write_text(schema_report.path, result.pop("report"))
-    schema.metadata.update(result)
+        result = make_schema(statistics.path, schema.path, schema_path, module, statistics_root, update_schema)
+        write_text(schema_report.path, result.pop("report"))
+        schema.metadata.update(result)
 
 
 def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
-             statistics_root: str, beam_args: str, anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
-    """Validate (ExampleValidator): anomalies, drift against the previous span, skew against serving data."""
+             statistics_root: str, drift_threshold: float, skew_threshold: float, beam_args: str,
+             anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
+    """Validate (ExampleValidator): anomalies, drift of every feature against the last span that passed,
+    skew against serving data; keeps the span's statistics (and a newly inferred schema) when it passes."""
     from components.errors import reported_stage
     from components.reports import write_text
     from components.storage import configure
@@ -70,9 +73,10 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
     with reported_stage():
         configure(beam_args)
         result = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies,
-                                     int(statistics.metadata.get("span", 0)), statistics_root)
-    anomalies.metadata.update({"anomaly_count": len(result["anomalies"]), **result})
-    write_text(anomalies_report.path, anomalies_markdown(result))
+                                     int(statistics.metadata.get("span", 0)), statistics_root, drift_threshold,
+                                     skew_threshold, dict(schema.metadata))
+        anomalies.metadata.update({"anomaly_count": len(result["anomalies"]), **result})
+        write_text(anomalies_report.path, anomalies_markdown(result))
 
 
 def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, beam_args: str,
@@ -88,14 +92,15 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
         configure(beam_args)
         splits = transform_examples(examples.path, schema.path, module, transform_graph.path,
                                     transformed_examples.path, beam_args)
-    transformed_examples.metadata["split_names"] = splits
-    write_text(transform_report.path, build_report(transform_graph.path, transformed_examples.path))
+        transformed_examples.metadata["split_names"] = splits
+        write_text(transform_report.path, build_report(transform_graph.path, transformed_examples.path))
 
 
 def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], module: str,
           train_steps: int, beam_args: str, model: Output[Model], metrics: Output[Metrics],
           learning_curves: Output[HTML]):
-    """Train (Trainer): the user module's Keras model; exports a serving model with the transform inside."""
+    """Train (Trainer): the user module's Keras model; exports a serving model with the transform inside,
+    whose signature returns class probabilities for any accepted classifier output."""
     from components.errors import reported_stage
     from components.reports import write_text
     from components.storage import configure
@@ -104,18 +109,19 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
     with reported_stage():
         configure(beam_args)
         result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps)
-    model.metadata.update(result)
-    for name, value in result["final"].items():
-        metrics.log_metric(name, value)
-    write_text(learning_curves.path, learning_curves_html(result["history"]))
+        model.metadata.update(result)
+        for name, value in result["final"].items():
+            metrics.log_metric(name, value)
+        write_text(learning_curves.path, learning_curves_html(result["history"]))
 
 
 def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifact], module: str,
              serving_root: str, model_name: str, slice_columns: str, threshold: float, tolerance: float,
-             beam_args: str, evaluation: Output[Artifact], blessing: Output[Artifact], metrics: Output[Metrics],
-             confusion_matrix: Output[ClassificationMetrics], evaluation_report: Output[HTML],
-             blessing_report: Output[Markdown]):
-    """Evaluate (Evaluator): TFMA on the eval split and the blessing against the serving model."""
+             slice_threshold: float, min_slice_examples: int, beam_args: str, evaluation: Output[Artifact],
+             blessing: Output[Artifact], metrics: Output[Metrics], confusion_matrix: Output[ClassificationMetrics],
+             evaluation_report: Output[HTML], blessing_report: Output[Markdown]):
+    """Evaluate (Evaluator): TFMA on the eval split, overall and per slice, and the blessing against the
+    serving model (value and change gates on the overall metric; slices gate only when asked)."""
     from components.blessing import write_blessing
     from components.errors import reported_stage
     from components.evaluate import (blessing_markdown, confusion_matrix as read_confusion_matrix, evaluate_model,
@@ -131,28 +137,30 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
                 model.path, examples.path, schema.path, module, evaluation.path,
                 baseline_dir=local_baseline,
                 slice_columns=[c.strip() for c in slice_columns.split(",") if c.strip()] or None,
-                threshold=threshold, tolerance=tolerance, beam_args=beam_args)
+                threshold=threshold, tolerance=tolerance, beam_args=beam_args,
+                baseline_version=baseline_version,  # push publishes only while it is still the newest
+                slice_threshold=slice_threshold, min_slice_examples=min_slice_examples,
+                class_count=int(model.metadata.get("class_count", 0)))
         decision["baseline"] = baseline or ""
-        decision["baseline_version"] = baseline_version  # push publishes only while it is still the newest
-    write_blessing(decision, blessing.path)
-    blessing.metadata.update(decision)
-    evaluation.metadata.update({"overall": decision["overall"], "slices": decision["slices"]})
-    for name, value in decision["overall"].get("candidate", {}).items():
-        metrics.log_metric(name, value)
-    matrix = read_confusion_matrix(evaluation.path, decision["classes"] or None)
-    if matrix:
-        confusion_matrix.log_confusion_matrix(*matrix)
-    roc = roc_curve(evaluation.path)
-    if roc:
-        confusion_matrix.log_roc_curve(*roc)
-    write_text(evaluation_report.path, evaluation_html(decision, roc))
-    write_text(blessing_report.path, blessing_markdown(decision))
+        write_blessing(decision, blessing.path)
+        blessing.metadata.update(decision)
+        evaluation.metadata.update({"overall": decision["overall"], "slices": decision["slices"]})
+        for name, value in decision["overall"].get("candidate", {}).items():
+            metrics.log_metric(name, value)
+        matrix = read_confusion_matrix(evaluation.path, decision["classes"] or None)
+        if matrix:
+            confusion_matrix.log_confusion_matrix(*matrix)
+        roc = roc_curve(evaluation.path)
+        if roc:
+            confusion_matrix.log_roc_curve(*roc)
+        write_text(evaluation_report.path, evaluation_html(decision, roc))
+        write_text(blessing_report.path, blessing_markdown(decision))
 
 
 def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, model_name: str, beam_args: str,
          pushed_model: Output[Model], push_report: Output[Markdown]):
-    """Push (Pusher): publish a blessed model as the next version in the serving root, if it is still the
-    version the candidate was compared with that serves."""
+    """Push (Pusher): publish a blessed model as the next version in the serving root, if the version
+    the candidate was compared with is still the newest."""
     from components.blessing import read_blessing
     from components.errors import reported_stage
     from components.push import push_markdown, push_model
@@ -162,10 +170,10 @@ def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, mode
     with reported_stage():
         configure(beam_args)
         result = push_model(model.path, read_blessing(blessing.path), serving_root, model_name)
-    pushed_model.metadata.update(result)
-    write_text(push_report.path, push_markdown(result, serving_root, model_name))
-    print(("Published version {version} at {path}" if result["pushed"] else "Nothing published: {reason}")
-          .format(**result))
+        pushed_model.metadata.update(result)
+        write_text(push_report.path, push_markdown(result, serving_root, model_name))
+        print(("Published version {version} at {path}" if result["pushed"] else "Nothing published: {reason}")
+              .format(**result))
 
 
 STAGES = [ingest, statistics, schema, validate, transform, train, evaluate, push]

@@ -2,7 +2,11 @@
 
 The same YAML goes to both. On KFP the spec is uploaded as a pipeline version named after the git
 revision (the pipeline is created on first upload) and a run of that version starts; on Vertex AI it
-is submitted as a `PipelineJob`. Everything that can be checked before anything is sent is checked
+is submitted as a `PipelineJob`. With a schedule (a cron expression), a KFP recurring run of that
+version, or a Vertex AI pipeline schedule, takes the run's place: each of its runs takes the latest
+span, at most `max_concurrency` at once (1 by default, so two runs never race to publish one model),
+and it replaces the pipeline's previous schedule in that experiment (or project and region), so one
+schedule runs the newest submitted revision. Everything that can be checked before anything is sent is checked
 first (the arguments against the spec's parameters, the endpoint answering, credentials existing),
 so a failure leaves nothing half-submitted, and says in one line what to do.
 """
@@ -22,6 +26,7 @@ from components.cluster import STATE_MOUNT_PATH
 _HEALTHZ_PATH = "/apis/v2beta1/healthz"
 _FINISHED_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELING"}
 VERSION_NAME_MAX = 100
+CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
 
 
 class SubmissionError(Exception):
@@ -92,6 +97,29 @@ def pipeline_arguments(spec, assignments):
     return arguments
 
 
+def check_schedule(cron, arguments, max_concurrency):
+    """Checks a schedule before anything is sent: a five-field cron expression, runs that take the latest span."""
+    fields = cron.split()
+    if len(fields) != len(CRON_FIELDS):
+        raise SubmissionError(f"--schedule {cron!r}: give a cron expression of {len(CRON_FIELDS)} fields "
+                              f"({', '.join(CRON_FIELDS)}), e.g. --schedule '0 6 * * *' for 06:00 every day")
+    if arguments.get("span"):
+        raise SubmissionError(f"--param span={arguments['span']}: scheduled runs take the latest span; "
+                              "leave out --param span with --schedule")
+    if max_concurrency < 1:
+        raise SubmissionError(f"--max-concurrency {max_concurrency}: give 1 or more")
+
+
+def kfp_cron(cron):
+    """KFP's cron format has a seconds field first: a five-field expression runs at second 0."""
+    return f"0 {cron}"
+
+
+def schedule_name(pipeline_name):
+    """The one schedule of a pipeline (per KFP experiment, or Vertex AI project and region)."""
+    return f"{pipeline_name} schedule"
+
+
 def check_kfp_endpoint(host, timeout=10):
     """Raises a SubmissionError unless KFP's API answers at `host`."""
     url = host.rstrip("/") + _HEALTHZ_PATH
@@ -108,11 +136,13 @@ def check_kfp_endpoint(host, timeout=10):
 
 
 def submit_to_kfp(spec_path, host, arguments, experiment, pipeline_name, revision, wait=False,
-                  pipeline_root=None, timeout_s=3600, client=None, log=print):
-    """Uploads the spec as version `revision` of `pipeline_name` on KFP at `host` and starts a run.
+                  pipeline_root=None, timeout_s=3600, client=None, log=print, schedule=None, max_concurrency=1):
+    """Uploads the spec as version `revision` of `pipeline_name` on KFP at `host` and starts a run, or
+    with `schedule` (a five-field cron expression) makes a recurring run of it the pipeline's schedule.
 
-    Returns {"pipeline_id", "version_id", "version_name", "run_id", "state"}; state is None unless
-    `wait`. A failing run raises SubmissionError after it ends.
+    Returns {"pipeline_id", "version_id", "version_name", "run_id", "state"} (with a schedule,
+    "recurring_run_id" and "replaced", the ids of the schedules it replaced, instead of "run_id");
+    state is None unless `wait`. A failing run raises SubmissionError after it ends.
     """
     import kfp
     from kfp_server_api.exceptions import ApiException
@@ -136,6 +166,9 @@ def submit_to_kfp(spec_path, host, arguments, experiment, pipeline_name, revisio
             log(f"Version {revision} of {pipeline_name} is already uploaded: running it")
         step = f"experiment {experiment}"
         experiment_id = client.create_experiment(experiment).experiment_id
+        if schedule:
+            return _schedule_on_kfp(client, experiment_id, pipeline_name, pipeline_id, version, revision,
+                                    arguments, schedule, max_concurrency, pipeline_root, log)
         step = "the run"
         run = client.run_pipeline(experiment_id, job_name=f"{pipeline_name} {revision}", params=arguments,
                                   pipeline_id=pipeline_id, version_id=version.pipeline_version_id,
@@ -152,6 +185,26 @@ def submit_to_kfp(spec_path, host, arguments, experiment, pipeline_name, revisio
         raise SubmissionError(f"run {result['run_id']} ended {result['state']}: see {host}/#/runs/details/"
                               f"{result['run_id']} for the failing stage's log")
     return result
+
+
+def _schedule_on_kfp(client, experiment_id, pipeline_name, pipeline_id, version, revision, arguments, schedule,
+                     max_concurrency, pipeline_root, log):
+    """Replaces the pipeline's recurring run in the experiment with one of `version` (ApiException passes)."""
+    name = schedule_name(pipeline_name)
+    filter_json = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": name}]})
+    previous = client.list_recurring_runs(experiment_id=experiment_id, page_size=100,
+                                          filter=filter_json).recurring_runs or []
+    recurring_run = client.create_recurring_run(
+        experiment_id, job_name=name, description=f"{pipeline_name} version {revision}, every {schedule!r} "
+        "(the latest span each time)", cron_expression=kfp_cron(schedule), max_concurrency=max_concurrency,
+        no_catchup=True, params=arguments, pipeline_id=pipeline_id, version_id=version.pipeline_version_id,
+        pipeline_root=pipeline_root or None)
+    for old in previous:
+        client.delete_recurring_run(old.recurring_run_id)
+        log(f"Replaced the previous schedule {old.recurring_run_id}")
+    return {"pipeline_id": pipeline_id, "version_id": version.pipeline_version_id, "version_name": revision,
+            "recurring_run_id": recurring_run.recurring_run_id, "state": None,
+            "replaced": [old.recurring_run_id for old in previous]}
 
 
 def _existing_version(client, pipeline_id, name):
@@ -181,8 +234,10 @@ def _api_message(error):
 
 
 def submit_to_vertex(spec_path, project, region, pipeline_root, arguments, display_name, wait=False,
-                     service_account=None, log=print):
-    """Submits the spec to Vertex AI Pipelines as a PipelineJob. Returns {"job", "state"}."""
+                     service_account=None, log=print, schedule=None, max_concurrency=1, schedule_display_name=None):
+    """Submits the spec to Vertex AI Pipelines as a PipelineJob, or with `schedule` (a five-field cron
+    expression) as the pipeline schedule `schedule_display_name`, replacing one of that name.
+    Returns {"job", "state"} (with a schedule, {"schedule", "state": None, "replaced"})."""
     _, platform_spec = read_spec(spec_path)
     if platform_spec:
         raise SubmissionError(f"{spec_path} carries KFP-only platform settings (kfp-kubernetes): submit the "
@@ -215,6 +270,18 @@ def submit_to_vertex(spec_path, project, region, pipeline_root, arguments, displ
         job = aiplatform.PipelineJob(display_name=display_name, template_path=spec_path,
                                      pipeline_root=pipeline_root, parameter_values=arguments,
                                      project=project, location=region)
+        if schedule:
+            previous = aiplatform.PipelineJobSchedule.list(filter=f'display_name="{schedule_display_name}"',
+                                                           project=project, location=region)
+            created = job.create_schedule(cron=schedule, display_name=schedule_display_name,
+                                          max_concurrent_run_count=max_concurrency,
+                                          service_account=service_account)
+            for old in previous:
+                old.delete()
+                log(f"Replaced the previous schedule {old.resource_name}")
+            log(f"Vertex AI pipeline schedule: {created.resource_name}")
+            return {"schedule": created.resource_name, "state": None,
+                    "replaced": [old.resource_name for old in previous]}
         job.submit(service_account=service_account)
         log(f"Vertex AI pipeline job: {job.resource_name}")
         state = None

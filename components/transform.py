@@ -37,6 +37,25 @@ def _check_columns(schema, user_module, module):
                          f"--module {module!r}: add the column, or point --module at a module for this data.")
 
 
+class _Columns(dict):
+    """The raw features handed to the user's preprocessing_fn: a column the data lacks is named, not a KeyError."""
+
+    def __init__(self, inputs, module):
+        super().__init__(inputs)
+        self._module = module
+
+    def __missing__(self, key):
+        columns = ", ".join(sorted(self))
+        raise StageError(f"preprocessing_fn of --module {self._module!r} uses the column {key!r}, which the data "
+                         f"does not have (its columns: {columns}): fix the module, or the data.")
+
+
+def _preprocessing_fn(user_module, module):
+    def preprocessing_fn(inputs):
+        return user_module.preprocessing_fn(_Columns(inputs, module))
+    return preprocessing_fn
+
+
 def _encode_examples(record_batch_and_passthrough):
     record_batch, _ = record_batch_and_passthrough
     return example_coder.RecordBatchToExamplesEncoder().encode(record_batch)
@@ -60,7 +79,7 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
         raw = {split: pipeline | f"Read[{split}]" >> source.BeamSource() for split, source in sources.items()}
         train_config = sources[layout.TRAIN].TensorAdapterConfig()
         transform_fn = (raw[layout.TRAIN], train_config) | "Analyze" >> tft_beam.AnalyzeDataset(
-            user_module.preprocessing_fn)
+            _preprocessing_fn(user_module, module))
         _ = transform_fn | "WriteTransformGraph" >> tft_beam.WriteTransformFn(transform_graph_dir)
         for split in splits:
             transformed, _ = (((raw[split], sources[split].TensorAdapterConfig()), transform_fn)

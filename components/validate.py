@@ -2,10 +2,15 @@
 
 - Schema: every split against the schema, in its environment (the serving sample in SERVING, so
   serving requests without the label are fine).
-- Drift: this span's train split against the previous span's, found in the statistics store, with
-  the thresholds the schema sets per feature (L-infinity for categories, Jensen-Shannon divergence
-  for numbers). The train split is compared because it is the larger and the one the model learns.
-- Skew: the serving sample, when given, against the train split, with the schema's skew thresholds.
+- Drift: this span's train split against that of the last earlier span that passed validation, found
+  in the statistics store, on every feature: with the thresholds the schema sets, or where it sets none
+  (an inferred or kept schema) with the default ones (`--drift-threshold`): L-infinity distance for
+  categories, Jensen-Shannon divergence for numbers. The train split is compared because it is the
+  larger and the one the model learns.
+- Skew: the serving sample, when given, against the train split, the same way (`--skew-threshold`).
+
+Every feature's distance and threshold is in the result and the report; a check that could not run
+says why ("NOT CHECKED: ..."), never that it passed.
 
 Anomalies block the run by default, with a message listing each one; with `blocking=False` they are
 reported as warnings and the run goes on. A span that passes is stored for the next span's check.
@@ -13,12 +18,12 @@ reported as warnings and the run goes on. A span that passes is stored for the n
 import os
 
 import tensorflow_data_validation as tfdv
-from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 from components import layout
 from components.errors import StageError
-from components.ingest import SERVING_SPLIT
-from components.schema import SERVING_ENVIRONMENT, TRAINING_ENVIRONMENT, load_schema
+from components.schema import (DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD, SERVING_ENVIRONMENT,
+                               TRAINING_ENVIRONMENT, keep_inferred_schema, load_schema)
 from components.statistics import load_statistics
 from components.statistics_store import local_span_statistics, previous_span, store_span_statistics
 
@@ -77,18 +82,84 @@ def _write_anomalies(output_dir, name, anomalies):
         sink.write(anomalies.SerializeToString())
 
 
-def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, span=0, statistics_root=""):
-    """Checks schema, drift and skew; returns the anomaly rows and what each check compared."""
-    schema = load_schema(schema_dir)
+def with_default_comparators(schema, drift_threshold, skew_threshold, curated):
+    """A copy of `schema` with a drift and a skew comparator on every feature that has none.
+
+    L-infinity distance for strings (categories), Jensen-Shannon divergence for numbers. A curated schema
+    is taken as its author wrote it: its features without a comparator stay unchecked, and are reported
+    so. A threshold of 0 adds none of that kind. The label has no skew comparator: serving data has no label.
+    """
+    checked = schema_pb2.Schema()
+    checked.CopyFrom(schema)
+    if curated:
+        return checked
+    for feature in checked.feature:
+        categorical = feature.type == schema_pb2.BYTES or feature.int_domain.is_categorical
+        for kind, threshold in (("drift_comparator", drift_threshold), ("skew_comparator", skew_threshold)):
+            comparator = getattr(feature, kind)
+            if not threshold or comparator.ListFields():
+                continue
+            if kind == "skew_comparator" and SERVING_ENVIRONMENT in feature.not_in_environment:
+                continue
+            if categorical:
+                comparator.infinity_norm.threshold = threshold
+            else:
+                comparator.jensen_shannon_divergence.threshold = threshold
+    return checked
+
+
+def _comparator_threshold(comparator):
+    for measure, field in (("L-infinity", "infinity_norm"), ("Jensen-Shannon", "jensen_shannon_divergence")):
+        if comparator.HasField(field):
+            return measure, getattr(comparator, field).threshold
+    return None, None
+
+
+def compared_features(schema, anomalies, check):
+    """One row per feature of `schema`: the distance measured (or why none), the threshold, the verdict."""
+    measured = _measurements(anomalies, check)
+    rows = []
+    for feature in schema.feature:
+        measure, threshold = _comparator_threshold(
+            feature.drift_comparator if check == "drift" else feature.skew_comparator)
+        row = {"feature": feature.name, "measure": measure, "threshold": threshold}
+        if measure is None:
+            row.update(distance=None, outcome="not checked: no threshold for it in the schema")
+        elif feature.name not in measured:
+            row.update(distance=None, outcome="not checked: absent from one of the two data sets")
+        else:
+            distance = measured[feature.name][0]
+            row.update(distance=distance, outcome="ABOVE THRESHOLD" if distance > threshold else "ok")
+        rows.append(row)
+    return rows
+
+
+def _check_summary(rows, compared_with):
+    checked = [row for row in rows if row["distance"] is not None]
+    above = [row["feature"] for row in checked if row["outcome"] != "ok"]
+    if not checked:
+        return f"not checked: no feature has a threshold and values in both ({compared_with})"
+    return (f"{len(checked)} of {len(rows)} features checked against {compared_with}; "
+            + (f"above the threshold: {', '.join(above)}" if above else "none above its threshold"))
+
+
+def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, span=0, statistics_root="",
+                        drift_threshold=DEFAULT_DRIFT_THRESHOLD, skew_threshold=DEFAULT_SKEW_THRESHOLD,
+                        schema_metadata=None):
+    """Checks schema, drift and skew; returns the anomaly rows, each feature's drift and skew, and what
+    each check compared (or why it did not)."""
+    schema_metadata = schema_metadata or {}
+    schema = with_default_comparators(load_schema(schema_dir), drift_threshold, skew_threshold,
+                                      curated=schema_metadata.get("origin") == "curated")
     environment = (lambda name: name) if schema.default_environment else (lambda name: None)
     splits = layout.split_names(statistics_dir)
-    serving = load_statistics(statistics_dir, SERVING_SPLIT) if SERVING_SPLIT in splits else None
+    serving = load_statistics(statistics_dir, layout.SERVING) if layout.SERVING in splits else None
     earlier = previous_span(statistics_root, span) if statistics_root and span else None
-    rows, checks = [], {}
+    rows, checks, compared = [], {}, {"drift": [], "skew": []}
 
     for split in splits:
         statistics = load_statistics(statistics_dir, split)
-        if split == SERVING_SPLIT:
+        if split == layout.SERVING:
             anomalies = tfdv.validate_statistics(statistics, schema, environment(SERVING_ENVIRONMENT))
             rows.extend(_anomaly_rows(split, anomalies))
         elif split == layout.TRAIN and earlier is not None:
@@ -97,6 +168,7 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
             anomalies = tfdv.validate_statistics(
                 statistics, schema, environment(TRAINING_ENVIRONMENT), previous_statistics=previous)
             rows.extend(_anomaly_rows(split, anomalies, "drift", f"span {earlier}"))
+            compared["drift"] = compared_features(schema, anomalies, "drift")
         else:
             anomalies = tfdv.validate_statistics(statistics, schema, environment(TRAINING_ENVIRONMENT))
             rows.extend(_anomaly_rows(split, anomalies))
@@ -106,13 +178,16 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
         skew = tfdv.validate_statistics(load_statistics(statistics_dir, layout.TRAIN), schema,
                                         environment(TRAINING_ENVIRONMENT), serving_statistics=serving)
         rows.extend(_anomaly_rows("serving", skew, "skew", "train", comparisons_only=True))
+        compared["skew"] = compared_features(schema, skew, "skew")
         _write_anomalies(output_dir, "skew", skew)
 
-    checks["drift"] = (f"against span {earlier}" if earlier is not None else
-                       "not checked: the data has no spans" if not span else
-                       "not checked: no statistics store (--statistics-root)" if not statistics_root else
-                       "not checked: no earlier span in the statistics store")
-    checks["skew"] = "against the serving sample" if serving is not None else "not checked: no serving sample"
+    baseline = f"span {earlier}, the last span before {span} that passed validation"
+    checks["drift"] = (_check_summary(compared["drift"], f"{baseline} (train split)") if earlier is not None else
+                       "NOT CHECKED: the data has no spans ({SPAN} in --data)" if not span else
+                       "NOT CHECKED: no statistics store (--statistics-root '')" if not statistics_root else
+                       f"NOT CHECKED: no span before {span} has passed validation yet (first span)")
+    checks["skew"] = (_check_summary(compared["skew"], "the serving sample (train split)") if serving is not None
+                      else "NOT CHECKED: no serving sample (--serving-data)")
     for check, outcome in checks.items():
         print(f"{check}: {outcome}")
 
@@ -122,14 +197,20 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
             f"or pass --warn-on-anomalies to go on:\n{format_anomalies(rows)}")
     if rows:
         print(f"Warning: validation found {len(rows)} anomalies (not blocking):\n{format_anomalies(rows)}")
+    kept = ""
     if statistics_root and span:
         store_span_statistics(statistics_dir, statistics_root, span,
-                              [split for split in splits if split != SERVING_SPLIT])
-    return {"anomalies": rows, "checks": checks}
+                              [split for split in splits if split != layout.SERVING])
+    if statistics_root:
+        kept = keep_inferred_schema(schema_dir, schema_metadata)
+    return {"anomalies": rows, "checks": checks, "drift": compared["drift"], "skew": compared["skew"],
+            "schema": schema_metadata.get("description", ""),
+            "drift_baseline_span": earlier or 0, "kept_schema": kept,
+            "warnings": format_anomalies(rows).splitlines() if rows else []}
 
 
 def anomalies_markdown(result):
-    """The validation outcome as Markdown: what was compared, and each anomaly with its measurement."""
+    """The validation outcome as Markdown: what was compared, each feature's drift and skew, each anomaly."""
     from components.reports import markdown_table, number
 
     rows = result["anomalies"]
@@ -141,4 +222,10 @@ def anomalies_markdown(result):
             ["split", "feature", "check", "kind", "measured", "threshold", "detail"],
             [(r["split"], r["feature"], r["check"], r["kind"], number(r.get("measured")),
               number(r.get("threshold")), r["detail"]) for r in rows]))
+    for check in ("drift", "skew"):
+        if result.get(check):
+            lines += ["", f"## {check.capitalize()}, feature by feature", "", markdown_table(
+                ["feature", "measure", "distance", "threshold", "outcome"],
+                [(r["feature"], r["measure"] or "-", number(r["distance"]), number(r["threshold"]), r["outcome"])
+                 for r in sorted(result[check], key=lambda r: -(r["distance"] or 0))])]
     return "\n".join(lines) + "\n"

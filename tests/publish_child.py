@@ -91,7 +91,7 @@ KILL_POINTS = {
     "bucket-before-cleanup": _die_before_cleanup,
     # Statistics store: after the first split's file is in place.
     "statistics-local-between-splits": lambda: _die_after(os, "replace"),
-    "statistics-bucket-between-splits": lambda: _die_after(storage, "upload_file"),
+    "statistics-bucket-between-splits": lambda: _die_after(storage, "write_bytes"),
 }
 
 

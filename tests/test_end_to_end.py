@@ -115,7 +115,8 @@ def test_a_bad_candidate_is_not_blessed_and_publishes_nothing(first_run):
     blessing = result["outputs"]["blessing"]
     assert not blessing["blessed"]
     assert blessing["baseline"] == str(tmp_path / "serving" / "penguins" / "1")
-    assert "fails the tolerance" in blessing["reasons"][0]
+    assert "serving model version 1" in blessing["reasons"][0]
+    assert blessing["reasons"][0].endswith("at most 0.01 worse allowed (--tolerance): FAILS")
     assert not result["outputs"]["pushed_model"]["pushed"]
     assert sorted(os.listdir(tmp_path / "serving" / "penguins")) == [".publish.lock", "1"]
     assert "Blessing: NOT BLESSED" in process.stdout
@@ -141,13 +142,32 @@ def no_label_csv(tmp_path):
     ("non-UTF-8 bytes", "latin1.csv is not UTF-8 text: re-encode it as UTF-8."),
     ("duplicated header", "twice.csv: the header names island more than once"),
     ("span that does not exist", "Span 9 not found for --data"),
-    ("no label column", "The data has no column 'species', the label (LABEL_KEY) of --module"),
+    ("no label column", "The label 'species' (LABEL_KEY of --module 'components.penguins.module') is not a "
+                        "column of the data: the data's columns are bill_depth_mm, bill_length_mm"),
     ("module without preprocessing_fn", "has no preprocessing_fn: define def preprocessing_fn(inputs)"),
+    ("module with a syntax error", "module_with_typo.py': syntax error in "),
+    ("three rows", "The eval split has no rows: 3 rows split with --split-ratios 'train:2,eval:1' gave train 3, "
+                   "eval 0"),
+    ("module using a column the data lacks", "preprocessing_fn of --module '{module}' uses the column 'beak_colour', "
+                                             "which the data does not have (its columns: bill_depth_mm"),
+    ("module whose build_model raises", "RuntimeError: no GPU here in build_model ({module}, line {line}): fix the "
+                                        "module."),
 ])
 def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_label_csv, case, expected):
     module = tmp_path / "module_without_fn.py"
     module.write_text('LABEL_KEY = "species"\nPROBLEM_TYPE = "classification"\n'
                       "def build_model(tf_transform_output):\n    return None\n")
+    demo_module = open(os.path.join(REPO, "components", "penguins", "module.py")).read()
+    typo = tmp_path / "module_with_typo.py"
+    typo.write_text(demo_module.replace("def build_model(tf_transform_output):", "def build_model(tf_transform_output)"))
+    beak = tmp_path / "module_with_beak.py"
+    beak.write_text(demo_module.replace('CATEGORICAL_FEATURES = ["island", "sex"]',
+                                        'CATEGORICAL_FEATURES = ["island", "sex", "beak_colour"]'))
+    raising = tmp_path / "module_raising.py"
+    raising.write_text(demo_module.replace("def build_model(tf_transform_output):\n",
+                                           "def build_model(tf_transform_output):\n    raise RuntimeError('no GPU here')\n"))
+    raise_line = demo_module.splitlines().index("def build_model(tf_transform_output):") + 2
+    (tmp_path / "three.csv").write_text("x,label\n1,a\n2,b\n3,a\n")  # all three rows hash to train
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "ragged.csv").write_text("species,island\nAdelie,Dream\nGentoo\n")
     (tmp_path / "latin1.csv").write_bytes("species,île\nAdélie,Dream\n".encode("latin-1"))
@@ -163,12 +183,21 @@ def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_
         "span that does not exist": ["--data", str(tmp_path / "span-{SPAN}" / "*.csv"), "--span", "9"],
         "no label column": ["--data", no_label_csv],
         "module without preprocessing_fn": ["--module", str(module)],
+        "module with a syntax error": ["--module", str(typo)],
+        "three rows": ["--data", str(tmp_path / "three.csv")],
+        "module using a column the data lacks": ["--module", str(beak)],
+        "module whose build_model raises": ["--module", str(raising)],
     }[case]
+    expected = expected.format(module={"module using a column the data lacks": beak,
+                                       "module whose build_model raises": raising}.get(case, ""), line=raise_line)
     process, result = run_pipeline(tmp_path, *args)
     assert process.returncode == 1
     assert not result["succeeded"]
-    assert len(result["errors"]) == 1 and expected in result["errors"][0]
-    assert f"Error: {result['errors'][0]}" in process.stdout
+    assert len(result["errors"]) == 1 and expected in result["errors"][0], result["errors"]
+    failed = [name for name, stage in result["stages"].items() if stage["status"] == "FAILURE"]
+    assert result["errors"][0].startswith(f"{failed[0]}: ")
+    assert f"Error: {result['errors'][0].splitlines()[0]}" in process.stdout
+    assert "Traceback" not in process.stdout + process.stderr
     assert "The run failed: nothing was published." in process.stdout
     assert not os.path.exists(tmp_path / "serving")
     failed = [name for name, stage in result["stages"].items() if stage["status"] == "FAILURE"]
@@ -210,9 +239,16 @@ def test_living_scenario(tmp_path):
         assert step["succeeded"] and step["blessed"], step
         assert step["published_version"] == number
         assert step["versions_after"] == list(range(1, number + 1))
-    assert len(first["reasons"]) == 1, "the first model meets the absolute threshold only"
-    assert "for the serving model: passes the tolerance" in second["reasons"][1]
-    assert "for the serving model: passes the tolerance" in third["reasons"][1]
+    assert first["reasons"][1] == "no model is serving yet: the first model is blessed on the threshold alone"
+    for later, baseline in ((second, 1), (third, 2)):
+        assert f"serving model version {baseline} " in later["reasons"][1]
+        assert later["reasons"][1].endswith("(--tolerance): passes")
+    for step in (first, second, third):
+        # The curated schema sets skew thresholds on six features: not on the label, nor on the year.
+        assert step["skew"].startswith("6 of 8 features checked against the serving sample"), step
+    assert first["drift"] == "NOT CHECKED: no span before 1 has passed validation yet (first span)"
+    assert second["drift"].startswith("7 of 8 features checked against span 1, the last span before 2")
+    assert third["drift"].startswith("7 of 8 features checked against span 2, the last span before 3")
 
     assert not corrupted["succeeded"] and corrupted["failed_stage"] == "validate"
     report = corrupted["errors"][0]
@@ -223,7 +259,7 @@ def test_living_scenario(tmp_path):
 
     assert shuffled["succeeded"] and not shuffled["blessed"]
     assert shuffled["published_version"] == 0
-    assert any("fails" in reason for reason in shuffled["reasons"])
+    assert any(reason.endswith("FAILS") for reason in shuffled["reasons"])
     assert shuffled["versions_after"] == [1, 2, 3]
 
     assert again["succeeded"] and again["versions_after"] == [1, 2, 3, 4]
@@ -270,11 +306,11 @@ def test_statistics_report_in_a_browser(first_run, tmp_path):
 
 @pytest.mark.parametrize("report,expected", [
     ("schema-schema_report", ["<td>body_mass_g</td>", "<td>2000 to 7000</td>", "<td>TRAINING</td>"]),
-    ("validate-anomalies_report", ["No anomalies.", "Skew: not checked: no serving sample"]),
+    ("validate-anomalies_report", ["No anomalies.", "Skew: NOT CHECKED: no serving sample"]),
     ("transform-transform_report", ["<td>species</td>", "<td>3</td>", "<td>body_mass_g_xf</td>"]),
     ("train-learning_curves", ['<polyline class="series"', "val_loss", "val_accuracy"]),
     ("evaluate-evaluation_report", ["BLESSED", "island:Biscoe", "sparse_categorical_accuracy", "<td>Overall</td>"]),
-    ("evaluate-blessing_report", ["BLESSED", "passes the threshold &gt;= 0.8"]),
+    ("evaluate-blessing_report", ["BLESSED", "threshold &gt;= 0.8: passes"]),
     ("push-push_report", ["Published version <strong>1</strong>"]),
 ])
 def test_stage_reports_in_a_browser(first_run, report, expected):

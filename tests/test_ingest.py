@@ -77,14 +77,14 @@ def test_custom_split_ratios(tmp_path, write_csv):
 
 
 def test_latest_span_and_version_are_taken(tmp_path, write_csv):
-    for span, version, rows in [(1, 1, 3), (2, 1, 4), (2, 2, 5), (10, 1, 6), (10, 3, 7)]:
+    for span, version, rows in [(1, 1, 30), (2, 1, 40), (2, 2, 50), (10, 1, 60), (10, 3, 70)]:
         write_csv(tmp_path / f"span-{span}" / f"v{version}" / "data.csv", HEADER,
-                  [["Adelie", "Dream", "39.1", "3750"]] * rows)
+                  [["Adelie", "Dream", f"{35 + row / 10:.1f}", "3750"] for row in range(rows)])
     pattern = str(tmp_path / "span-{SPAN}" / "v{VERSION}" / "*.csv")
     latest = ingest_examples(pattern, str(tmp_path / "latest"))
-    assert (latest["span"], latest["version"], sum(latest["row_counts"].values())) == (10, 3, 7)
+    assert (latest["span"], latest["version"], sum(latest["row_counts"].values())) == (10, 3, 70)
     span_two = ingest_examples(pattern, str(tmp_path / "two"), span=2)
-    assert (span_two["span"], span_two["version"], sum(span_two["row_counts"].values())) == (2, 2, 5)
+    assert (span_two["span"], span_two["version"], sum(span_two["row_counts"].values())) == (2, 2, 50)
 
 
 def test_span_that_does_not_exist(tmp_path, write_csv):

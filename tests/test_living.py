@@ -36,7 +36,8 @@ def test_a_drifted_span_is_stopped_with_the_distance_and_threshold(tmp_path, sta
                                                                    penguin_rows):
     root = str(tmp_path / "store")
     first = validate_statistics(statistics_dir, schema_dir, str(tmp_path / "a1"), span=1, statistics_root=root)
-    assert first["checks"]["drift"] == "not checked: no earlier span in the statistics store"
+    assert first["checks"]["drift"] == "NOT CHECKED: no span before 1 has passed validation yet (first span)"
+    assert first["drift"] == [] and first["drift_baseline_span"] == 0
     assert stored_spans(root) == [1]
 
     gentoo_only = [row for row in penguin_rows if row["species"] == "Gentoo"]
@@ -53,6 +54,13 @@ def test_a_drifted_span_is_stopped_with_the_distance_and_threshold(tmp_path, sta
     species = next(r for r in rows if r["check"] == "drift" and r["feature"] == "species")
     assert species["threshold"] == pytest.approx(0.25)
     assert species["measured"] > 0.5
+    result = validate_statistics(drifted, schema_dir, str(tmp_path / "a4"), blocking=False, span=2,
+                                 statistics_root=root, schema_metadata={"origin": "curated"})
+    assert result["drift_baseline_span"] == 1
+    assert result["checks"]["drift"].startswith("7 of 8 features checked against span 1, the last span before 2")
+    by_feature = {row["feature"]: row for row in result["drift"]}
+    assert by_feature["species"]["outcome"] == "ABOVE THRESHOLD" and by_feature["species"]["distance"] > 0.5
+    assert by_feature["year"]["outcome"] == "not checked: no threshold for it in the schema"
 
 
 def test_serving_requests_without_the_label_pass_and_skew_is_measured(tmp_path, penguin_rows, schema_dir):
@@ -60,7 +68,9 @@ def test_serving_requests_without_the_label_pass_and_skew_is_measured(tmp_path, 
     assert load_statistics(statistics, "serving").datasets[0].num_examples == len(penguin_rows[::3])
     result = validate_statistics(statistics, schema_dir, str(tmp_path / "anomalies"))
     assert result["anomalies"] == []
-    assert result["checks"]["skew"] == "against the serving sample"
+    assert result["checks"]["skew"].startswith("7 of 8 features checked against the serving sample")
+    assert {row["feature"] for row in result["skew"] if row["distance"] is not None} == {
+        "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"}
 
 
 def test_skewed_serving_data_is_an_anomaly(tmp_path, penguin_rows, schema_dir):

@@ -59,7 +59,8 @@ def test_parameters_make_the_spec_reusable(tmp_path):
     assert {"serving_root", "data_pattern", "span", "split_ratios", "schema_path", "block_on_anomalies",
             "statistics_root", "statistics_slices", "serving_data", "module", "train_steps", "model_name",
             "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "query",
-            "query_partition_column", "query_partitions", "split_column", "split_cutoff"} == set(parameters)
+            "query_partition_column", "query_partitions", "split_column", "split_cutoff", "update_schema",
+            "drift_threshold", "skew_threshold", "slice_threshold", "min_slice_examples"} == set(parameters)
     assert not parameters["serving_root"].is_optional
     assert parameters["module"].default_value.string_value == "components.penguins.module"
 
@@ -67,7 +68,7 @@ def test_parameters_make_the_spec_reusable(tmp_path):
 def test_stages_reading_outside_state_are_never_cached(tmp_path):
     tasks = compile_spec(tmp_path).root.dag.tasks
     uncached = {name for name, task in tasks.items() if not task.caching_options.enable_cache}
-    assert uncached == {"ingest", "validate", "evaluate", "push"}
+    assert uncached == {"ingest", "schema", "validate", "evaluate", "push"}
 
 
 def test_beam_args_and_their_storage_settings_reach_every_stage(tmp_path):

@@ -58,20 +58,34 @@ def test_regression_model_serves_one_value_per_raw_example(regression_run):
     assert 2.5 < predictions.mean() < 6.0
 
 
-def test_regression_blessing_uses_mean_squared_error(regression_run, tmp_path):
+def test_regression_blessing_uses_r_squared(regression_run, tmp_path):
     paths, _ = regression_run
-    decision = evaluate_model(paths["model"], paths["examples"], paths["schema"], REGRESSION, str(tmp_path / "a"),
-                              threshold=0.25)
-    mse = decision["overall"]["candidate"]["mean_squared_error"]
-    assert decision["blessed"] and mse < 0.25
-    assert "mean_absolute_error" in decision["overall"]["candidate"]
-    assert decision["reasons"] == [f"mean_squared_error of the candidate is {mse:.4f}: passes the threshold <= 0.25"]
+    decision = evaluate_model(paths["model"], paths["examples"], paths["schema"], REGRESSION, str(tmp_path / "a"))
+    candidate = decision["overall"]["candidate"]
+    # R² from the serving model's own predictions on the raw eval examples: 1 - SSE / SST.
+    model = tf.saved_model.load(paths["model"])
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(os.path.join(paths["examples"], "Split-eval", "*.gz")),
+                                      compression_type="GZIP")
+    predictions, labels = [], []
+    for batch in records.batch(100):
+        predictions.extend(model.signatures[SERVING_SIGNATURE](examples=batch)["predictions"].numpy())
+        labels.extend(tf.train.Example.FromString(record).features.feature["body_mass_g"].int64_list.value[0] / 1000
+                      for record in batch.numpy())
+    mean = sum(labels) / len(labels)
+    expected = 1 - (sum((y - p) ** 2 for y, p in zip(labels, predictions))
+                    / sum((y - mean) ** 2 for y in labels))
+    assert candidate["r_squared"] == pytest.approx(expected, abs=1e-3)
+    assert decision["metric"] == "r_squared" and decision["threshold"] == 0.1
+    assert decision["blessed"] and candidate["r_squared"] > 0.5
+    assert {"mean_absolute_error", "mean_squared_error"} <= set(candidate)
+    assert decision["reasons"][0] == (f"r_squared on the whole eval split ({len(labels)} examples): candidate "
+                                      f"{candidate['r_squared']:.4f}, threshold >= 0.1: passes")
     assert {"island:Biscoe", "island:Dream"} <= set(decision["slices"])
     assert roc_curve(str(tmp_path / "a")) is None
 
     strict = evaluate_model(paths["model"], paths["examples"], paths["schema"], REGRESSION, str(tmp_path / "b"),
-                            threshold=mse / 2)
-    assert not strict["blessed"] and "fails the threshold <=" in strict["reasons"][0]
+                            threshold=0.99)
+    assert not strict["blessed"] and strict["reasons"][0].endswith("threshold >= 0.99: FAILS")
 
 
 def test_binary_classifier_gets_a_roc_curve(binary_run, tmp_path):

@@ -36,7 +36,8 @@ def test_statistics_describe_each_split(statistics_dir, examples_dir):
 
 def test_inferred_schema_knows_the_categories(tmp_path, statistics_dir):
     metadata = make_schema(statistics_dir, str(tmp_path), module=PENGUIN_MODULE)
-    assert metadata["origin"] == "inferred from the train statistics"
+    assert metadata["origin"] == "inferred" and metadata["keep_as_version"] == 0
+    assert "not kept: no statistics store" in metadata["description"]
     schema = load_schema(str(tmp_path))
     domains = {d.name: set(d.value) for d in schema.string_domain}
     assert domains["species"] == {"Adelie", "Chinstrap", "Gentoo"}
@@ -62,8 +63,8 @@ def test_missing_curated_schema_is_a_clear_error(tmp_path, statistics_dir):
 def test_clean_data_has_no_anomalies(tmp_path, statistics_dir, schema_dir):
     result = validate_statistics(statistics_dir, schema_dir, str(tmp_path))
     assert result["anomalies"] == []
-    assert result["checks"] == {"drift": "not checked: the data has no spans",
-                                "skew": "not checked: no serving sample"}
+    assert result["checks"] == {"drift": "NOT CHECKED: the data has no spans ({SPAN} in --data)",
+                                "skew": "NOT CHECKED: no serving sample (--serving-data)"}
     assert os.path.isfile(os.path.join(layout.split_dir(str(tmp_path), "eval"), "SchemaDiff.pb"))
 
 
@@ -118,7 +119,7 @@ def test_transform_uses_full_pass_analyzers(transform_dirs):
 
 
 def test_transform_names_a_missing_label_column(tmp_path, examples_dir, statistics_dir):
-    make_schema(statistics_dir, str(tmp_path / "schema"))
+    make_schema(statistics_dir, str(tmp_path / "schema"))  # no module: the label is not checked here
     path = os.path.join(str(tmp_path / "schema"), "schema.pbtxt")
     text = open(path).read().replace('name: "species"', 'name: "kind"')
     open(path, "w").write(text)
@@ -151,8 +152,10 @@ def test_evaluation_blesses_a_good_model_without_baseline(tmp_path, trained_mode
     assert accuracy >= 0.9
     assert decision["overall"]["candidate"]["example_count"] == examples_dir[1]["row_counts"]["eval"]
     assert {"island:Biscoe", "island:Dream", "island:Torgersen", "sex:male"} <= set(decision["slices"])
-    assert decision["reasons"] == [f"sparse_categorical_accuracy of the candidate is {accuracy:.4f}: "
-                                   "passes the threshold >= 0.8"]
+    examples = examples_dir[1]["row_counts"]["eval"]
+    assert decision["reasons"] == [
+        f"sparse_categorical_accuracy on the whole eval split ({examples} examples): candidate {accuracy:.4f}, "
+        "threshold >= 0.8: passes", "no model is serving yet: the first model is blessed on the threshold alone"]
 
 
 def test_a_weak_candidate_is_not_blessed_against_the_serving_model(
@@ -162,7 +165,11 @@ def test_a_weak_candidate_is_not_blessed_against_the_serving_model(
     assert decision["blessed"] is False
     assert decision["overall"]["baseline"]["sparse_categorical_accuracy"] >= 0.9
     assert len(decision["reasons"]) == 1
-    assert "against" in decision["reasons"][0] and "fails the tolerance" in decision["reasons"][0]
+    assert "the baseline model" in decision["reasons"][0] and decision["reasons"][0].endswith(
+        "at most 0.01 worse allowed (--tolerance): FAILS")
+    overall = decision["slices"]["Overall"]
+    assert overall["difference"] == pytest.approx(overall["candidate"] - overall["baseline"])
+    assert overall["difference"] < -0.01
 
 
 def test_push_publishes_blessed_models_as_increasing_versions(tmp_path, trained_model):

@@ -8,8 +8,10 @@ import sys
 import pytest
 import yaml
 
-from components.cluster import STAGE_RESOURCES, STATE_MOUNT_PATH, STATE_STAGES
-from components.submit import SubmissionError, git_revision, pipeline_arguments, read_spec, version_name
+from components.cluster import (KEY_VARIABLES, KFP_OBJECT_STORE, STAGE_RESOURCES, STATE_MOUNT_PATH,
+                                STATE_STAGES)
+from components.submit import (SubmissionError, check_schedule, git_revision, kfp_cron, pipeline_arguments,
+                               read_spec, version_name)
 from pipeline import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,9 +34,11 @@ def unused_loopback_port():
 def specs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("specs")
     portable, kfp = str(folder / "portable.yaml"), str(folder / "kfp.yaml")
+    object_store = str(folder / "kfp-object-store.yaml")
     assert main(["compile", "--output", portable]) == 0
     assert main(["compile", "--output", kfp, "--kfp-volume", "living-pipeline-state"]) == 0
-    return portable, kfp
+    assert main(["compile", "--output", object_store, "--kfp-s3-endpoint", KFP_OBJECT_STORE.endpoint]) == 0
+    return portable, kfp, object_store
 
 
 def executors(spec):
@@ -60,6 +64,60 @@ def test_kfp_spec_mounts_the_state_volume_in_the_state_stages_only(specs):
     for config in mounts.values():
         assert [(m["pvcNameParameter"]["runtimeValue"]["constant"], m["mountPath"]) for m in config["pvcMount"]] \
             == [("living-pipeline-state", STATE_MOUNT_PATH)]
+
+
+def test_kfp_object_store_spec_gives_every_stage_the_endpoint_and_the_secrets_keys_as_environment(specs):
+    spec, platform = read_spec(specs[2])
+    portable = executors(read_spec(specs[0])[0])
+    secrets = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert sorted(secrets) == sorted(portable)  # every stage: any may read or write a bucket
+    for name, executor in executors(spec).items():
+        container = executor["container"]
+        assert container["env"] == [{"name": "AWS_ENDPOINT_URL", "value": KFP_OBJECT_STORE.endpoint}]
+        assert {k: v for k, v in container.items() if k != "env"} == portable[name]["container"]
+        (secret,) = secrets[name]["secretAsEnv"]
+        assert secret["secretNameParameter"]["runtimeValue"]["constant"] == "mlpipeline-minio-artifact"
+        assert sorted((pair["secretKey"], pair["envVar"]) for pair in secret["keyToEnv"]) == [
+            ("accesskey", KEY_VARIABLES[0]), ("secretkey", KEY_VARIABLES[1])]
+        assert "pvcMount" not in secrets[name]
+    # Credentials are never parameters: the spec names the Secret, not its keys' values.
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert not [name for name in parameters if "key" in name or "secret" in name or "endpoint" in name]
+
+
+def test_the_object_store_secret_can_be_another(tmp_path):
+    path = str(tmp_path / "spec.yaml")
+    assert main(["compile", "--output", path, "--kfp-s3-endpoint", "http://s3.storage:8333",
+                 "--kfp-s3-secret", "pipeline-s3"]) == 0
+    spec, platform = read_spec(path)
+    for config in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
+        assert config["secretAsEnv"][0]["secretNameParameter"]["runtimeValue"]["constant"] == "pipeline-s3"
+    assert {executor["container"]["env"][0]["value"] for executor in executors(spec).values()} == {
+        "http://s3.storage:8333"}
+
+
+def test_a_schedule_is_five_cron_fields_and_takes_the_latest_span():
+    check_schedule("0 6 * * *", {"serving_root": "s3://b/s"}, 1)
+    check_schedule("*/30 * * * 1-5", {"span": 0}, 2)
+    assert kfp_cron("0 6 * * *") == "0 0 6 * * *"  # KFP's cron has seconds first
+    with pytest.raises(SubmissionError, match=r"--schedule '0 0 6 \* \* \*': give a cron expression of 5 fields"):
+        check_schedule("0 0 6 * * *", {}, 1)
+    with pytest.raises(SubmissionError, match=r"--param span=2: scheduled runs take the latest span"):
+        check_schedule("0 6 * * *", {"span": 2}, 1)
+    with pytest.raises(SubmissionError, match=r"--max-concurrency 0: give 1 or more"):
+        check_schedule("0 6 * * *", {}, 0)
+
+
+def test_a_schedule_with_wait_or_a_bad_cron_stops_before_contacting_kfp(specs):
+    host = f"http://127.0.0.1:{unused_loopback_port()}"
+    code, _, stderr = cli("submit", "--host", host, "--spec", specs[0], "--param", "serving_root=s3://b/s",
+                          "--schedule", "0 6 * * *", "--wait")
+    assert code == 2 and stderr.strip() == ("Error: --wait waits for one run; a --schedule starts runs later: "
+                                            "leave out one of them")
+    code, _, stderr = cli("submit", "--host", host, "--spec", specs[0], "--param", "serving_root=s3://b/s",
+                          "--schedule", "daily")
+    assert code == 1 and stderr.strip().splitlines() == [stderr.strip()]
+    assert stderr.startswith("Error: --schedule 'daily': give a cron expression of 5 fields")
 
 
 def test_version_name_is_the_git_revision_and_a_dirty_tree_gets_the_time(tmp_path):
@@ -157,8 +215,28 @@ def test_vertex_needs_project_region_and_a_gcs_pipeline_root(specs):
     assert code == 1 and "--pipeline-root /tmp/x: Vertex AI needs a Cloud Storage URI" in stderr
 
 
-def test_vertex_refuses_the_kfp_volume_flag(specs):
+@pytest.mark.parametrize("flag, value", [("--kfp-volume", "living-pipeline-state"),
+                                         ("--kfp-s3-endpoint", KFP_OBJECT_STORE.endpoint)])
+def test_vertex_refuses_the_kfp_only_flags(specs, flag, value):
     code, _, stderr = cli("submit", "--vertex", "--project", "p", "--region", "r", "--pipeline-root", "gs://b/r",
-                          "--kfp-volume", "living-pipeline-state", "--param", "serving_root=/s")
-    assert code == 2 and stderr.strip() == ("Error: --kfp-volume is for open-source KFP only: Vertex AI runs the "
+                          flag, value, "--param", "serving_root=/s")
+    assert code == 2 and stderr.strip() == (f"Error: {flag} is for open-source KFP only: Vertex AI runs the "
                                             "portable spec; leave it out")
+
+
+def test_vertex_refuses_the_object_store_spec(specs, tmp_path):
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "no-such-key.json")}
+    code, _, stderr = cli("submit", "--vertex", "--project", "p", "--region", "europe-west4", "--pipeline-root",
+                          "gs://bucket/root", "--spec", specs[2], "--param", "serving_root=gs://bucket/serving",
+                          env=env)
+    assert code == 1 and "carries KFP-only platform settings (kfp-kubernetes)" in stderr
+
+
+def test_a_vertex_schedule_without_credentials_is_one_clear_error_and_creates_nothing(specs, tmp_path):
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "no-such-key.json"),
+           "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")}
+    code, _, stderr = cli("submit", "--vertex", "--project", "p", "--region", "europe-west4", "--pipeline-root",
+                          "gs://bucket/root", "--spec", specs[0], "--param", "serving_root=gs://bucket/serving",
+                          "--schedule", "0 6 * * *", env=env)
+    assert code == 1 and stderr.strip().splitlines() == [stderr.strip()]
+    assert stderr.startswith("Error: no Google Cloud credentials for Vertex AI")

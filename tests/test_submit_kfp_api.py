@@ -1,9 +1,9 @@
 """`submit --host` against a small stand-in for KFP's v2beta1 REST API, on loopback.
 
 The stand-in answers the calls kfp.Client (the real one) makes to upload a pipeline, add a version,
-find or create an experiment and start and watch a run, and keeps what it was sent, so the tests
-see what a KFP server would have stored: a pipeline, a version named after the git revision, a run
-of that version with typed arguments."""
+find or create an experiment, start and watch a run, and create, list and delete recurring runs, and
+keeps what it was sent, so the tests see what a KFP server would have stored: a pipeline, a version
+named after the git revision, a run of that version with typed arguments, a schedule."""
 import json
 import os
 import re
@@ -27,6 +27,7 @@ class KfpApi:
 
     def __init__(self, run_state="SUCCEEDED"):
         self.pipelines, self.versions, self.experiments, self.runs = [], [], [], []
+        self.recurring_runs, self.deleted_recurring_runs = [], []
         self.run_state = run_state
 
 
@@ -54,7 +55,8 @@ def _handler(api):
                 f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
             (upload,) = [part for part in form.iter_parts()
                          if part.get_param("name", header="content-disposition") == "uploadfile"]
-            return yaml.safe_load(upload.get_payload(decode=True))
+            # The pipeline spec, then the platform spec (kfp-kubernetes settings) when there is one.
+            return [document for document in yaml.safe_load_all(upload.get_payload(decode=True)) if document]
 
         def do_GET(self):
             url = urllib.parse.urlparse(self.path)
@@ -67,13 +69,25 @@ def _handler(api):
             if versions := re.fullmatch(f"{API}/pipelines/([^/]+)/versions", url.path):
                 name = _name_filter(query)
                 return self._reply({"pipeline_versions": [
-                    {k: v for k, v in version.items() if k != "spec"} for version in api.versions
+                    {k: v for k, v in version.items() if k not in ("spec", "platform_spec")} for version in api.versions
                     if version["pipeline_id"] == versions[1] and version["display_name"] == name]})
             if url.path == f"{API}/experiments":
                 name = _name_filter(query)
                 return self._reply({"experiments": [e for e in api.experiments if e["display_name"] == name]})
             if run := re.fullmatch(f"{API}/runs/([^/]+)", url.path):
                 return self._reply({"run_id": run[1], "state": api.run_state})
+            if url.path == f"{API}/recurringruns":
+                name, experiment = _name_filter(query), query.get("experiment_id", [None])[0]
+                return self._reply({"recurringRuns": [
+                    r for r in api.recurring_runs if r["display_name"] == name and r["experiment_id"] == experiment]})
+            return self._reply({"error": "not found"}, 404)
+
+        def do_DELETE(self):
+            url = urllib.parse.urlparse(self.path)
+            if recurring := re.fullmatch(f"{API}/recurringruns/([^/]+)", url.path):
+                api.deleted_recurring_runs.append(recurring[1])
+                api.recurring_runs[:] = [r for r in api.recurring_runs if r["recurring_run_id"] != recurring[1]]
+                return self._reply({})
             return self._reply({"error": "not found"}, 404)
 
         def do_POST(self):
@@ -96,13 +110,19 @@ def _handler(api):
                 run = {"run_id": f"r{len(api.runs) + 1}", **body, "state": "PENDING"}
                 api.runs.append(run)
                 return self._reply(run)
+            if url.path == f"{API}/recurringruns":
+                count = len(api.recurring_runs) + len(api.deleted_recurring_runs)
+                recurring_run = {"recurring_run_id": f"rr{count + 1}", **body, "status": "ENABLED"}
+                api.recurring_runs.append(recurring_run)
+                return self._reply(recurring_run)
             return self._reply({"error": "not found"}, 404)
 
-        def _add_version(self, pipeline_id, name, spec):
+        def _add_version(self, pipeline_id, name, documents):
             version = {"pipeline_id": pipeline_id, "pipeline_version_id": f"v{len(api.versions) + 1}",
-                       "display_name": name, "spec": spec}
+                       "display_name": name, "spec": documents[0],
+                       "platform_spec": documents[1] if len(documents) > 1 else None}
             api.versions.append(version)
-            return {k: v for k, v in version.items() if k != "spec"}
+            return {k: v for k, v in version.items() if k not in ("spec", "platform_spec")}
 
     return Handler
 
@@ -167,3 +187,65 @@ def test_a_failed_run_fails_the_submission_with_one_line(kfp_api):
     assert code == 1
     assert stderr.strip() == (f"Error: run r1 ended FAILED: see {kfp_api.host}/#/runs/details/r1 for the "
                               "failing stage's log")
+
+
+def test_a_schedule_creates_a_recurring_run_of_the_revisions_version_one_at_a_time(kfp_api):
+    code, stdout, stderr = submit(kfp_api.host, "--version-name", "3125482a1b2c", "--experiment", "nightly",
+                                  "--kfp-s3-endpoint", "http://minio-service.kubeflow:9000",
+                                  "--param", "serving_root=s3://mlpipeline/living-pipeline/serving",
+                                  "--schedule", "0 6 * * *")
+    assert code == 0, stderr
+    assert kfp_api.runs == []  # a schedule, not a run now
+    (recurring_run,) = kfp_api.recurring_runs
+    assert recurring_run["display_name"] == "living-pipeline schedule"
+    assert recurring_run["experiment_id"] == "e1"
+    assert recurring_run["pipeline_version_reference"] == {"pipeline_id": "p1", "pipeline_version_id": "v2"}
+    assert [v["display_name"] for v in kfp_api.versions] == ["living-pipeline", "3125482a1b2c"]
+    assert recurring_run["trigger"] == {"cron_schedule": {"cron": "0 0 6 * * *"}}
+    assert int(recurring_run["max_concurrency"]) == 1 and recurring_run["no_catchup"] is True
+    assert recurring_run["mode"] == "ENABLE"
+    # The latest span each time: no span argument, so the spec's default (0, the latest) holds.
+    assert recurring_run["runtime_config"]["parameters"] == {
+        "serving_root": "s3://mlpipeline/living-pipeline/serving"}
+    # The version it runs gives every stage the object store through the environment, not parameters:
+    # the endpoint in the spec, the keys from KFP's Secret in the platform spec.
+    spec, platform = kfp_api.versions[1]["spec"], kfp_api.versions[1]["platform_spec"]
+    executors = spec["deploymentSpec"]["executors"]
+    assert all(e["container"]["env"] == [{"name": "AWS_ENDPOINT_URL", "value": "http://minio-service.kubeflow:9000"}]
+               for e in executors.values())
+    secrets = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert sorted(secrets) == sorted(executors)
+    assert all(config["secretAsEnv"][0]["secretNameParameter"]["runtimeValue"]["constant"]
+               == "mlpipeline-minio-artifact" for config in secrets.values())
+    assert stdout.strip().splitlines()[-1] == ("Recurring run rr1 of living-pipeline version 3125482a1b2c on "
+                              f"{kfp_api.host}: '0 6 * * *' (the latest span each time), at most 1 at once")
+
+
+def test_a_new_schedule_replaces_the_previous_one_and_runs_the_new_revision(kfp_api):
+    for revision, concurrency in [("aaaaaaaaaaaa", "1"), ("bbbbbbbbbbbb", "2")]:
+        code, stdout, stderr = submit(kfp_api.host, "--version-name", revision, "--param", "serving_root=/s",
+                                      "--schedule", "30 2 * * 1-5", "--max-concurrency", concurrency)
+        assert code == 0, stderr
+    (recurring_run,) = kfp_api.recurring_runs
+    assert kfp_api.deleted_recurring_runs == ["rr1"]
+    assert recurring_run["recurring_run_id"] == "rr2"
+    assert recurring_run["pipeline_version_reference"]["pipeline_version_id"] == "v3"
+    assert int(recurring_run["max_concurrency"]) == 2
+    assert "Replaced the previous schedule rr1" in stdout
+
+
+def test_a_schedule_in_another_experiment_is_left_alone(kfp_api):
+    for experiment in ["nightly", "weekly"]:
+        code, _, stderr = submit(kfp_api.host, "--version-name", "aaaaaaaaaaaa", "--experiment", experiment,
+                                 "--param", "serving_root=/s", "--schedule", "0 6 * * *")
+        assert code == 0, stderr
+    assert len(kfp_api.recurring_runs) == 2 and kfp_api.deleted_recurring_runs == []
+
+
+def test_a_schedule_with_a_span_is_refused_before_anything_is_sent(kfp_api):
+    code, _, stderr = submit(kfp_api.host, "--version-name", "aaaaaaaaaaaa", "--param", "serving_root=/s",
+                             "--param", "span=3", "--schedule", "0 6 * * *")
+    assert code == 1
+    assert stderr.strip() == ("Error: --param span=3: scheduled runs take the latest span; leave out --param "
+                              "span with --schedule")
+    assert kfp_api.pipelines == [] and kfp_api.recurring_runs == []

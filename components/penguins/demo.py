@@ -2,7 +2,8 @@
 
 Span 1, 2 and 3 are the 2007, 2008 and 2009 rows, each in `<dir>/span-<N>/penguins.csv`. For the
 living scenario, `write_corrupted_span` writes a span with body mass as text, a new island and the
-species missing in half the rows, and `write_shuffled_span` a span whose labels are shuffled.
+species missing in half the rows, and `write_shuffled_span` a span whose labels are shuffled;
+`write_serving_sample` writes what clients send (no species), for the skew check.
 """
 import csv
 import os
@@ -69,3 +70,16 @@ def write_shuffled_span(directory, span, seed=0):
     for row, label in zip(rows, labels):
         row["species"] = label
     return _write_span(directory, span, header, rows)
+
+
+def write_serving_sample(directory):
+    """A sample of serving requests: every penguin's measurements, without the species (what a client sends)."""
+    header, rows = _read_rows()
+    header = [column for column in header if column != "species"]
+    path = os.path.join(directory, "serving", FILE_NAME)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as sink:
+        writer = csv.DictWriter(sink, header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,7 +1,8 @@
 """The living-pipeline scenario on the demo data: spans arrive one by one, bad ones are refused.
 
 1. Spans 1, 2 and 3 (2007, 2008, 2009) arrive one by one; each run validates (drift against the
-   previous span), trains, evaluates against the model now serving, and publishes.
+   previous span, skew against a sample of serving requests), trains, evaluates against the model now
+   serving, and publishes.
 2. A corrupted span arrives: the run stops at validate, naming each feature and anomaly.
 3. A span with shuffled labels arrives: the model trains but is not blessed; nothing is published.
 4. Span 3 is run again: a whole new version or nothing, never a half-written one.
@@ -14,7 +15,7 @@ import shutil
 
 from components.penguins import curated_schema_path
 from components.penguins.demo import (SPAN_YEARS, demo_pattern, write_corrupted_span, write_demo_span,
-                                      write_shuffled_span)
+                                      write_serving_sample, write_shuffled_span)
 from components.serving_root import published_versions
 
 MODEL_NAME = "penguins"
@@ -40,8 +41,10 @@ def _describe(step, outputs, stage_log, versions_before, versions_after):
     lines = []
     if outputs:
         validation = outputs["anomalies"].metadata
-        lines.append(f"  validate: {int(validation['anomaly_count'])} anomalies; drift "
-                     f"{validation['checks']['drift']}")
+        result.update(drift=validation["checks"]["drift"], skew=validation["checks"]["skew"])
+        lines.append(f"  validate: {int(validation['anomaly_count'])} anomalies")
+        lines.append(f"    drift: {validation['checks']['drift']}")
+        lines.append(f"    skew: {validation['checks']['skew']}")
         blessing = outputs["blessing"].metadata
         result.update(blessed=blessing["blessed"], reasons=blessing["reasons"])
         lines.append(f"  evaluate: {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'}")
@@ -63,7 +66,8 @@ def run_scenario(directory, run_pipeline, print_line=print):
     paths = prepare_directory(directory)
     common = ["--data", demo_pattern(paths["data"]), "--serving-root", paths["serving"],
               "--statistics-root", paths["statistics"], "--pipeline-root", paths["outputs"],
-              "--schema", curated_schema_path(), "--model-name", MODEL_NAME]
+              "--schema", curated_schema_path(), "--model-name", MODEL_NAME,
+              "--serving-data", write_serving_sample(paths["data"])]
     steps = [
         *[(f"span {span} ({year}) arrives", span, write_demo_span) for span, year in SPAN_YEARS.items()],
         ("a corrupted span 4 arrives (body mass as text, a new island, half the species missing)", 4,
