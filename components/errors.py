@@ -33,7 +33,17 @@ class StageError(Exception):
 
 
 def peak_memory_mb():
-    """This process's peak resident memory so far (Beam's DirectRunner runs in it too)."""
+    """This process's peak resident memory so far (Beam's DirectRunner runs in it too).
+
+    Linux's VmHWM: `ru_maxrss` would also count the peak of the process image this one was started from
+    (a large parent, such as a test runner, before exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -68,7 +68,7 @@ def demo_data_pattern():
 def _pattern_regex(pattern):
     regex = ""
     for part in re.split(r"(\{SPAN\}|\{VERSION\}|\{SPLIT\}|\*|\?)", pattern):
-        regex += {SPAN_TOKEN: r"(?P<span>\d+)", VERSION_TOKEN: r"(?P<version>\d+)",
+        regex += {SPAN_TOKEN: r"(?P<span>[0-9]+)", VERSION_TOKEN: r"(?P<version>[0-9]+)",
                   SPLIT_TOKEN: f"(?P<split>{_SPLIT_NAME})", "*": r"[^/]*", "?": r"[^/]"}.get(part, re.escape(part))
     return re.compile(regex + r"\Z")
 
