@@ -14,7 +14,7 @@ _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no
 
 
 def _chromium(*args):
-    assert CHROMIUM, "Chromium is needed for the report tests: apt-get install chromium (.ci/run does)"
+    assert CHROMIUM, "Chromium is needed for the report tests: apt-get install chromium (make test does, as root)"
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         return subprocess.run([CHROMIUM, *_FLAGS, f"--user-data-dir={profile}", *args],
                               capture_output=True, text=True, timeout=120, check=True).stdout

