@@ -35,8 +35,10 @@ if ! "$docker" info >/dev/null 2>&1; then
     echo "check-fresh-machine: no Docker engine answers: start one (sudo dockerd &) and run this again" >&2
     exit 1
   fi
-  echo "Starting dockerd (log: /tmp/dockerd.log)"
+  echo "Starting dockerd (log: /tmp/dockerd.log); it stops when this check ends"
   dockerd >/tmp/dockerd.log 2>&1 &
+  dockerd_pid=$!
+  trap 'kill "$dockerd_pid" 2>/dev/null; wait "$dockerd_pid" 2>/dev/null || true' EXIT
   for _ in $(seq 60); do
     "$docker" info >/dev/null 2>&1 && break
     sleep 1
