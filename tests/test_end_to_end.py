@@ -271,6 +271,8 @@ def test_living_scenario(tmp_path):
     statistics = sorted(os.listdir(tmp_path / "demo" / "statistics"))
     assert statistics == ["span-1", "span-2", "span-3", "span-5"]
     assert "=== What the living pipeline decided ===" in process.stdout
+    assert "Traceback" not in process.stdout + process.stderr
+    assert "Exception ignored" not in process.stdout + process.stderr
 
 
 def run_reports(first_run):
