@@ -86,7 +86,8 @@ def _find_feature(dataset, name):
 
 
 def _numeric_rows(features, num_examples):
-    """The summary rows of a numeric feature, one column per split; min, mean, median and max alike."""
+    """The summary rows of a numeric feature, one column per split; min, mean, median and max alike,
+    and the standard deviations alike."""
     from components import reports
 
     stats = {split: feature.num_stats for split, feature in features.items()}
@@ -96,7 +97,8 @@ def _numeric_rows(features, num_examples):
                           for split, s in stats.items()))]
     for label in ("min", "mean", "median", "max"):
         rows.append((label, *(reports.fixed(getattr(s, label), decimals) for s in stats.values())))
-    rows.append(("std", *(reports.number(s.std_dev, 3) for s in stats.values())))
+    std_decimals = reports.decimals_for([s.std_dev for s in stats.values()], digits=3)
+    rows.append(("std", *(reports.fixed(s.std_dev, std_decimals) for s in stats.values())))
     return rows
 
 

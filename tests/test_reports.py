@@ -100,13 +100,14 @@ def test_statistics_draw_every_split_in_one_histogram_on_a_shared_axis(statistic
 
 
 def test_statistics_show_years_as_years_and_means_like_medians(statistics_page):
-    html, _, _, evaluation = statistics_page
+    html, _, train, evaluation = statistics_page
     year = {row["cells"][0]: row["cells"][1:] for row in read_page(_card(html, "year")).tables[0][1:]}
     assert year["min"] == ["2007", "2009"] and year["max"] == ["2008", "2009"]
     bill = {row["cells"][0]: row["cells"][1:] for row in read_page(_card(html, "bill_length_mm")).tables[0][1:]}
     decimals = {len(value.partition(".")[2]) for label in ("min", "mean", "median", "max") for value in bill[label]}
     assert decimals == {2}, bill
     assert bill["median"][1] == f"{evaluation.bill_length_mm.median():.2f}"
+    assert year["std"][0] == f"{train.year.std(ddof=0):.3f}", "a standard deviation under 1 keeps its digits"
 
 
 def test_statistics_order_top_values_the_same_in_every_split(statistics_page):
