@@ -245,6 +245,8 @@ def svg_line_chart(series, width=560, height=260, x_label="epoch", y_label=""):
         return ""
     left, bottom, right, top_pad = 56, 34, 150, 10
     ys = [y for values in series.values() for y in values if y is not None and math.isfinite(y)]
+    if not ys:
+        return ""
     low, high = min(ys), max(ys)
     logarithmic = low > 0 and high / low >= LOG_SCALE_RATIO
     if logarithmic:
