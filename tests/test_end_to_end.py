@@ -301,12 +301,12 @@ def test_statistics_report_in_a_browser(first_run, tmp_path):
     for feature in ("species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
                     "sex", "year"):
         assert f'id="feature-{feature}"' in dom
-    page = read_page(dom)
-    histograms = [chart["series"] for chart in page.charts if chart["class"] == "histogram"]
+    seen = read_page(dom)
+    histograms = [chart["series"] for chart in seen.charts if chart["class"] == "histogram"]
     assert histograms == [["train", "eval"]] * 5, "five numeric features, train and eval in one chart each"
-    top_values = [chart for chart in page.charts if chart["class"] == "top-values"]
+    top_values = [chart for chart in seen.charts if chart["class"] == "top-values"]
     assert len(top_values) == 3 and all(set(chart["series"]) == {"train", "eval"} for chart in top_values)
-    splits = table_with_header(page, "split")[1:]
+    splits = table_with_header(seen, "split")[1:]
     assert [row[0] for row in splits] == ["train", "eval"], "train first"
     with open(demo_data_pattern(), newline="") as source:
         assert sum(int(row[1]) for row in splits) == len(list(csv.DictReader(source)))
