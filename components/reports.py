@@ -283,7 +283,8 @@ def svg_line_chart(series, width=560, height=260, x_label="epoch", y_label=""):
     for tick in x_ticks:
         x = x_of(tick - 1)
         parts.append(f"<g class=\"x-tick\"><line x1=\"{x:.1f}\" y1=\"{base}\" x2=\"{x:.1f}\" y2=\"{base + 4}\" "
-                     f"stroke=\"#9aa5b1\"/><text x=\"{x:.1f}\" y=\"{base + 14}\" text-anchor=\"middle\">{tick}</text></g>")
+                     f"stroke=\"#9aa5b1\"/><text x=\"{x:.1f}\" y=\"{base + 14}\" "
+                     f"text-anchor=\"middle\">{tick}</text></g>")
     parts.append(f"<text x=\"{left + plot_w / 2}\" y=\"{height - 4}\" text-anchor=\"middle\">{escape(x_label)}</text>")
     if y_label or logarithmic:
         label = f"{y_label} (log scale)" if logarithmic else y_label
