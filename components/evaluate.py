@@ -29,7 +29,8 @@ POSITIVE_CLASS_ID = 1
 def _blessing_metric(problem_type):
     """(TFMA metric config, metric name) of the metric the blessing is decided on; higher is better."""
     if problem_type == CLASSIFICATION:
-        return tfma.MetricConfig(class_name="SparseCategoricalAccuracy"), "sparse_categorical_accuracy"
+        return (tfma.MetricConfig(class_name="SparseCategoricalAccuracy", module=tfma_metrics.__name__),
+                tfma_metrics.ACCURACY_NAME)
     return tfma.MetricConfig(class_name="RSquared", module=tfma_metrics.__name__), tfma_metrics.R_SQUARED_NAME
 
 
@@ -43,8 +44,11 @@ def evaluation_config(label_key, problem_type, slice_columns, with_baseline, bin
     """
     blessing_metric, _ = _blessing_metric(problem_type)
     metrics = [tfma.MetricConfig(class_name="ExampleCount"), blessing_metric]
+    # The reports show the candidate's confusion matrix and ROC curve; the baseline's would cost as much.
+    candidate_plots = []
     if problem_type == CLASSIFICATION:
-        metrics.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"))
+        candidate_plots.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot",
+                                                 module=tfma_metrics.__name__))
     else:
         metrics += [tfma.MetricConfig(class_name="MeanSquaredError"),
                     tfma.MetricConfig(class_name="MeanAbsoluteError")]
@@ -60,9 +64,11 @@ def evaluation_config(label_key, problem_type, slice_columns, with_baseline, bin
     if with_baseline:
         model_specs.append(model_spec(BASELINE, True))
     metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
+    if candidate_plots:
+        metrics_specs.append(tfma.MetricsSpec(metrics=candidate_plots, model_names=[CANDIDATE]))
     if binary:
         metrics_specs.append(tfma.MetricsSpec(
-            metrics=[tfma.MetricConfig(class_name="ConfusionMatrixPlot")],
+            metrics=[tfma.MetricConfig(class_name="ConfusionMatrixPlot")], model_names=[CANDIDATE],
             binarize=tfma.BinarizationOptions(class_ids={"values": [POSITIVE_CLASS_ID]})))
     return tfma.EvalConfig(
         model_specs=model_specs,

@@ -6,7 +6,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from components.evaluate import evaluate_model, evaluation_html, roc_curve
+from components.evaluate import class_names, confusion_matrix, evaluate_model, evaluation_html, roc_curve
 from components.ingest import demo_data_pattern, ingest_examples
 from components.schema import make_schema
 from components.statistics import generate_statistics
@@ -102,3 +102,30 @@ def test_binary_classifier_gets_a_roc_curve(binary_run, tmp_path):
         false_positive_rates, false_positive_rates[1:], true_positive_rates, true_positive_rates[1:]))
     assert area > 0.85, "a useful classifier's ROC curve bends towards the top left"
     assert '<svg class="roc"' in evaluation_html(decision, (false_positive_rates, true_positive_rates, thresholds))
+
+
+def test_accuracy_and_confusion_matrix_are_those_of_the_serving_predictions(binary_run, tmp_path):
+    paths, _ = binary_run
+    decision = evaluate_model(paths["model"], paths["examples"], paths["schema"], BINARY, str(tmp_path),
+                              baseline_dir=paths["model"], baseline_version=1, threshold=0.7, slice_columns=["island"])
+    model = tf.saved_model.load(paths["model"])
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(os.path.join(paths["examples"], "Split-eval", "*.gz")),
+                                      compression_type="GZIP")
+    names = class_names(paths["model"], "sex")  # the label's vocabulary: class ids in order
+    accuracy = {}  # slice -> Keras' metric over the serving signature's probabilities
+    matrix = [[0, 0], [0, 0]]  # actual class id -> predicted class id -> examples
+    for batch in records.batch(100):
+        served = model.signatures[SERVING_SIGNATURE](examples=batch)
+        for record, probabilities in zip(batch.numpy(), served["probabilities"].numpy()):
+            features = tf.train.Example.FromString(record).features.feature
+            label_id = names.index(features["sex"].bytes_list.value[0].decode())
+            matrix[label_id][int(probabilities.argmax())] += 1
+            for name in ("Overall", f"island:{features['island'].bytes_list.value[0].decode()}"):
+                accuracy.setdefault(name, tf.keras.metrics.SparseCategoricalAccuracy()).update_state(
+                    [label_id], [probabilities])
+    assert set(accuracy) == set(decision["slices"]) and len(accuracy) == 4
+    for name, metric in accuracy.items():
+        row = decision["slices"][name]
+        assert row["candidate"] == pytest.approx(float(metric.result()), abs=1e-6)
+        assert row["baseline"] == pytest.approx(row["candidate"], abs=1e-9)
+    assert confusion_matrix(str(tmp_path), names) == (names, matrix)
