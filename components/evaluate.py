@@ -47,7 +47,7 @@ def evaluation_config(label_key, problem_type, slice_columns, with_baseline, bin
     # The reports show the candidate's confusion matrix and ROC curve; the baseline's would cost as much.
     candidate_plots = []
     if problem_type == CLASSIFICATION:
-        candidate_plots.append(tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot",
+        candidate_plots.append(tfma.MetricConfig(class_name="LeanMultiClassConfusionMatrixPlot",
                                                  module=tfma_metrics.__name__))
     else:
         metrics += [tfma.MetricConfig(class_name="MeanSquaredError"),
