@@ -4,8 +4,11 @@ Real lightweight components run through kfp.local's SubprocessRunner, once forke
 process and once as plain processes; what a stage sees (arguments, environment, working directory,
 standard input) and what the run sees of it (outputs, output lines, exit status) must be the same.
 """
+import json
 import os
+import re
 import signal
+import subprocess
 import sys
 import time
 
@@ -18,6 +21,7 @@ from components.warm_stages import stage_request, warm_stage_processes
 
 pytestmark = pytest.mark.slow
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIABLE = "LIVING_PIPELINE_WARM_TEST"
 # Enough for these components; the pipeline's own list imports TensorFlow and the TFX libraries.
 LIGHT_IMPORTS = ("kfp.dsl.executor",)
@@ -141,3 +145,48 @@ def test_a_stage_runs_as_a_plain_process_when_the_warm_process_has_gone(local_ru
         task = describe_process(text="still runs")
     assert stages.used == 0
     assert task.outputs["report"].metadata["text"] == "still runs"
+
+
+def comparable(value, roots):
+    """`value` with each run's own folders named alike, so two runs' metadata compare."""
+    if isinstance(value, dict):
+        return {key: comparable(item, roots) for key, item in value.items()}
+    if isinstance(value, list):
+        return [comparable(item, roots) for item in value]
+    if isinstance(value, str):
+        for root, name in roots.items():
+            value = value.replace(root, name)
+        return re.sub(r"living-pipeline-\d{4}(-\d+)+", "living-pipeline-RUN", value)
+    if isinstance(value, float):
+        return pytest.approx(value, rel=1e-4, abs=1e-6)
+    return value
+
+
+def run_files(pipeline_root):
+    """The artifact files of the one run under `pipeline_root`, relative to the run's folder."""
+    (run,) = [path for path in pipeline_root.iterdir() if path.is_dir() and path.name.startswith("living-pipeline-")]
+    return sorted(str(path.relative_to(run)) for path in run.rglob("*") if path.is_file())
+
+
+def test_the_demo_gives_the_same_outputs_with_warm_and_fresh_stage_processes(tmp_path):
+    summaries = {}
+    for processes in ("fresh", "warm"):
+        root = tmp_path / processes
+        summary = root / "summary.json"
+        completed = subprocess.run(
+            [sys.executable, "pipeline.py", "run", "--stage-processes", processes, "--pipeline-root",
+             str(root / "pipeline"), "--serving-root", str(root / "serving"), "--statistics-root",
+             str(root / "statistics"), "--summary-json", str(summary)],
+            cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+        assert "Traceback" not in completed.stdout + completed.stderr
+        summaries[processes] = json.loads(summary.read_text())
+    fresh, warm = (comparable(summaries[p]["outputs"], {str(tmp_path / p): "ROOT"}) for p in ("fresh", "warm"))
+    assert set(warm) == set(fresh) == {"anomalies", "train_metrics", "eval_metrics", "blessing", "pushed_model"}
+    for name in fresh:
+        assert warm[name] == fresh[name], name
+    assert run_files(tmp_path / "warm" / "pipeline") == run_files(tmp_path / "fresh" / "pipeline")
+    assert summaries["warm"]["outputs"]["pushed_model"]["pushed"]
+    stage_names = set(summaries["fresh"]["stages"])
+    assert set(summaries["warm"]["stages"]) == stage_names and len(stage_names) == 8
+    assert all(stage["status"] == "SUCCESS" for stage in summaries["warm"]["stages"].values())
