@@ -60,8 +60,10 @@ test: $(VENV)/.installed-test ## install what the tests need (Debian packages as
 test-fresh-machine: ## check make test's set-up on a fresh Debian machine (a container of the offline base; Docker)
 	scripts/check-fresh-machine.sh
 
-bench: $(VENV)/.installed-bench ## benchmark the local run at 10k, 100k and 1M rows (benchmarks/results/)
+bench: $(VENV)/.installed-bench ## benchmark the local run at 10k, 100k and 1M rows, then side by side with TFX (benchmarks/results/)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.side_by_side
+	$(BIN)/python -m benchmarks.side_by_side --rows 1000000 --rounds 1 --references ours
 
 compile: $(VENV)/.installed ## write pipeline.yaml, the spec KFP and Vertex AI run
 	$(BIN)/python pipeline.py compile --output pipeline.yaml
