@@ -16,8 +16,8 @@ import yaml
 
 from components.cluster import KEY_VARIABLES, KFP_OBJECT_STORE, KFP_SERVING_ROOT, KFP_STATISTICS_ROOT, STATE_MOUNT_PATH
 from pipeline import DEFAULT_MODEL_NAME, default_image
+from helpers import REPO, tool
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ["scripts/build-base-image.sh", "scripts/build-image.sh", "scripts/kind-up.sh", "scripts/kind-down.sh",
            "scripts/system-packages.sh", "scripts/check-fresh-machine.sh", ".ci/run"]
 WORKFLOWS = sorted(os.path.join(".github/workflows", name)
@@ -34,12 +34,6 @@ KIND_NODE_IMAGES = {
         "1.30.10": "kindest/node:v1.30.10@sha256:4de75d0e82481ea846c0ed1de86328d821c1e6a6a91ac37bf804e5313670e507",
     },
 }
-
-
-def tool(name):
-    """A command-line tool from this environment's bin folder (pip-installed), else from PATH."""
-    path = os.path.join(os.path.dirname(sys.executable), name)
-    return path if os.path.exists(path) else shutil.which(name)
 
 
 def run(*command, stdin=None):

@@ -10,8 +10,8 @@ import pytest
 
 from components.local_run import LocalRunError, container_arguments
 from components.penguins import curated_schema_path
+from helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def arguments(root, **changes):

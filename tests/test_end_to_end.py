@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from browser import rendered_dom, screenshot
 from components.ingest import demo_data_pattern
+from helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUMERIC = {"bill_length_mm": float, "bill_depth_mm": float, "flipper_length_mm": int,
            "body_mass_g": int, "year": int}
 

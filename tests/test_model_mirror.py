@@ -18,9 +18,9 @@ from components import storage
 from components.penguins import curated_schema_path
 from components.serving_request import demo_csv, feature_types, request_body
 from components.serving_root import publish_model
-from object_stores import free_port, s3_client, s3_environment, seaweedfs
+from object_stores import s3_client, s3_environment, seaweedfs
+from helpers import REPO, free_port
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
