@@ -76,3 +76,18 @@ def test_beam_args_and_their_storage_settings_reach_every_stage(tmp_path):
     wired = {name for name, task in tasks.items()
              if task.inputs.parameters["beam_args"].component_input_parameter == "beam_args"}
     assert wired == {"ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"}
+
+
+def test_every_stage_input_and_output_has_a_one_line_description_for_the_kfp_ui(tmp_path):
+    spec = compile_spec(tmp_path)
+    descriptions = {}
+    for stage in STAGES:
+        component = spec.components[f"comp-{stage}"]
+        for direction, definitions in (("input", component.input_definitions),
+                                       ("output", component.output_definitions)):
+            for name, definition in [*definitions.parameters.items(), *definitions.artifacts.items()]:
+                descriptions[f"{stage} {direction} {name}"] = definition.description
+    assert len(descriptions) == 74
+    assert [name for name, text in descriptions.items() if not text.strip() or "\n" in text] == []
+    assert descriptions["ingest input span"] == "The span to read; 0 for the latest."
+    assert descriptions["push output pushed_model"] == "Where the version was published, or why nothing was."
