@@ -19,6 +19,9 @@ from browser import rendered_dom, screenshot
 from components.ingest import demo_data_pattern
 from helpers import REPO
 
+# Every test here runs pipeline.py or reads what a whole run wrote.
+pytestmark = pytest.mark.slow
+
 NUMERIC = {"bill_length_mm": float, "bill_depth_mm": float, "flipper_length_mm": int,
            "body_mass_g": int, "year": int}
 

@@ -31,6 +31,9 @@ from test_end_to_end import example_from_row
 from test_sources import read_all, write_avro, write_parquet, write_tfrecord
 from helpers import REPO, free_port
 
+# SeaweedFS and the GCS emulator, whole runs on buckets and publishes in processes of their own.
+pytestmark = pytest.mark.slow
+
 MODULE_FILE = os.path.join(REPO, "components", "penguins", "module.py")
 
 
