@@ -12,6 +12,7 @@ sends the spec to open-source KFP or Vertex AI Pipelines and starts a run, or wi
 creates a schedule whose runs take the latest span.
 """
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -31,6 +32,7 @@ from components.local_run import (LocalRunError, check_docker, container_argumen
                                   run_compiled_spec, summary)
 from components.penguins import curated_schema_path
 from components.schema import DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD
+from components.warm_stages import FRESH, WARM, warm_stage_processes
 
 PIPELINE_NAME = "living-pipeline"
 DEFAULT_MODULE = "components.penguins.module"
@@ -146,15 +148,19 @@ def _object_store(args):
     return ObjectStore(args.kfp_s3_endpoint, args.kfp_s3_secret) if args.kfp_s3_endpoint else None
 
 
-def run_locally(arguments, pipeline_root, runner="subprocess", image=None):
+def run_locally(arguments, pipeline_root, runner="subprocess", image=None, stage_processes=WARM):
     """Compiles the pipeline into the pipeline root and runs that spec with kfp.local.
 
+    With the subprocess runner and `stage_processes` "warm", the stages' processes are forked from a
+    warm process that imports the libraries while the spec compiles (components/warm_stages.py).
     Returns (outputs, stage log, path of the run report).
     """
     os.makedirs(pipeline_root, exist_ok=True)
-    spec_path = compile_pipeline(os.path.join(pipeline_root, "pipeline.yaml"), image or default_image())
-    return run_compiled_spec(spec_path, arguments, pipeline_root, [stage.__name__ for stage in stages.STAGES],
-                             runner)
+    warm = runner == "subprocess" and stage_processes == WARM
+    with warm_stage_processes() if warm else contextlib.nullcontext():
+        spec_path = compile_pipeline(os.path.join(pipeline_root, "pipeline.yaml"), image or default_image())
+        return run_compiled_spec(spec_path, arguments, pipeline_root, [stage.__name__ for stage in stages.STAGES],
+                                 runner)
 
 
 def _pipeline_arguments(args):
@@ -220,7 +226,8 @@ def _run(args):
         except LocalRunError as error:
             print(f"Error: {error}", file=sys.stderr)
             return 2
-    outputs, stage_log, report = run_locally(arguments, pipeline_root, args.runner, args.image)
+    outputs, stage_log, report = run_locally(arguments, pipeline_root, args.runner, args.image,
+                                             args.stage_processes)
     print(summary(outputs, stage_log, time.monotonic() - started, report))
     if args.summary_json:
         _write_json(args.summary_json, {
@@ -445,6 +452,10 @@ def parse_args(argv):
                             "(default: %(default)s)")
     run_parser.add_argument("--image", default=default_image(), help="the image the stages run with --runner "
                             "docker (default: %(default)s, as scripts/build-image.sh tags it)")
+    run_parser.add_argument("--stage-processes", choices=[WARM, FRESH], default=WARM, help="with --runner "
+                            "subprocess: warm forks each stage's process from one that has imported "
+                            "TensorFlow and the TFX libraries once; fresh starts a new Python for each stage, "
+                            "as kfp.local does (same stages, outputs and logs; default: %(default)s)")
     run_parser.set_defaults(handler=_run)
 
     submit_parser = commands.add_parser("submit", help="submit the pipeline to Kubeflow Pipelines or Vertex AI",

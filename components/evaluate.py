@@ -189,25 +189,53 @@ def roc_curve(output_dir):
     return None
 
 
-def evaluation_html(decision, roc=None):
-    """An HTML page: overall metrics (candidate, baseline, difference) and the per-slice table."""
+def decisive_slices(slices):
+    """The slices that decided the blessing: any slice that failed its gate, else the whole eval split."""
+    failed = [name for name, row in slices.items() if name != OVERALL and row["gate"].startswith("FAILS")]
+    return failed or [name for name, row in slices.items() if row["gate"] == "decides"]
+
+
+def confusion_matrix_html(categories, matrix):
+    """The confusion matrix as a table: a row per actual class, a column per predicted one."""
+    from components import reports
+
+    return ("<p class=\"muted\">rows: actual class, columns: predicted class</p>" + reports.html_table(
+        ["actual \\ predicted", *categories], [(category, *row) for category, row in zip(categories, matrix)],
+        numeric=tuple(range(1, len(categories) + 1))))
+
+
+def evaluation_html(decision, roc=None, confusion=None):
+    """An HTML page: the verdict and its reasons; overall metrics (candidate, baseline, difference); per
+    slice the examples, candidate, baseline and difference, the deciding slice marked; the confusion
+    matrix `(categories, matrix)` and the ROC curve when given."""
     from components import reports
 
     overall = decision["overall"]
     models = [model for model in (CANDIDATE, BASELINE, "diff") if model in overall]
     metrics = sorted({name for model in models for name in overall[model]})
     overall_table = reports.html_table(
-        ["metric", *models], [(name, *(reports.number(overall[m].get(name)) for m in models)) for name in metrics],
+        ["metric", *("difference" if m == "diff" else m for m in models)],
+        [(name, *(reports.number(overall[m].get(name)) for m in models)) for name in metrics],
         numeric=tuple(range(1, len(models) + 1)))
     slices = sorted(decision["slices"].items(), key=lambda item: (item[0] != OVERALL, item[0]))
+    decisive = set(decisive_slices(decision["slices"]))
+    baseline = (f"baseline (serving version {decision['baseline_version']})" if decision.get("baseline_version")
+                else "baseline")
     slice_table = reports.html_table(
-        ["slice", "examples", f"{decision['metric']}: candidate", "baseline", "difference", "gate"],
-        [(name, row["examples"], reports.number(row["candidate"]), reports.number(row["baseline"]),
+        ["slice", "examples", "candidate", baseline, "difference", "gate"],
+        [(reports.Raw(f"{reports.escape(name)} <span class=\"decided\">◀ decided the blessing</span>")
+          if name in decisive else name,
+          row["examples"], reports.number(row["candidate"]), reports.number(row["baseline"]),
           reports.number(row["difference"]), row["gate"] or "not gated") for name, row in slices],
-        numeric=(1, 2, 3, 4))
+        numeric=(1, 2, 3, 4), row_classes=["decisive" if name in decisive else "" for name, _ in slices])
     verdict = ("<p class=\"ok\">BLESSED</p>" if decision["blessed"] else "<p class=\"bad\">NOT BLESSED</p>")
     reasons = "".join(f"<li>{reports.escape(reason)}</li>" for reason in decision["reasons"])
-    sections = [verdict, f"<ul>{reasons}</ul>", "<h2>Overall</h2>", overall_table, "<h2>Slices</h2>", slice_table]
+    no_baseline = ("" if BASELINE in overall else
+                   "<p class=\"muted\">No model was serving: no baseline to compare with.</p>")
+    sections = [verdict, f"<ul>{reasons}</ul>", "<h2>Overall</h2>", overall_table,
+                f"<h2>Slices: {reports.escape(decision['metric'])}</h2>", no_baseline, slice_table]
+    if confusion:
+        sections += ["<h2>Confusion matrix (whole eval split)</h2>", confusion_matrix_html(*confusion)]
     if roc:
         sections += ["<h2>ROC curve</h2>", reports.svg_roc_curve(roc[0], roc[1])]
     return reports.html_page("Evaluation", *sections)

@@ -46,6 +46,26 @@ def _confusion_table(metadata):
         ["", *categories], rows, numeric=tuple(range(1, len(categories) + 1)))
 
 
+def _verdict_sections(blessing, pushed, validation):
+    """The verdict with what was published, the blessing's reasons, the anomaly count and any warnings."""
+    verdict = "BLESSED" if blessing.get("blessed") else "NOT BLESSED"
+    published = (f"published version {int(pushed['version'])} at {pushed['path']}" if pushed.get("pushed")
+                 else "nothing published")
+    count = int(validation.get("anomaly_count", 0))
+    anomalies = ("no data anomalies" if not count else
+                 f"{count} data {'anomaly' if count == 1 else 'anomalies'} (reported as warnings: "
+                 f"--warn-on-anomalies)")
+    sections = [f"<p class=\"verdict\"><span class=\"{'ok' if blessing.get('blessed') else 'bad'}\">{verdict}</span>: "
+                f"{reports.escape(published)} · <span class=\"{'bad' if count else 'ok'}\">"
+                f"{reports.escape(anomalies)}</span></p>",
+                "<ul class=\"reasons\">" + "".join(f"<li>{reports.escape(reason)}</li>"
+                                                     for reason in blessing.get("reasons", [])) + "</ul>"]
+    if validation.get("warnings"):
+        sections.append("<h2>Warnings</h2><ul class=\"warnings\">" + "".join(
+            f"<li>{reports.escape(line.strip().removeprefix('- '))}</li>" for line in validation["warnings"]) + "</ul>")
+    return sections
+
+
 def write_run_report(run_dir, stage_order, stages, errors, outputs):
     """Writes `<run_dir>/index.html`; `stages` maps a stage to its status and seconds. Returns the path."""
     os.makedirs(os.path.join(run_dir, "reports"), exist_ok=True)
@@ -84,13 +104,8 @@ def write_run_report(run_dir, stage_order, stages, errors, outputs):
     if errors:
         sections.append("<h2>Errors</h2>" + "".join(f"<pre class=\"bad\">{reports.escape(e)}</pre>" for e in errors))
     if outputs:
-        blessing = outputs["blessing"].metadata
-        pushed = outputs["pushed_model"].metadata
-        verdict = "BLESSED" if blessing.get("blessed") else "NOT BLESSED"
-        published = (f"published version {int(pushed['version'])} at {pushed['path']}" if pushed.get("pushed")
-                     else "nothing published")
-        sections.insert(0, f"<p><span class=\"{'ok' if blessing.get('blessed') else 'bad'}\">{verdict}</span>: "
-                           f"{reports.escape(published)}</p>")
+        sections[:0] = _verdict_sections(outputs["blessing"].metadata, outputs["pushed_model"].metadata,
+                                         outputs["anomalies"].metadata)
     else:
         sections.insert(0, "<p class=\"bad\">The run failed: nothing was published.</p>")
     path = os.path.join(run_dir, "index.html")

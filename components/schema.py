@@ -209,13 +209,24 @@ def keep_inferred_schema(schema_dir, metadata):
         return keep_schema(metadata["statistics_root"], version, source.read())
 
 
+def _value_range(domain):
+    """A numeric domain in words: "25 to 70", "at least 2007", "at most 7000", or "any value"."""
+    from components.reports import number
+
+    low = number(domain.min) if domain.HasField("min") else None
+    high = number(domain.max) if domain.HasField("max") else None
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    if low is not None:
+        return f"at least {low}"
+    return f"at most {high}" if high is not None else "any value"
+
+
 def _domain(schema, feature):
     if feature.HasField("int_domain"):
-        domain = feature.int_domain
-        return f"{domain.min if domain.HasField('min') else ''} to {domain.max if domain.HasField('max') else ''}"
+        return _value_range(feature.int_domain)
     if feature.HasField("float_domain"):
-        domain = feature.float_domain
-        return f"{domain.min if domain.HasField('min') else ''} to {domain.max if domain.HasField('max') else ''}"
+        return _value_range(feature.float_domain)
     if feature.domain:
         values = next((d.value for d in schema.string_domain if d.name == feature.domain), [])
         return ", ".join(values)

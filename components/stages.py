@@ -255,7 +255,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
         roc = roc_curve(evaluation.path)
         if roc:
             confusion_matrix.log_roc_curve(*roc)
-        write_text(evaluation_report.path, evaluation_html(decision, roc))
+        write_text(evaluation_report.path, evaluation_html(decision, roc, matrix))
         write_text(blessing_report.path, blessing_markdown(decision))
 
 

@@ -71,56 +71,131 @@ def load_statistics(statistics_dir, split):
     return statistics
 
 
-def _feature_cell(feature, num_examples):
-    """The summary table and chart of one feature in one split."""
+def ordered_splits(splits):
+    """Train first, then eval and serving, then any other split by name: the order a report reads in."""
+    first = [split for split in (layout.TRAIN, layout.EVAL, layout.SERVING) if split in splits]
+    return first + sorted(set(splits) - set(first))
+
+
+def _feature_name(feature):
+    return ".".join(feature.path.step) or feature.name
+
+
+def _find_feature(dataset, name):
+    return next((f for f in dataset.features if _feature_name(f) == name), None)
+
+
+def _numeric_rows(features, num_examples):
+    """The summary rows of a numeric feature, one column per split; min, mean, median and max alike,
+    and the standard deviations alike."""
+    from components import reports
+
+    stats = {split: feature.num_stats for split, feature in features.items()}
+    decimals = reports.decimals_for([value for s in stats.values() for value in (s.min, s.max)])
+    rows = [("count", *(reports.number(s.common_stats.num_non_missing) for s in stats.values())),
+            ("missing", *(f"{100 * s.common_stats.num_missing / max(num_examples[split], 1):.1f}%"
+                          for split, s in stats.items()))]
+    for label in ("min", "mean", "median", "max"):
+        rows.append((label, *(reports.fixed(getattr(s, label), decimals) for s in stats.values())))
+    std_decimals = reports.decimals_for([s.std_dev for s in stats.values()], digits=3)
+    rows.append(("std", *(reports.fixed(s.std_dev, std_decimals) for s in stats.values())))
+    return rows
+
+
+def _categorical_rows(features, num_examples):
+    from components import reports
+
+    stats = {split: feature.string_stats for split, feature in features.items()}
+    return [("count", *(reports.number(s.common_stats.num_non_missing) for s in stats.values())),
+            ("missing", *(f"{100 * s.common_stats.num_missing / max(num_examples[split], 1):.1f}%"
+                          for split, s in stats.items())),
+            ("unique", *(reports.number(s.unique) for s in stats.values()))]
+
+
+def _slice_value(feature):
+    """A slice's one-cell summary of a feature: its mean, or its most frequent value and that value's share."""
+    from components import reports
+
+    if feature is None:
+        return "-"
+    if feature.HasField("num_stats"):
+        return reports.number(feature.num_stats.mean)
+    stats = feature.string_stats
+    if not stats.top_values:
+        return "-"
+    top = stats.top_values[0]
+    return f"{top.value} ({100 * top.frequency / max(stats.common_stats.num_non_missing, 1):.0f}%)"
+
+
+def _feature_card(name, overall, slices):
+    """One feature: a table with a column per split, every split in one chart, and a row per slice."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
     from components import reports
 
-    kind = statistics_pb2.FeatureNameStatistics.Type.Name(feature.type)
-    if feature.HasField("num_stats"):
-        stats = feature.num_stats
-        common = stats.common_stats
-        rows = [("count", reports.number(common.num_non_missing)),
-                ("missing", f"{100 * common.num_missing / max(num_examples, 1):.1f}%"),
-                ("min", reports.number(stats.min)), ("mean", reports.number(stats.mean)),
-                ("median", reports.number(stats.median)), ("max", reports.number(stats.max)),
-                ("std", reports.number(stats.std_dev))]
-        standard = next((h for h in stats.histograms if h.type == h.STANDARD), None)
-        chart = reports.svg_histogram([(b.low_value, b.high_value, b.sample_count)
-                                       for b in standard.buckets] if standard else [])
+    present = {split: _find_feature(dataset, name) for split, dataset in overall.items()}
+    features = {split: feature for split, feature in present.items() if feature is not None}
+    num_examples = {split: dataset.num_examples for split, dataset in overall.items()}
+    kind = statistics_pb2.FeatureNameStatistics.Type.Name(next(iter(features.values())).type)
+    numeric = any(f.HasField("num_stats") for f in features.values())
+    features = {split: f for split, f in features.items() if f.HasField("num_stats") == numeric}
+    if numeric:
+        rows = _numeric_rows(features, num_examples)
+        chart = reports.svg_overlaid_histograms(
+            {split: [(b.low_value, b.high_value, b.sample_count)
+                     for b in next((h.buckets for h in f.num_stats.histograms if h.type == h.STANDARD), [])]
+             for split, f in features.items()}, x_label=name)
     else:
-        stats = feature.string_stats
-        common = stats.common_stats
-        rows = [("count", reports.number(common.num_non_missing)),
-                ("missing", f"{100 * common.num_missing / max(num_examples, 1):.1f}%"),
-                ("unique", reports.number(stats.unique))]
-        chart = reports.svg_top_values([(v.value, v.frequency) for v in stats.top_values[:8]])
-    table = reports.html_table(["", ""], rows, numeric=(1,))
-    return kind, f"{table}{chart}"
+        rows = _categorical_rows(features, num_examples)
+        chart = reports.svg_grouped_top_values(
+            {split: [(v.value, v.frequency) for v in f.string_stats.top_values] for split, f in features.items()})
+    table = reports.html_table(["", *features], rows, numeric=tuple(range(1, len(features) + 1)))
+    absent = [split for split in overall if split not in features]
+    note = (f"<p class=\"muted\">not in {reports.escape(', '.join(absent))}</p>" if absent else "")
+    by_slice = ""
+    slice_names = sorted({slice_name for datasets in slices.values() for slice_name in datasets})
+    if slice_names:
+        what = "mean" if numeric else "most frequent value"
+        by_slice = (f"<p class=\"muted\">{what} by slice</p>" + reports.html_table(
+            ["slice", *slices], [(slice_name, *(_slice_value(_find_feature(slices[split][slice_name], name))
+                                                if slice_name in slices[split] else "-" for split in slices))
+                                 for slice_name in slice_names], numeric=tuple(range(1, len(slices) + 1)) if numeric
+            else ()))
+    return (f"<div class=\"feature\" id=\"feature-{reports.escape(name)}\"><h2>{reports.escape(name)} "
+            f"<span class=\"muted\">{reports.escape(kind)}</span></h2>{note}"
+            f"<div class=\"splits\"><div class=\"split\">{table}</div><div class=\"split\">{chart}</div></div>"
+            f"{by_slice}</div>")
+
+
+def statistics_html(statistics_by_split):
+    """An HTML page from {split: DatasetFeatureStatisticsList}: per feature, a column per split (train
+    first, then eval, serving and the rest), all splits in one chart, and each slice's summary."""
+    from components import reports
+
+    overall, slices = {}, {}
+    for split in ordered_splits(statistics_by_split):
+        datasets = list(statistics_by_split[split].datasets)
+        if len(datasets) > 1:
+            main = next((d for d in datasets if d.name == tfdv_constants.DEFAULT_SLICE_KEY), datasets[0])
+            slices[split] = {d.name: d for d in datasets if d is not main}
+        else:
+            main = datasets[0]
+        overall[split] = main
+    names = sorted({_feature_name(f) for d in overall.values() for f in d.features})
+    summary = reports.html_table(["split", "examples", "features"],
+                                 [(split, reports.number(d.num_examples), len(d.features))
+                                  for split, d in overall.items()], numeric=(1, 2))
+    sections = [summary]
+    if slices:
+        slice_names = sorted({name for datasets in slices.values() for name in datasets})
+        sections += ["<h2>Slices</h2>", reports.html_table(
+            ["slice", *(f"{split} examples" for split in slices)],
+            [(name, *(reports.number(slices[split][name].num_examples) if name in slices[split] else "-"
+                      for split in slices)) for name in slice_names], numeric=tuple(range(1, len(slices) + 1)))]
+    sections += [_feature_card(name, overall, slices) for name in names]
+    return reports.html_page("Statistics", *sections)
 
 
 def statistics_report(statistics_dir, splits):
-    """An HTML page: per feature, each split side by side (counts, missing, ranges, histograms)."""
-    from components import reports
-
-    datasets = {split: load_statistics(statistics_dir, split).datasets[0] for split in splits}
-    names = sorted({".".join(f.path.step) for d in datasets.values() for f in d.features})
-    summary = reports.html_table(["split", "examples", "features"],
-                                 [(split, reports.number(d.num_examples), len(d.features))
-                                  for split, d in datasets.items()], numeric=(1, 2))
-    cards = []
-    for name in names:
-        columns, kind = [], ""
-        for split, dataset in datasets.items():
-            feature = next((f for f in dataset.features if ".".join(f.path.step) == name), None)
-            if feature is None:
-                columns.append(f"<div class=\"split\"><h3>{reports.escape(split)}</h3>"
-                               f"<p class=\"muted\">not in this split</p></div>")
-                continue
-            kind, cell = _feature_cell(feature, dataset.num_examples)
-            columns.append(f"<div class=\"split\"><h3>{reports.escape(split)}</h3>{cell}</div>")
-        cards.append(f"<div class=\"feature\" id=\"feature-{reports.escape(name)}\"><h2>{reports.escape(name)} "
-                     f"<span class=\"muted\">{reports.escape(kind)}</span></h2>"
-                     f"<div class=\"splits\">{''.join(columns)}</div></div>")
-    return reports.html_page("Statistics", summary, *cards)
+    """The statistics page of the splits written under `statistics_dir`, with their slices."""
+    return statistics_html({split: load_all_statistics(statistics_dir, split) for split in splits})

@@ -201,7 +201,7 @@ def learning_curves_html(history):
     others = {name: values for name, values in history.items() if not name.endswith("loss")}
     final = reports.html_table(["metric", "final"], [(name, reports.number(values[-1]))
                                                      for name, values in sorted(history.items())], numeric=(1,))
-    sections = [final, "<h2>Loss</h2>", reports.svg_line_chart(losses)]
+    sections = [final, "<h2>Loss</h2>", reports.svg_line_chart(losses, y_label="loss")]
     if others:
         sections += ["<h2>Metrics</h2>", reports.svg_line_chart(others)]
     return reports.html_page("Learning curves", *sections)

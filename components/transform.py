@@ -76,9 +76,13 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
     with tempfile.TemporaryDirectory(prefix="tft-") as temp_dir, \
             beam.Pipeline(options=pipeline_options(beam_args)) as pipeline, \
             tft_beam.Context(temp_dir=temp_dir):
+        # The train split is read once for the analyzers and again to transform it: one read feeding both
+        # would be held in memory whole until the analyzers finish (Beam cannot stream it to a step that
+        # waits for the transform graph), which grows with the data.
+        analyzed = pipeline | "Read[train, analyze]" >> sources[layout.TRAIN].BeamSource()
         raw = {split: pipeline | f"Read[{split}]" >> source.BeamSource() for split, source in sources.items()}
         train_config = sources[layout.TRAIN].TensorAdapterConfig()
-        transform_fn = (raw[layout.TRAIN], train_config) | "Analyze" >> tft_beam.AnalyzeDataset(
+        transform_fn = (analyzed, train_config) | "Analyze" >> tft_beam.AnalyzeDataset(
             _preprocessing_fn(user_module, module))
         _ = transform_fn | "WriteTransformGraph" >> tft_beam.WriteTransformFn(transform_graph_dir)
         for split in splits:

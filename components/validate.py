@@ -10,7 +10,8 @@
 - Skew: the serving sample, when given, against the train split, the same way (`--skew-threshold`).
 
 Every feature's distance and threshold is in the result and the report; a check that could not run
-says why ("NOT CHECKED: ..."), never that it passed.
+says why ("NOT CHECKED: ..."), never that it passed. Each schema anomaly carries the share of the split's
+examples it concerns, where the statistics tell it (missing, of the wrong type, outside the domain).
 
 Anomalies block the run by default, with a message listing each one; with `blocking=False` they are
 reported as warnings and the run goes on. A span that passes is stored for the next span's check.
@@ -50,8 +51,65 @@ def _measurements(anomalies, check):
     return found
 
 
-def _anomaly_rows(split, anomalies, check="schema", compared_with="", comparisons_only=False):
-    """One row per anomaly reason; drift and skew rows carry the measured value and threshold."""
+_ABSENCE_KINDS = {"FEATURE_TYPE_LOW_FRACTION_PRESENT", "FEATURE_TYPE_LOW_NUMBER_PRESENT", "FEATURE_TYPE_NOT_PRESENT",
+                  "SCHEMA_MISSING_COLUMN"}
+_WRONG_TYPE_KINDS = {"FLOAT_TYPE_NOT_FLOAT", "INT_TYPE_NOT_INT_STRING", "INT_TYPE_NOT_STRING", "UNEXPECTED_DATA_TYPE",
+                     "BOOL_TYPE_UNEXPECTED_STRING", "BOOL_TYPE_UNEXPECTED_FLOAT"}
+_OUT_OF_RANGE_KINDS = {"INT_TYPE_SMALL_INT", "INT_TYPE_BIG_INT", "FLOAT_TYPE_SMALL_FLOAT", "FLOAT_TYPE_BIG_FLOAT"}
+
+
+def _out_of_range_count(feature, schema_feature):
+    """About how many values lie outside the schema's numeric range, from the standard histogram
+    (a bucket across a bound counts in proportion)."""
+    domain = (schema_feature.int_domain if schema_feature.HasField("int_domain") else
+              schema_feature.float_domain if schema_feature.HasField("float_domain") else None)
+    histogram = next((h for h in feature.num_stats.histograms if h.type == h.STANDARD), None)
+    if domain is None or histogram is None:
+        return None
+    low = domain.min if domain.HasField("min") else float("-inf")
+    high = domain.max if domain.HasField("max") else float("inf")
+    outside = 0.0
+    for bucket in histogram.buckets:
+        width = bucket.high_value - bucket.low_value
+        inside_low, inside_high = max(bucket.low_value, low), min(bucket.high_value, high)
+        if width <= 0:
+            inside = 1.0 if low <= bucket.low_value <= high else 0.0
+        else:
+            inside = max(inside_high - inside_low, 0.0) / width
+        outside += bucket.sample_count * (1.0 - inside)
+    return outside
+
+
+def affected_share(dataset, schema, feature_name, kind):
+    """The share of the split's examples an anomaly concerns, where the statistics tell it, else None:
+    examples without the feature, with values of the wrong type, out of the domain or out of range."""
+    feature = next((f for f in dataset.features if ".".join(f.path.step) == feature_name), None)
+    schema_feature = next((f for f in schema.feature if f.name == feature_name), None)
+    examples = dataset.num_examples
+    if feature is None or not examples:
+        return 1.0 if feature is None and examples and kind in _ABSENCE_KINDS else None
+    stats = feature.num_stats if feature.HasField("num_stats") else feature.string_stats
+    common = stats.common_stats
+    if kind in _ABSENCE_KINDS:
+        return common.num_missing / examples
+    if kind in _WRONG_TYPE_KINDS:
+        return common.num_non_missing / examples
+    if kind == "ENUM_TYPE_UNEXPECTED_STRING_VALUES" and schema_feature is not None and feature.HasField("string_stats"):
+        domain = set(next((d.value for d in schema.string_domain if d.name == schema_feature.domain), []))
+        domain |= set(schema_feature.string_domain.value)
+        counts = ([(b.label, b.sample_count) for b in feature.string_stats.rank_histogram.buckets]
+                  or [(v.value, v.frequency) for v in feature.string_stats.top_values])
+        return sum(count for value, count in counts if value not in domain) / examples
+    if kind in _OUT_OF_RANGE_KINDS and schema_feature is not None and feature.HasField("num_stats"):
+        outside = _out_of_range_count(feature, schema_feature)
+        return None if outside is None else outside / examples
+    return None
+
+
+def _anomaly_rows(split, anomalies, check="schema", compared_with="", comparisons_only=False, dataset=None,
+                  schema=None):
+    """One row per anomaly reason; drift and skew rows carry the measured value and threshold, schema
+    rows the share of the split's examples concerned (given the split's statistics and the schema)."""
     rows = []
     infos = list(anomalies.anomaly_info.items())
     if anomalies.HasField("dataset_anomaly_info"):
@@ -68,6 +126,8 @@ def _anomaly_rows(split, anomalies, check="schema", compared_with="", comparison
                    "kind": kind, "detail": _shorten(reason.description or reason.short_description)}
             if is_comparison and feature in measured:
                 row["measured"], row["threshold"] = measured[feature]
+            if not is_comparison and dataset is not None and schema is not None:
+                row["share"] = affected_share(dataset, schema, feature, kind)
             rows.append(row)
     return rows
 
@@ -161,17 +221,18 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
         statistics = load_statistics(statistics_dir, split)
         if split == layout.SERVING:
             anomalies = tfdv.validate_statistics(statistics, schema, environment(SERVING_ENVIRONMENT))
-            rows.extend(_anomaly_rows(split, anomalies))
+            rows.extend(_anomaly_rows(split, anomalies, dataset=statistics.datasets[0], schema=schema))
         elif split == layout.TRAIN and earlier is not None:
             with local_span_statistics(statistics_root, earlier) as earlier_dir:
                 previous = load_statistics(earlier_dir, layout.TRAIN)
             anomalies = tfdv.validate_statistics(
                 statistics, schema, environment(TRAINING_ENVIRONMENT), previous_statistics=previous)
-            rows.extend(_anomaly_rows(split, anomalies, "drift", f"span {earlier}"))
+            rows.extend(_anomaly_rows(split, anomalies, "drift", f"span {earlier}", dataset=statistics.datasets[0],
+                                      schema=schema))
             compared["drift"] = compared_features(schema, anomalies, "drift")
         else:
             anomalies = tfdv.validate_statistics(statistics, schema, environment(TRAINING_ENVIRONMENT))
-            rows.extend(_anomaly_rows(split, anomalies))
+            rows.extend(_anomaly_rows(split, anomalies, dataset=statistics.datasets[0], schema=schema))
         _write_anomalies(output_dir, split, anomalies)
 
     if serving is not None:
@@ -213,14 +274,17 @@ def anomalies_markdown(result):
     """The validation outcome as Markdown: what was compared, each feature's drift and skew, each anomaly."""
     from components.reports import markdown_table, number
 
+    def share(row):
+        return "-" if row.get("share") is None else f"{100 * row['share']:.1f}%"
+
     rows = result["anomalies"]
     lines = ["# Validation", "",
              f"**{len(rows)} anomalies.**" if rows else "**No anomalies.**", "",
              f"- Drift: {result['checks']['drift']}", f"- Skew: {result['checks']['skew']}", ""]
     if rows:
         lines.append(markdown_table(
-            ["split", "feature", "check", "kind", "measured", "threshold", "detail"],
-            [(r["split"], r["feature"], r["check"], r["kind"], number(r.get("measured")),
+            ["split", "feature", "kind", "rows", "check", "measured", "threshold", "detail"],
+            [(r["split"], r["feature"], r["kind"], share(r), r["check"], number(r.get("measured")),
               number(r.get("threshold")), r["detail"]) for r in rows]))
     for check in ("drift", "skew"):
         if result.get(check):

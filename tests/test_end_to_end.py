@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from browser import rendered_dom, screenshot
+from report_pages import read_page, table_with_header
 from components.ingest import demo_data_pattern
 from helpers import REPO
 
@@ -289,7 +290,8 @@ def test_run_report_shows_every_stage_in_a_browser(first_run, tmp_path):
     for stage in ("ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"):
         assert f"<b>{stage}</b>" in dom
     assert dom.count(">SUCCESS<") == 8
-    assert "BLESSED" in dom and "published version 1" in dom
+    assert "BLESSED" in dom and "published version 1" in dom and "no data anomalies" in dom
+    assert "threshold &gt;= 0.8: passes</li>" in dom, "the blessing's reasons"
     assert "confusion matrix" in dom and all(name in dom for name in ("Adelie", "Gentoo", "Chinstrap"))
     assert 'href="reports/statistics-statistics_report.html"' in dom
     assert screenshot(index, str(tmp_path / "index.png")) > 20
@@ -302,10 +304,15 @@ def test_statistics_report_in_a_browser(first_run, tmp_path):
     for feature in ("species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
                     "sex", "year"):
         assert f'id="feature-{feature}"' in dom
-    assert dom.count('<svg class="histogram"') == 2 * 5, "five numeric features, train and eval"
-    assert dom.count('<svg class="top-values"') == 2 * 3, "three categorical features, train and eval"
-    assert dom.count('class="bar"') > 100
-    assert "<h3>train</h3>" in dom and "<h3>eval</h3>" in dom
+    seen = read_page(dom)
+    histograms = [chart["series"] for chart in seen.charts if chart["class"] == "histogram"]
+    assert histograms == [["train", "eval"]] * 5, "five numeric features, train and eval in one chart each"
+    top_values = [chart for chart in seen.charts if chart["class"] == "top-values"]
+    assert len(top_values) == 3 and all(set(chart["series"]) == {"train", "eval"} for chart in top_values)
+    splits = table_with_header(seen, "split")[1:]
+    assert [row[0] for row in splits] == ["train", "eval"], "train first"
+    with open(demo_data_pattern(), newline="") as source:
+        assert sum(int(row[1]) for row in splits) == len(list(csv.DictReader(source)))
     assert screenshot(page, str(tmp_path / "statistics.png")) > 20
 
 
@@ -314,7 +321,9 @@ def test_statistics_report_in_a_browser(first_run, tmp_path):
     ("validate-anomalies_report", ["No anomalies.", "Skew: NOT CHECKED: no serving sample"]),
     ("transform-transform_report", ["<td>species</td>", "<td>3</td>", "<td>body_mass_g_xf</td>"]),
     ("train-learning_curves", ['<polyline class="series"', "val_loss", "val_accuracy"]),
-    ("evaluate-evaluation_report", ["BLESSED", "island:Biscoe", "sparse_categorical_accuracy", "<td>Overall</td>"]),
+    ("evaluate-evaluation_report", ["BLESSED", "island:Biscoe", "sparse_categorical_accuracy",
+                                    "Overall <span class=\"decided\">◀ decided the blessing</span>",
+                                    "<th>actual \\ predicted</th>"]),
     ("evaluate-blessing_report", ["BLESSED", "threshold &gt;= 0.8: passes"]),
     ("push-push_report", ["Published version <strong>1</strong>"]),
 ])

@@ -103,6 +103,12 @@ def test_anomalies_as_warnings_let_the_run_go_on(tmp_path, corrupted_statistics,
     assert {("train", "island"), ("eval", "island")} <= {(r["split"], r["feature"]) for r in rows}
     assert all(r["kind"] and r["detail"] for r in rows)
     assert "not blocking" in capsys.readouterr().out
+    # Every tenth penguin lives on Atlantis: the splits' shares of such rows add up to that tenth.
+    examples = {split: load_statistics(corrupted_statistics, split).datasets[0].num_examples
+                for split in ("train", "eval")}
+    atlantis = {r["split"]: r["share"] for r in rows if r["kind"] == "ENUM_TYPE_UNEXPECTED_STRING_VALUES"}
+    assert sum(atlantis[split] * examples[split] for split in examples) == pytest.approx(
+        len(range(0, sum(examples.values()), 10)))
 
 
 def test_transform_uses_full_pass_analyzers(transform_dirs):

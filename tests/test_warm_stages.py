@@ -1,0 +1,143 @@
+"""Stages forked from the warm process behave as kfp.local's plain stage processes.
+
+Real lightweight components run through kfp.local's SubprocessRunner, once forked from the warm
+process and once as plain processes; what a stage sees (arguments, environment, working directory,
+standard input) and what the run sees of it (outputs, output lines, exit status) must be the same.
+"""
+import os
+import signal
+import sys
+import time
+
+import pytest
+from kfp import dsl, local
+from kfp.dsl import Artifact, Output
+from kfp.local import subprocess_task_handler
+
+from components.warm_stages import stage_request, warm_stage_processes
+
+pytestmark = pytest.mark.slow
+
+VARIABLE = "LIVING_PIPELINE_WARM_TEST"
+# Enough for these components; the pipeline's own list imports TensorFlow and the TFX libraries.
+LIGHT_IMPORTS = ("kfp.dsl.executor",)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def describe_process(text: str, report: Output[Artifact]):
+    import os
+    import sys
+
+    print(f"stage says {text}")
+    print("stage warns on stderr", file=sys.stderr)
+    report.metadata.update({
+        "text": text, "pid": os.getpid(), "parent": os.getppid(), "cwd": os.getcwd(),
+        "variable": os.environ.get("LIVING_PIPELINE_WARM_TEST", "unset"),
+        "runtime": os.environ.get("_KFP_RUNTIME", "unset"), "stdin": sys.stdin.read()})
+    with open(report.path, "w") as sink:
+        sink.write(text)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def exit_with(code: int):
+    raise SystemExit(code)
+
+
+def lightweight_command(component):
+    """The command kfp.local's SubprocessRunner runs for `component`, before placeholders are filled."""
+    container = component.component_spec.implementation.container
+    return subprocess_task_handler.replace_python_executable(
+        list(container.command) + list(container.args), sys.executable)
+
+
+def test_recognizes_the_command_of_a_lightweight_component():
+    request = stage_request(lightweight_command(describe_process))
+    assert "def describe_process(" in request["source"]
+    assert request["arguments"][:1] == ["--executor_input"]
+    assert "--function_to_execute" in request["arguments"]
+
+
+@dsl.component(base_image="python:3.11")
+def installs_kfp_first():
+    pass
+
+
+def test_other_commands_run_as_plain_processes():
+    command = lightweight_command(describe_process)
+    with_install = lightweight_command(installs_kfp_first)
+    other_python = subprocess_task_handler.replace_python_executable(
+        list(describe_process.component_spec.implementation.container.command), "/opt/other/python")
+    assert stage_request(with_install) is None
+    assert stage_request(["python", "-m", "kfp.dsl.executor_main"]) is None
+    assert stage_request(other_python + command[3:]) is None
+
+
+@pytest.fixture
+def local_runs(tmp_path, monkeypatch):
+    """Runs a component with kfp.local, in tmp_path, with no standard input to read."""
+    monkeypatch.chdir(tmp_path)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               raise_on_error=False)
+    with open(os.devnull) as nothing:
+        saved = os.dup(0)
+        os.dup2(nothing.fileno(), 0)
+        try:
+            yield tmp_path
+        finally:
+            os.dup2(saved, 0)
+            os.close(saved)
+
+
+def test_a_forked_stage_sees_and_returns_what_a_plain_one_does(local_runs, capfd):
+    plain = describe_process(text="héllo")
+    plain_output = capfd.readouterr().out
+    with warm_stage_processes(LIGHT_IMPORTS) as stages:
+        forked = describe_process(text="héllo")
+        forked_output = capfd.readouterr().out
+        warm_pid = stages.process_id
+    assert stages.used == 1
+    plain_seen, forked_seen = plain.outputs["report"].metadata, forked.outputs["report"].metadata
+    assert forked_seen["parent"] == warm_pid and plain_seen["parent"] != warm_pid
+    for seen in (plain_seen, forked_seen):
+        assert seen["text"] == "héllo" and seen["cwd"] == str(local_runs)
+        assert seen["runtime"] == "true" and seen["variable"] == "unset" and seen["stdin"] == ""
+    with open(forked.outputs["report"].path) as written:
+        assert written.read() == "héllo"
+    for output in (plain_output, forked_output):
+        assert "stage says héllo" in output and "stage warns on stderr" in output
+        assert "finished with status" in output and "SUCCESS" in output
+
+
+def test_a_forked_stage_keeps_its_exit_status(local_runs, capfd):
+    with warm_stage_processes(LIGHT_IMPORTS) as stages:
+        exit_with(code=3)
+        output = capfd.readouterr().out
+    assert stages.used == 1
+    assert "finished with status" in output and "FAILURE" in output
+
+
+def test_a_changed_environment_runs_the_stage_as_a_plain_process(local_runs, monkeypatch):
+    with warm_stage_processes(LIGHT_IMPORTS) as stages:
+        monkeypatch.setenv(VARIABLE, "set after the warm process started")
+        task = describe_process(text="x")
+    assert stages.used == 0
+    seen = task.outputs["report"].metadata
+    assert seen["variable"] == "set after the warm process started"
+    assert seen["parent"] != stages.process_id
+
+
+def wait_until_ended(pid):
+    while True:
+        with open(f"/proc/{pid}/status") as status:
+            if "State:\tZ" in status.read():
+                return
+        time.sleep(0.05)
+
+
+def test_a_stage_runs_as_a_plain_process_when_the_warm_process_has_gone(local_runs):
+    with warm_stage_processes(LIGHT_IMPORTS) as stages:
+        os.kill(stages.process_id, signal.SIGKILL)
+        wait_until_ended(stages.process_id)
+        task = describe_process(text="still runs")
+    assert stages.used == 0
+    assert task.outputs["report"].metadata["text"] == "still runs"
