@@ -2,9 +2,10 @@
 
 A test is slow when it, or a fixture set up for it, does one of these:
 - runs a whole pipeline: starts `pipeline.py run` or `pipeline.py demo-living`, the benchmarks
-  (`-m benchmarks.run`) or a stage under kfp.local (`kfp.dsl.executor_main`); or, in its own process,
-  trains or evaluates a model (`components.train.train_model`, `components.evaluate.evaluate_model`),
-  which needs every stage before them;
+  (`-m benchmarks.run`), a stage under kfp.local (`kfp.dsl.executor_main`) or the warm process that
+  forks stages (`-m components.warm_stages`); or, in its own process, trains or evaluates a model
+  (`components.train.train_model`, `components.evaluate.evaluate_model`), which needs every stage
+  before them;
 - starts a server: SeaweedFS (`weed`), the GCS emulator (`gcp-storage-emulator`), PostgreSQL (`initdb`,
   `pg_ctl`, `postgres`), a Docker engine (`dockerd`) or Beam's job service;
 - starts a browser (Chromium or Chrome);
@@ -44,6 +45,7 @@ SLOW_MODULES = {
     "benchmarks.run": "the benchmarks",
     "kfp.dsl.executor_main": "a pipeline stage (kfp.local)",
     "apache_beam.runners.portability.local_job_service_main": "Beam's job service",
+    "components.warm_stages": "the warm process that forks pipeline stages",
 }
 # `pipeline.py` subcommands that run a whole pipeline.
 PIPELINE_RUNS = {"run", "demo-living"}
