@@ -41,7 +41,7 @@ $(VENV)/.installed-cluster: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[cluster]'
 	touch $@
 
-.PHONY: help install run test test-fresh-machine bench compile clean image base-image e2e-docker
+.PHONY: help install run test test-fast test-fresh-machine bench compile clean image base-image e2e-docker
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -56,6 +56,10 @@ TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test ## install what the tests need (Debian packages as root) and run the test suite
 	PYTHON='$(PYTHON)' scripts/system-packages.sh test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests
+
+test-fast: $(VENV)/.installed-test ## the tests that start no whole pipeline, server or browser (pytest -m "not slow"; minutes)
+	PYTHON='$(PYTHON)' scripts/system-packages.sh test
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 test-fresh-machine: ## check make test's set-up on a fresh Debian machine (a container of the offline base; Docker)
 	scripts/check-fresh-machine.sh

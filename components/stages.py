@@ -15,7 +15,23 @@ def ingest(data_pattern: str, data_format: str, query: str, query_partition_colu
            span: int, split_ratios: str, split_column: str, split_cutoff: str, beam_args: str,
            examples: Output[Dataset]):
     """Ingest (ExampleGen): files of a span (CSV, Parquet, Avro, TFRecord) or a PostgreSQL query ->
-    gzipped tf.Examples, split into train and eval (by hash, as given, or by a column)."""
+    gzipped tf.Examples, split into train and eval (by hash, as given, or by a column).
+
+    Args:
+        data_pattern: The data files' path or glob (local, gs://, s3://; {SPAN}, {VERSION}, {SPLIT}); empty: the demo.
+        data_format: csv, parquet, avro or tfrecord; empty to take it from the pattern's extension.
+        query: One read-only PostgreSQL query to read instead of files (the connection comes from the environment).
+        query_partition_column: Read the query in parallel ranges of this integer column; empty: in one piece.
+        query_partitions: How many ranges of query_partition_column to read in parallel.
+        span: The span to read; 0 for the latest.
+        split_ratios: Splits and their weights for the hash split, e.g. train:2,eval:1.
+        split_column: A column to split by: by its hash, or with split_cutoff by its value.
+        split_cutoff: Rows whose split_column is below this train, the others evaluate.
+        beam_args: Beam flags for this stage and the run's storage settings (never credentials).
+
+    Returns:
+        examples: The gzipped tf.Examples, a Split-<name> folder per split; metadata: span, row counts, column types.
+    """
     from components.errors import reported_stage
     from components.ingest import ingest_examples
     from components.storage import configure
@@ -30,7 +46,18 @@ def ingest(data_pattern: str, data_format: str, query: str, query_partition_colu
 
 def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, beam_args: str,
                statistics: Output[Artifact], statistics_report: Output[HTML]):
-    """Statistics (StatisticsGen): TFDV statistics of every split, per slice, and of a serving sample."""
+    """Statistics (StatisticsGen): TFDV statistics of every split, per slice, and of a serving sample.
+
+    Args:
+        examples: The tf.Examples from ingest.
+        slice_columns: Comma-separated columns to also compute statistics per value of; empty for none.
+        serving_data: Path or glob of a serving sample (CSV or TFRecords) for the skew check; empty for none.
+        beam_args: Beam flags for this stage and the run's storage settings.
+
+    Returns:
+        statistics: TFDV statistics (FeatureStats.pb) of every split and of the serving sample.
+        statistics_report: Each feature's statistics, train and eval side by side.
+    """
     from components.errors import reported_stage
     from components.reports import write_text
     from components.statistics import generate_statistics, statistics_report as build_report
@@ -47,7 +74,20 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
 def schema(statistics: Input[Artifact], schema_path: str, module: str, statistics_root: str, update_schema: bool,
            beam_args: str, schema: Output[Artifact], schema_report: Output[Markdown]):
     """Schema (SchemaGen / ImportSchemaGen): a curated schema file, the schema kept in the statistics store
-    for this data, or one inferred from the span (kept once the span passes validation)."""
+    for this data, or one inferred from the span (kept once the span passes validation).
+
+    Args:
+        statistics: The statistics of every split, from statistics.
+        schema_path: A curated schema.pbtxt, which always wins; empty to use the kept or an inferred one.
+        module: The user module (import path or .py file): its label is left out of the SERVING environment.
+        statistics_root: The statistics store holding the kept schema versions; empty to keep none.
+        update_schema: Infer the schema again from this span and keep it as the next version.
+        beam_args: The run's storage settings.
+
+    Returns:
+        schema: The schema (schema.pbtxt); metadata says where it came from and which version it is.
+        schema_report: Features, types, presence, domains, environments, drift and skew thresholds.
+    """
     from components.errors import reported_stage
     from components.reports import write_text
     from components.schema import make_schema
@@ -64,7 +104,21 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
              statistics_root: str, drift_threshold: float, skew_threshold: float, beam_args: str,
              anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
     """Validate (ExampleValidator): anomalies, drift of every feature against the last span that passed,
-    skew against serving data; keeps the span's statistics (and a newly inferred schema) when it passes."""
+    skew against serving data; keeps the span's statistics (and a newly inferred schema) when it passes.
+
+    Args:
+        statistics: The statistics of every split (and of the serving sample), from statistics.
+        schema: The schema to validate against, from schema.
+        block_on_anomalies: Stop the run on an anomaly; otherwise anomalies are warnings.
+        statistics_root: The statistics store: earlier spans for the drift check, where a passing span is kept.
+        drift_threshold: The default drift threshold for features whose schema sets none; 0 for none.
+        skew_threshold: The default skew threshold for features whose schema sets none; 0 for none.
+        beam_args: The run's storage settings.
+
+    Returns:
+        anomalies: The anomalies (SchemaDiff.pb); metadata lists each, and what drift and skew were checked on.
+        anomalies_report: What drift and skew were checked against, and each anomaly with its value and threshold.
+    """
     from components.errors import reported_stage
     from components.reports import write_text
     from components.storage import configure
@@ -82,7 +136,19 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
 def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, beam_args: str,
               transform_graph: Output[Artifact], transformed_examples: Output[Dataset],
               transform_report: Output[Markdown]):
-    """Transform: TensorFlow Transform with the user module's preprocessing_fn."""
+    """Transform: TensorFlow Transform with the user module's preprocessing_fn.
+
+    Args:
+        examples: The tf.Examples from ingest.
+        schema: The schema, from schema.
+        module: The user module (import path or .py file) whose preprocessing_fn runs.
+        beam_args: Beam flags for this stage and the run's storage settings.
+
+    Returns:
+        transform_graph: The transform graph (transform_fn/) that train puts inside the serving model.
+        transformed_examples: The transformed tf.Examples of every split.
+        transform_report: The analyzers' vocabularies and each transformed feature's range.
+    """
     from components.errors import reported_stage
     from components.reports import write_text
     from components.storage import configure
@@ -100,7 +166,20 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
           train_steps: int, beam_args: str, model: Output[Model], metrics: Output[Metrics],
           learning_curves: Output[HTML]):
     """Train (Trainer): the user module's Keras model; exports a serving model with the transform inside,
-    whose signature returns class probabilities for any accepted classifier output."""
+    whose signature returns class probabilities for any accepted classifier output.
+
+    Args:
+        transformed_examples: The transformed tf.Examples, from transform.
+        transform_graph: The transform graph, from transform.
+        module: The user module (import path or .py file) whose build_model is trained.
+        train_steps: How many training steps.
+        beam_args: The run's storage settings.
+
+    Returns:
+        model: The SavedModel whose default signature takes serialized raw tf.Examples.
+        metrics: The final loss and metrics of training.
+        learning_curves: Loss and metrics per epoch, as charts.
+    """
     from components.errors import reported_stage
     from components.reports import write_text
     from components.storage import configure
@@ -121,7 +200,30 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
              blessing: Output[Artifact], metrics: Output[Metrics], confusion_matrix: Output[ClassificationMetrics],
              evaluation_report: Output[HTML], blessing_report: Output[Markdown]):
     """Evaluate (Evaluator): TFMA on the eval split, overall and per slice, and the blessing against the
-    serving model (value and change gates on the overall metric; slices gate only when asked)."""
+    serving model (value and change gates on the overall metric; slices gate only when asked).
+
+    Args:
+        model: The candidate model, from train.
+        examples: The tf.Examples from ingest; the eval split is evaluated.
+        schema: The schema, from schema.
+        module: The user module (import path or .py file): its label, problem type and slice columns.
+        serving_root: Where models are published; its newest version is the baseline.
+        model_name: The model's folder in the serving root.
+        slice_columns: Comma-separated columns to report metrics per value of; empty for the module's.
+        threshold: The overall metric the candidate must reach (accuracy, or R² for regression).
+        tolerance: How much worse than the serving model the candidate may be.
+        slice_threshold: The metric every large enough slice must reach; 0 for no slice gate.
+        min_slice_examples: The fewest examples a slice needs to gate.
+        beam_args: Beam flags for this stage and the run's storage settings.
+
+    Returns:
+        evaluation: TFMA's evaluation of the candidate (and the baseline), overall and per slice.
+        blessing: BLESSED or NOT_BLESSED with the reasons and the baseline version it was compared with.
+        metrics: The candidate's overall metrics.
+        confusion_matrix: The confusion matrix (and the ROC curve for two classes).
+        evaluation_report: Overall and per-slice metrics, candidate against the serving model.
+        blessing_report: The thresholds, each gate's outcome and the verdict.
+    """
     from components.blessing import write_blessing
     from components.errors import reported_stage
     from components.evaluate import (blessing_markdown, confusion_matrix as read_confusion_matrix, evaluate_model,
@@ -160,7 +262,19 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
 def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, model_name: str, beam_args: str,
          pushed_model: Output[Model], push_report: Output[Markdown]):
     """Push (Pusher): publish a blessed model as the next version in the serving root, if the version
-    the candidate was compared with is still the newest."""
+    the candidate was compared with is still the newest.
+
+    Args:
+        model: The candidate model, from train.
+        blessing: The blessing, from evaluate.
+        serving_root: Where models are published as <model_name>/<version>/, local or gs:// or s3://.
+        model_name: The model's folder in the serving root.
+        beam_args: The run's storage settings.
+
+    Returns:
+        pushed_model: Where the version was published, or why nothing was.
+        push_report: What was published where, or why nothing was.
+    """
     from components.blessing import read_blessing
     from components.errors import reported_stage
     from components.push import push_markdown, push_model

@@ -12,6 +12,10 @@ from components.ingest import demo_data_pattern
 from components.penguins import curated_schema_path
 from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
 
+# slow_marker_check fails a test that starts a pipeline, a server or a browser without the `slow` marker;
+# pytester runs it on tests written for that (test_slow_marker_check.py).
+pytest_plugins = ["slow_marker_check", "pytester"]
+
 
 @pytest.fixture(scope="session")
 def penguin_rows():

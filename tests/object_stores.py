@@ -9,26 +9,13 @@ emulator it takes no credentials. Both start once per test session and stop at i
 import contextlib
 import json
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
+
+from helpers import free_port, tool
 
 WRITER = ("living-writer", "writer-secret-6f1c2e")
 READER = ("living-reader", "reader-secret-93ab07")
-
-
-def free_port():
-    """A loopback port that nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _tool(name):
-    path = os.path.join(os.path.dirname(sys.executable), name)
-    return path if os.path.exists(path) else shutil.which(name)
 
 
 def _wait(check, what, process, log_path, timeout=90):
@@ -76,7 +63,7 @@ def seaweedfs(workdir):
     os.makedirs(data_dir)
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [_tool("weed"), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
+            [tool("weed"), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
              *(f"-{name}.port={port}" for name, port in ports.items()),
              *(f"-{name}.port.grpc={port}" for name, port in grpc_ports.items()),
              f"-s3.config={config}", "-s3.iam=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
@@ -114,7 +101,7 @@ def gcs_emulator(workdir):
     log_path = os.path.join(workdir, "gcs-emulator.log")
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [_tool("gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+            [tool("gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
             stdout=log, stderr=subprocess.STDOUT)
     host = f"http://127.0.0.1:{port}"
     try:

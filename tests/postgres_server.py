@@ -9,9 +9,10 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
+
+from helpers import free_port
 
 USER = "living"
 PASSWORD = "s3cret-Pa55word"
@@ -34,12 +35,6 @@ def _run(command, log=None):
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()} {server_log}")
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_server():
     """Yields the URL of a fresh server (user `living`, password auth, database `postgres`)."""
@@ -54,7 +49,7 @@ def running_server():
         sink.write(PASSWORD)
     if as_user:
         os.chown(password_file, account.pw_uid, account.pw_gid)
-    port = _free_port()
+    port = free_port()
     _run([*as_user, _binary("initdb"), "-D", data, "-U", USER, f"--pwfile={password_file}",
           "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"])
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=30"

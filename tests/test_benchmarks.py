@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from benchmarks.generate import generate
@@ -32,6 +33,7 @@ def test_wide_variant_has_60_features_and_a_label(tmp_path):
     assert len(header) == 61 and header[-1] == "label"
 
 
+@pytest.mark.slow
 def test_smallest_size_end_to_end(tmp_path):
     subprocess.run([sys.executable, "-m", "benchmarks.run", "--sizes", "10000", "--variants", "demo,wide",
                     "--out", str(tmp_path)], check=True, capture_output=True, text=True, timeout=900)

@@ -3,6 +3,7 @@
 workflows (GitHub's workflow schema, shellcheck over their scripts, actionlint), and
 that the names these files share (object store, secret, volume, mount path, model, KFP and kind
 versions, label selectors) agree with the code and with each other."""
+import glob
 import os
 import re
 import shlex
@@ -16,8 +17,8 @@ import yaml
 
 from components.cluster import KEY_VARIABLES, KFP_OBJECT_STORE, KFP_SERVING_ROOT, KFP_STATISTICS_ROOT, STATE_MOUNT_PATH
 from pipeline import DEFAULT_MODEL_NAME, default_image
+from helpers import REPO, tool
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ["scripts/build-base-image.sh", "scripts/build-image.sh", "scripts/kind-up.sh", "scripts/kind-down.sh",
            "scripts/system-packages.sh", "scripts/check-fresh-machine.sh", ".ci/run"]
 WORKFLOWS = sorted(os.path.join(".github/workflows", name)
@@ -34,12 +35,6 @@ KIND_NODE_IMAGES = {
         "1.30.10": "kindest/node:v1.30.10@sha256:4de75d0e82481ea846c0ed1de86328d821c1e6a6a91ac37bf804e5313670e507",
     },
 }
-
-
-def tool(name):
-    """A command-line tool from this environment's bin folder (pip-installed), else from PATH."""
-    path = os.path.join(os.path.dirname(sys.executable), name)
-    return path if os.path.exists(path) else shutil.which(name)
 
 
 def run(*command, stdin=None):
@@ -424,18 +419,21 @@ def test_actionlint_catches_a_careless_workflow(tmp_path):
     assert result.returncode == 1 and 'property "no_such_property" is not defined' in result.stdout
 
 
-# The README's cluster, Vertex AI and CI sections
+# The README and docs/*.md (the cluster, Vertex AI and CI pages)
 
-def _readme():
-    with open(os.path.join(REPO, "README.md")) as source:
-        return source.read()
+def _docs():
+    text = []
+    for page in ["README.md", *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))]:
+        with open(os.path.join(REPO, page)) as source:
+            text.append(source.read())
+    return "\n".join(text)
 
 
-def test_readme_commands_are_ones_pipeline_py_accepts():
+def test_documented_commands_are_ones_pipeline_py_accepts():
     from pipeline import parse_args
 
     blocks, block, in_block = [], [], False
-    for line in _readme().splitlines():
+    for line in _docs().splitlines():
         if line.startswith("```"):
             if in_block:
                 blocks.append("\n".join(block))
@@ -452,8 +450,8 @@ def test_readme_commands_are_ones_pipeline_py_accepts():
         parse_args(command)  # argparse exits on an unknown flag or a missing value
 
 
-def test_readme_names_only_files_that_exist():
-    named = set(re.findall(r"`((?:scripts|manifests|docker|components|\.github/workflows)/[\w./-]+)`", _readme()))
+def test_docs_name_only_files_that_exist():
+    named = set(re.findall(r"`((?:scripts|manifests|docker|components|\.github/workflows)/[\w./-]+)`", _docs()))
     assert {"scripts/kind-up.sh", "manifests/kfp/kfp-launcher.yaml", "docker/Dockerfile"} <= named
     assert sorted(path for path in named if not os.path.exists(os.path.join(REPO, path))) == []
-    assert f"KFP **{KFP_BACKEND_VERSION}**" in _readme()
+    assert f"KFP **{KFP_BACKEND_VERSION}**" in _docs()

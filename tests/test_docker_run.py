@@ -10,8 +10,8 @@ import pytest
 
 from components.local_run import LocalRunError, container_arguments
 from components.penguins import curated_schema_path
+from helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def arguments(root, **changes):
@@ -51,6 +51,7 @@ def test_remote_paths_are_left_alone(tmp_path):
     assert adapted["serving_root"] == "gs://bucket/serving"
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_serving_root_the_containers_cannot_see_before_running_anything(tmp_path):
     result = subprocess.run([sys.executable, "pipeline.py", "run", "--runner", "docker", "--pipeline-root",
                              str(tmp_path / "root"), "--serving-root", str(tmp_path / "serving"),
@@ -62,6 +63,7 @@ def test_cli_refuses_a_serving_root_the_containers_cannot_see_before_running_any
     assert not (tmp_path / "serving").exists() and not (tmp_path / "root").exists()
 
 
+@pytest.mark.slow
 def test_cli_without_a_docker_engine_is_one_clear_error(tmp_path):
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path / 'no-docker.sock'}"}
     result = subprocess.run([sys.executable, "pipeline.py", "run", "--runner", "docker", "--pipeline-root",

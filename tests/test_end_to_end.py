@@ -18,8 +18,11 @@ import tensorflow as tf
 from browser import rendered_dom, screenshot
 from report_pages import read_page, table_with_header
 from components.ingest import demo_data_pattern
+from helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every test here runs pipeline.py or reads what a whole run wrote.
+pytestmark = pytest.mark.slow
+
 NUMERIC = {"bill_length_mm": float, "bill_depth_mm": float, "flipper_length_mm": int,
            "body_mass_g": int, "year": int}
 

@@ -18,6 +18,9 @@ from publish_child import checksums, run_one, write_fake_model
 from test_object_storage import gcs_host, gcs_store, s3_endpoint, s3_store, store  # noqa: F401 (fixtures)
 from test_object_storage import bucket_checksums
 
+# Every publish runs in a process of its own that kills itself; the bucket cases start SeaweedFS and the GCS emulator.
+pytestmark = pytest.mark.slow
+
 
 def version_folders(root, model_name):
     """{number: holds saved_model.pb} for every folder or prefix TF Serving would take as a version."""

@@ -18,9 +18,9 @@ from components import storage
 from components.penguins import curated_schema_path
 from components.serving_request import demo_csv, feature_types, request_body
 from components.serving_root import publish_model
-from object_stores import free_port, s3_client, s3_environment, seaweedfs
+from object_stores import s3_client, s3_environment, seaweedfs
+from helpers import REPO, free_port
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,7 @@ def same_files(left, right):
             and all(same_files(os.path.join(left, d), os.path.join(right, d)) for d in comparison.common_dirs))
 
 
+@pytest.mark.slow
 def test_the_mirror_copies_the_newest_whole_version_and_skips_an_unfinished_one(
         s3_endpoint, bucket, trained_model, tmp_path):
     serving_root = f"s3://{bucket}/living-pipeline/serving"
@@ -80,6 +81,7 @@ def test_the_mirror_copies_the_newest_whole_version_and_skips_an_unfinished_one(
     assert not [name for name in os.listdir(local_root) if name.startswith(".")]  # no half-copied folder left
 
 
+@pytest.mark.slow
 def test_a_mirror_without_the_keys_is_one_line_naming_the_serving_root(s3_endpoint, bucket, tmp_path):
     serving_root = f"s3://{bucket}/living-pipeline/serving"
     environment = {"PATH": os.environ["PATH"], **s3_environment(s3_endpoint)}
@@ -148,6 +150,7 @@ def test_the_request_is_raw_examples_typed_by_the_schema_without_the_label():
     assert features["island"].bytes_list.value == [b"Torgersen"]
 
 
+@pytest.mark.slow
 def test_the_published_model_answers_the_request_with_the_rows_species(tf_serving):
     result = serving_request("--url", tf_serving, "--model-name", "penguins", "--rows", "40")
     assert result.returncode == 0, result.stderr

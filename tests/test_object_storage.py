@@ -25,12 +25,15 @@ from components.penguins import curated_schema_path
 from components.penguins.demo import write_demo_spans
 from components.serving_root import BaselineChanged, latest_published_model, publish_model, published_versions
 from components.statistics_store import store_span_statistics, stored_spans
-from object_stores import READER, WRITER, free_port, gcs_client, gcs_emulator, s3_client, s3_environment, seaweedfs
+from object_stores import READER, WRITER, gcs_client, gcs_emulator, s3_client, s3_environment, seaweedfs
 from publish_child import run_one, run_together, write_fake_model
 from test_end_to_end import example_from_row
 from test_sources import read_all, write_avro, write_parquet, write_tfrecord
+from helpers import REPO, free_port
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# SeaweedFS and the GCS emulator, whole runs on buckets and publishes in processes of their own.
+pytestmark = pytest.mark.slow
+
 MODULE_FILE = os.path.join(REPO, "components", "penguins", "module.py")
 
 

@@ -1,4 +1,5 @@
 """The compiled pipeline spec: what KFP and Vertex AI will run."""
+import pytest
 import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -16,8 +17,13 @@ def compile_spec(tmp_path, *extra):
         return json_format.ParseDict(next(yaml.safe_load_all(source)), pipeline_spec_pb2.PipelineSpec())
 
 
-def test_spec_has_the_eight_stages_with_their_artifact_edges(tmp_path):
-    spec = compile_spec(tmp_path, "--image", IMAGE)
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    """The spec `compile --image` writes, compiled once: every test here only reads it."""
+    return compile_spec(tmp_path_factory.mktemp("spec"), "--image", IMAGE)
+
+
+def test_spec_has_the_eight_stages_with_their_artifact_edges(spec):
     tasks = spec.root.dag.tasks
     assert sorted(tasks) == sorted(STAGES)
     edges = {(name, key): (artifact.task_output_artifact.producer_task,
@@ -41,8 +47,7 @@ def test_spec_has_the_eight_stages_with_their_artifact_edges(tmp_path):
     assert "validate" in tasks["transform"].dependent_tasks
 
 
-def test_image_reaches_every_executor_and_nothing_is_installed_at_run_time(tmp_path):
-    spec = compile_spec(tmp_path, "--image", IMAGE)
+def test_image_reaches_every_executor_and_nothing_is_installed_at_run_time(spec):
     executors = spec.deployment_spec["executors"]
     assert len(executors) == 8
     for executor in executors.values():
@@ -53,8 +58,7 @@ def test_image_reaches_every_executor_and_nothing_is_installed_at_run_time(tmp_p
         assert "kfp.dsl.executor_main" in command
 
 
-def test_parameters_make_the_spec_reusable(tmp_path):
-    spec = compile_spec(tmp_path)
+def test_parameters_make_the_spec_reusable(spec):
     parameters = spec.root.input_definitions.parameters
     assert {"serving_root", "data_pattern", "span", "split_ratios", "schema_path", "block_on_anomalies",
             "statistics_root", "statistics_slices", "serving_data", "module", "train_steps", "model_name",
@@ -65,14 +69,28 @@ def test_parameters_make_the_spec_reusable(tmp_path):
     assert parameters["module"].default_value.string_value == "components.penguins.module"
 
 
-def test_stages_reading_outside_state_are_never_cached(tmp_path):
-    tasks = compile_spec(tmp_path).root.dag.tasks
+def test_stages_reading_outside_state_are_never_cached(spec):
+    tasks = spec.root.dag.tasks
     uncached = {name for name, task in tasks.items() if not task.caching_options.enable_cache}
     assert uncached == {"ingest", "schema", "validate", "evaluate", "push"}
 
 
-def test_beam_args_and_their_storage_settings_reach_every_stage(tmp_path):
-    tasks = compile_spec(tmp_path).root.dag.tasks
+def test_beam_args_and_their_storage_settings_reach_every_stage(spec):
+    tasks = spec.root.dag.tasks
     wired = {name for name, task in tasks.items()
              if task.inputs.parameters["beam_args"].component_input_parameter == "beam_args"}
     assert wired == {"ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"}
+
+
+def test_every_stage_input_and_output_has_a_one_line_description_for_the_kfp_ui(spec):
+    descriptions = {}
+    for stage in STAGES:
+        component = spec.components[f"comp-{stage}"]
+        for direction, definitions in (("input", component.input_definitions),
+                                       ("output", component.output_definitions)):
+            for name, definition in [*definitions.parameters.items(), *definitions.artifacts.items()]:
+                descriptions[f"{stage} {direction} {name}"] = definition.description
+    assert len(descriptions) == 74
+    assert [name for name, text in descriptions.items() if not text.strip() or "\n" in text] == []
+    assert descriptions["ingest input span"] == "The span to read; 0 for the latest."
+    assert descriptions["push output pushed_model"] == "Where the version was published, or why nothing was."

@@ -17,6 +17,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REGRESSION = os.path.join(HERE, "regression_module.py")
 BINARY = os.path.join(HERE, "binary_module.py")
 
+# Each module is trained and evaluated in this process: a whole pipeline.
+pytestmark = pytest.mark.slow
+
 
 def run_stages(root, module, train_steps):
     """Penguins with every value present, through the stages up to a trained model."""

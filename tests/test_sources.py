@@ -158,6 +158,7 @@ def test_every_format_gives_the_same_examples(tmp_path, csv_examples, parquet_ex
     assert read_all(str(tmp_path / "examples")) == read_all(parquet_examples[0]), "the same splits"
 
 
+@pytest.mark.slow
 def test_postgresql_gives_the_same_examples_read_in_parallel_partitions(tmp_path, csv_examples, parquet_examples,
                                                                          database_url):
     load_table(database_url)
@@ -175,6 +176,7 @@ def test_postgresql_gives_the_same_examples_read_in_parallel_partitions(tmp_path
     assert database_url not in str(partitioned)
 
 
+@pytest.mark.slow
 def test_a_partition_column_with_nulls_reads_them_too(tmp_path, database_url):
     """body_mass_g is null in 5 rows: they are read as a partition of their own."""
     load_table(database_url, "with_nulls")
@@ -238,6 +240,7 @@ def typed_query(url):
     return "SELECT * FROM typed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["parquet", "avro", "postgresql"])
 def test_typed_sources_keep_timestamps_booleans_bytes_decimals_and_times(tmp_path, source, postgres_url,
                                                                           monkeypatch):
@@ -265,6 +268,7 @@ def test_naive_timestamps_are_utc_and_millisecond_parquet_scales(tmp_path):
     assert read_split(str(tmp_path / "out"), "train") == [(("at", "int64_list", (-1000000,)),)]
 
 
+@pytest.mark.slow
 def test_postgresql_json_becomes_text_and_unsupported_types_say_what_to_do(tmp_path, database_url):
     metadata = ingest_examples("", str(tmp_path / "json"), split_ratios="train:1,eval:1",
                                query="""SELECT id, '{"b": 1, "a": [2]}'::jsonb AS doc FROM generate_series(1, 20) AS id""")
@@ -306,6 +310,7 @@ def test_existing_examples_keep_their_splits(tmp_path, csv_examples):
     assert read_all(str(tmp_path / "out")) == read_all(csv_examples[0])
 
 
+@pytest.mark.slow
 def test_split_by_date_cutoff(tmp_path, database_url):
     data = write_avro(str(tmp_path / "data.avro"))
     expected = {"train": sum(row["observed_on"] < FIRST_HALF for row in ROWS),
@@ -404,12 +409,14 @@ def test_unknown_extension_asks_for_the_format(tmp_path):
     assert sum(metadata["row_counts"].values()) == 60
 
 
+@pytest.mark.slow
 def test_failing_query_names_the_query(tmp_path, database_url):
     with pytest.raises(StageError, match=r"The PostgreSQL query --query 'SELECT \* FROM no_such_table' failed: "
                                          r'relation "no_such_table" does not exist: fix the query\.'):
         ingest_examples("", str(tmp_path / "out"), query="SELECT * FROM no_such_table")
 
 
+@pytest.mark.slow
 def test_query_that_fails_while_reading_names_the_query(tmp_path, database_url):
     load_table(database_url)
     with pytest.raises(StageError, match=r"The PostgreSQL query --query 'SELECT id, 1 / \(id - 30\) AS x FROM "
@@ -418,6 +425,7 @@ def test_query_that_fails_while_reading_names_the_query(tmp_path, database_url):
                         query_partition_column="id")
 
 
+@pytest.mark.slow
 def test_query_can_only_read(tmp_path, database_url):
     load_table(database_url)
     with psycopg.connect(database_url) as connection:
@@ -458,6 +466,7 @@ def assert_penguins_untouched(url, marker):
     assert not os.path.exists(marker), "COPY ... TO PROGRAM ran"
 
 
+@pytest.mark.slow
 def test_a_query_that_writes_or_holds_several_statements_fails_with_one_line_and_changes_nothing(
         tmp_path, database_url):
     load_table(database_url)
@@ -477,6 +486,7 @@ def test_a_query_that_writes_or_holds_several_statements_fails_with_one_line_and
         ingest_examples("", str(tmp_path / "out"), query=INJECTION, query_partition_column="one")
 
 
+@pytest.mark.slow
 def test_the_partition_readers_cannot_write_either(tmp_path, database_url):
     """The readers on the Beam workers, given writing text directly (as if describe had been bypassed)."""
     from components.postgres import QuerySource, ReadQueryPartitions
@@ -492,6 +502,7 @@ def test_the_partition_readers_cannot_write_either(tmp_path, database_url):
             assert_penguins_untouched(database_url, marker)
 
 
+@pytest.mark.slow
 def test_the_session_itself_is_read_only(database_url):
     """Even a statement that escaped the transaction could not write: the session starts read-only."""
     from components.postgres import _connect
@@ -505,6 +516,7 @@ def test_the_session_itself_is_read_only(database_url):
     assert_penguins_untouched(database_url, "/nonexistent")
 
 
+@pytest.mark.slow
 def test_connection_failure_never_shows_the_password(tmp_path, postgres_url, monkeypatch):
     from postgres_server import PASSWORD
 
@@ -516,6 +528,7 @@ def test_connection_failure_never_shows_the_password(tmp_path, postgres_url, mon
     assert PASSWORD not in str(raised.value) and wrong not in str(raised.value)
 
 
+@pytest.mark.slow
 def test_libpq_variables_work_without_the_url(tmp_path, postgres_url, monkeypatch):
     from psycopg.conninfo import conninfo_to_dict
 

@@ -20,6 +20,9 @@ from components.ingest import demo_data_pattern
 from postgres_server import PASSWORD
 from test_end_to_end import NUMERIC, run_pipeline
 
+# A whole run per source, with a real PostgreSQL server.
+pytestmark = pytest.mark.slow
+
 FIELDS = [("id", "int"), ("species", "string"), ("island", "string"), ("bill_length_mm", "float"),
           ("bill_depth_mm", "float"), ("flipper_length_mm", "int"), ("body_mass_g", "int"), ("sex", "string"),
           ("year", "int")]

@@ -134,6 +134,7 @@ def test_transform_names_a_missing_label_column(tmp_path, examples_dir, statisti
                            str(tmp_path / "graph"), str(tmp_path / "out"))
 
 
+@pytest.mark.slow
 def test_serving_model_takes_raw_examples(trained_model, examples_dir, penguin_rows):
     path, result = trained_model
     assert result["final"]["val_accuracy"] >= 0.9
@@ -150,6 +151,7 @@ def test_serving_model_takes_raw_examples(trained_model, examples_dir, penguin_r
     assert outputs["probabilities"].shape == (len(records), 3)
 
 
+@pytest.mark.slow
 def test_evaluation_blesses_a_good_model_without_baseline(tmp_path, trained_model, examples_dir, schema_dir):
     decision = evaluate_model(trained_model[0], examples_dir[0], schema_dir, PENGUIN_MODULE,
                               str(tmp_path), threshold=0.8)
@@ -164,6 +166,7 @@ def test_evaluation_blesses_a_good_model_without_baseline(tmp_path, trained_mode
         "threshold >= 0.8: passes", "no model is serving yet: the first model is blessed on the threshold alone"]
 
 
+@pytest.mark.slow
 def test_a_weak_candidate_is_not_blessed_against_the_serving_model(
         tmp_path, trained_model, weak_model, examples_dir, schema_dir):
     decision = evaluate_model(weak_model, examples_dir[0], schema_dir, PENGUIN_MODULE, str(tmp_path),
@@ -178,6 +181,7 @@ def test_a_weak_candidate_is_not_blessed_against_the_serving_model(
     assert overall["difference"] < -0.01
 
 
+@pytest.mark.slow
 def test_push_publishes_blessed_models_as_increasing_versions(tmp_path, trained_model):
     serving = str(tmp_path / "serving")
     first = push_model(trained_model[0], {"blessed": True, "reasons": ["good"], "baseline_version": 0},
@@ -198,6 +202,7 @@ def test_push_publishes_blessed_models_as_increasing_versions(tmp_path, trained_
     tf.saved_model.load(second["path"])
 
 
+@pytest.mark.slow
 def test_push_publishes_nothing_for_an_unblessed_model(tmp_path, trained_model):
     blessing_dir = str(tmp_path / "blessing")
     write_blessing({"blessed": False, "reasons": ["accuracy fell"]}, blessing_dir)

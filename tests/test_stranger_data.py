@@ -20,8 +20,8 @@ import sys
 import pytest
 
 import stranger_data
+from helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 

@@ -1,7 +1,6 @@
 """Submitting to clusters: one spec for KFP and Vertex AI, version names from git, and failures that
 are one clear line with nothing sent: an unreachable KFP, missing Google credentials, bad arguments."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,8 +12,8 @@ from components.cluster import (KEY_VARIABLES, KFP_OBJECT_STORE, STAGE_RESOURCES
 from components.submit import (SubmissionError, check_schedule, git_revision, kfp_cron, pipeline_arguments,
                                read_spec, version_name)
 from pipeline import main
+from helpers import REPO, free_port
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args, env=None):
@@ -22,12 +21,6 @@ def cli(*args, env=None):
     result = subprocess.run([sys.executable, os.path.join(REPO, "pipeline.py"), *args], capture_output=True,
                             text=True, cwd=REPO, env={**os.environ, **(env or {})}, timeout=300)
     return result.returncode, result.stdout, result.stderr
-
-
-def unused_loopback_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +102,7 @@ def test_a_schedule_is_five_cron_fields_and_takes_the_latest_span():
 
 
 def test_a_schedule_with_wait_or_a_bad_cron_stops_before_contacting_kfp(specs):
-    host = f"http://127.0.0.1:{unused_loopback_port()}"
+    host = f"http://127.0.0.1:{free_port()}"
     code, _, stderr = cli("submit", "--host", host, "--spec", specs[0], "--param", "serving_root=s3://b/s",
                           "--schedule", "0 6 * * *", "--wait")
     assert code == 2 and stderr.strip() == ("Error: --wait waits for one run; a --schedule starts runs later: "
@@ -159,7 +152,7 @@ def test_arguments_are_typed_by_the_spec_and_checked_before_anything_is_sent(spe
 
 
 def test_unreachable_kfp_is_one_clear_error(specs):
-    host = f"http://127.0.0.1:{unused_loopback_port()}"
+    host = f"http://127.0.0.1:{free_port()}"
     code, stdout, stderr = cli("submit", "--host", host, "--spec", specs[0], "--param", "serving_root=/mnt/s")
     assert code == 1
     assert stderr.strip().splitlines() == [stderr.strip()]  # one line, no traceback
@@ -168,7 +161,7 @@ def test_unreachable_kfp_is_one_clear_error(specs):
 
 
 def test_a_missing_argument_stops_before_contacting_kfp(specs):
-    host = f"http://127.0.0.1:{unused_loopback_port()}"
+    host = f"http://127.0.0.1:{free_port()}"
     code, _, stderr = cli("submit", "--host", host, "--spec", specs[0])
     assert code == 1
     assert stderr.strip() == "Error: the pipeline needs serving_root: pass --param serving_root=VALUE " \
@@ -176,7 +169,7 @@ def test_a_missing_argument_stops_before_contacting_kfp(specs):
 
 
 def test_a_credential_in_beam_args_is_refused_before_contacting_kfp(specs):
-    host = f"http://127.0.0.1:{unused_loopback_port()}"
+    host = f"http://127.0.0.1:{free_port()}"
     code, stdout, stderr = cli("submit", "--host", host, "--spec", specs[0], "--param", "serving_root=s3://models",
                                "--param", "beam_args=--s3_endpoint_url=http://s3:8333 --s3_secret_access_key=k3y-9f")
     assert code == 1

@@ -5,7 +5,6 @@ find or create an experiment, start and watch a run, and create, list and delete
 keeps what it was sent, so the tests see what a KFP server would have stored: a pipeline, a version
 named after the git revision, a run of that version with typed arguments, a schedule."""
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+from helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 API = "/apis/v2beta1"
 
 
