@@ -13,6 +13,12 @@ from components.penguins import curated_schema_path
 from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
 
 
+def pytest_configure(config):
+    """`tf.keras` is Keras 2 (tf_keras) in these processes, as in the train stage's (components/stages.py):
+    TensorFlow reads this variable when `tf.keras` is first used."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
 @pytest.fixture(scope="session")
 def penguin_rows():
     with open(demo_data_pattern(), newline="") as source:
