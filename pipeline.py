@@ -84,6 +84,8 @@ def create_pipeline(image, kfp_volume=None, object_store=None):
         serving_data: str = "",
         module: str = DEFAULT_MODULE,
         train_steps: int = DEFAULT_TRAIN_STEPS,
+        hyperparameters: str = "",
+        custom_config: str = "",
         model_name: str = DEFAULT_MODEL_NAME,
         slice_columns: str = "",
         threshold: float = DEFAULT_THRESHOLD,
@@ -114,8 +116,10 @@ def create_pipeline(image, kfp_volume=None, object_store=None):
         transform = op["transform"](examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
                                     module=module, beam_args=beam_args).after(validate)
         train = op["train"](transformed_examples=transform.outputs["transformed_examples"],
-                            transform_graph=transform.outputs["transform_graph"], module=module,
-                            train_steps=train_steps, beam_args=beam_args)
+                            transform_graph=transform.outputs["transform_graph"],
+                            examples=ingest.outputs["examples"], schema=schema.outputs["schema"], module=module,
+                            train_steps=train_steps, hyperparameters=hyperparameters, custom_config=custom_config,
+                            beam_args=beam_args)
         evaluate = op["evaluate"](
             model=train.outputs["model"], examples=ingest.outputs["examples"],
             schema=schema.outputs["schema"], module=module, serving_root=serving_root,
@@ -185,6 +189,8 @@ def _pipeline_arguments(args):
         "serving_data": absolute(args.serving_data),
         "module": absolute(args.module) if args.module.endswith(".py") else args.module,
         "train_steps": args.train_steps,
+        "hyperparameters": args.hyperparameters,
+        "custom_config": args.custom_config,
         "model_name": args.model_name,
         "slice_columns": args.slice_columns,
         "threshold": args.threshold,
@@ -346,6 +352,19 @@ def _add_object_store_flags(parser):
                         f"and {KFP_OBJECT_STORE.secret_key_key} (default: %(default)s, KFP's own)")
 
 
+def _json_object(text):
+    """The flag's text, once it is known to hold a JSON object (or nothing)."""
+    if text.strip():
+        try:
+            value = json.loads(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error}): give an object, e.g. "
+                                             "'{\"num_layers\": 3}'") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object: give one, e.g. '{{\"num_layers\": 3}}'")
+    return text
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True,
@@ -401,6 +420,12 @@ def parse_args(argv):
                             "is below VALUE train, the rest evaluate (a number, a string, or an ISO date "
                             "or time)")
     run_parser.add_argument("--train-steps", type=int, default=DEFAULT_TRAIN_STEPS, help="default: %(default)s")
+    run_parser.add_argument("--hyperparameters", type=_json_object, default="", metavar="JSON", help="a JSON "
+                            "object the module's build_model(..., hyperparameters=None) or run_fn "
+                            "(fn_args.hyperparameters) gets, e.g. '{\"num_layers\": 3}'; shown in the train report "
+                            "and kept in the published version's provenance record")
+    run_parser.add_argument("--custom-config", type=_json_object, default="", metavar="JSON", help="a JSON object "
+                            "for the module the same way (build_model's custom_config, fn_args.custom_config)")
     run_parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="blessing needs the "
                             "overall accuracy (classification) or R² (regression: 1 - MSE / variance of the "
                             "label; 0 is no better than predicting the mean) to reach this; 0 for no value "

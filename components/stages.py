@@ -96,11 +96,17 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
         write_text(transform_report.path, build_report(transform_graph.path, transformed_examples.path))
 
 
-def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], module: str,
-          train_steps: int, beam_args: str, model: Output[Model], metrics: Output[Metrics],
-          learning_curves: Output[HTML]):
-    """Train (Trainer): the user module's Keras model; exports a serving model with the transform inside,
-    whose signature returns class probabilities for any accepted classifier output."""
+def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], examples: Input[Dataset],
+          schema: Input[Artifact], module: str, train_steps: int, hyperparameters: str, custom_config: str,
+          beam_args: str, model: Output[Model], metrics: Output[Metrics], learning_curves: Output[HTML],
+          tensorboard_logs: Output[Artifact]):
+    """Train (Trainer): the user module's build_model (fitted here; the export returns class probabilities for
+    any accepted classifier output) or its TFX-style run_fn; the serving signature is tried on raw eval
+    examples, which also become TF Serving warm-up requests; TensorBoard logs are kept."""
+    import os
+
+    # `tf.keras` is Keras 2 (tf_keras) in this stage, as TFX 1.16 modules need: set before TensorFlow is imported.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from components.errors import reported_stage
     from components.reports import write_text
     from components.storage import configure
@@ -108,11 +114,16 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
 
     with reported_stage():
         configure(beam_args)
-        result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps)
+        result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps,
+                             hyperparameters=hyperparameters, custom_config=custom_config,
+                             model_run_dir=tensorboard_logs.path, examples_dir=examples.path,
+                             schema_dir=schema.path)
         model.metadata.update(result)
         for name, value in result["final"].items():
             metrics.log_metric(name, value)
-        write_text(learning_curves.path, learning_curves_html(result["history"]))
+        write_text(learning_curves.path, learning_curves_html(result["history"], result["final"],
+                                                              result["hyperparameters"], result["custom_config"],
+                                                              result["contract"]))
 
 
 def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifact], module: str,
@@ -140,7 +151,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
                 threshold=threshold, tolerance=tolerance, beam_args=beam_args,
                 baseline_version=baseline_version,  # push publishes only while it is still the newest
                 slice_threshold=slice_threshold, min_slice_examples=min_slice_examples,
-                class_count=int(model.metadata.get("class_count", 0)))
+                class_count=int(model.metadata.get("class_count", 0)), output_kind=model.metadata.get("output", ""))
         decision["baseline"] = baseline or ""
         write_blessing(decision, blessing.path)
         blessing.metadata.update(decision)
