@@ -168,19 +168,31 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
         write_text(blessing_report.path, blessing_markdown(decision))
 
 
-def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, model_name: str, beam_args: str,
+def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset], schema: Input[Artifact],
+         serving_root: str, model_name: str, module: str, data_pattern: str, hyperparameters: str,
+         custom_config: str, run_name: str, run_id: str, build_info: str, beam_args: str,
          pushed_model: Output[Model], push_report: Output[Markdown]):
     """Push (Pusher): publish a blessed model as the next version in the serving root, if the version
-    the candidate was compared with is still the newest."""
+    the candidate was compared with is still the newest, with its provenance record inside."""
+    import json
+
     from components.blessing import read_blessing
     from components.errors import reported_stage
+    from components.provenance import provenance_record
     from components.push import push_markdown, push_model
     from components.reports import write_text
     from components.storage import configure
 
     with reported_stage():
         configure(beam_args)
-        result = push_model(model.path, read_blessing(blessing.path), serving_root, model_name)
+        decision = read_blessing(blessing.path)
+        record = provenance_record(
+            run={"name": run_name, "id": run_id}, build=json.loads(build_info or "{}"),
+            data={**examples.metadata, "pattern": data_pattern}, schema_dir=schema.path, schema_uri=schema.uri,
+            schema_metadata=dict(schema.metadata), module=module, training=dict(model.metadata),
+            decision=decision, hyperparameters=hyperparameters, custom_config=custom_config
+        ) if decision["blessed"] else None
+        result = push_model(model.path, decision, serving_root, model_name, record)
         pushed_model.metadata.update(result)
         write_text(push_report.path, push_markdown(result, serving_root, model_name))
         print(("Published version {version} at {path}" if result["pushed"] else "Nothing published: {reason}")

@@ -8,8 +8,6 @@ requests are built from raw eval examples: here one `PredictRequest` per example
 """
 import os
 
-import tensorflow as tf
-
 from components import layout
 
 WARMUP_FOLDER = "assets.extra"
@@ -19,6 +17,8 @@ WARMUP_EXAMPLES = 5
 
 def raw_examples(examples_dir, split=layout.EVAL, count=WARMUP_EXAMPLES):
     """Up to `count` serialized raw tf.Examples of a split of the ingest stage's examples."""
+    import tensorflow as tf
+
     files = sorted(tf.io.gfile.glob(layout.examples_pattern(examples_dir, split)))
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
     return [record.numpy() for record in records]
@@ -26,6 +26,8 @@ def raw_examples(examples_dir, split=layout.EVAL, count=WARMUP_EXAMPLES):
 
 def without_feature(serialized, name):
     """A serialized tf.Example without feature `name` (e.g. the label, which a client does not send)."""
+    import tensorflow as tf
+
     example = tf.train.Example.FromString(serialized)
     if name in example.features.feature:
         del example.features.feature[name]
@@ -34,6 +36,7 @@ def without_feature(serialized, name):
 
 def write_warmup_requests(model_dir, examples, input_name, model_name="", signature_name="serving_default"):
     """Writes one PredictLog per serialized example into `model_dir`'s warm-up file; returns its path."""
+    import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     folder = os.path.join(model_dir, WARMUP_FOLDER)
@@ -51,6 +54,7 @@ def write_warmup_requests(model_dir, examples, input_name, model_name="", signat
 
 def read_warmup_requests(model_dir):
     """The PredictionLogs of a model folder's warm-up file."""
+    import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
     path = os.path.join(model_dir, WARMUP_FOLDER, WARMUP_FILE)

@@ -82,7 +82,8 @@ def test_warmup_requests_parse_as_prediction_logs_and_serve(tfx_inputs, tmp_path
 def test_hyperparameters_change_the_run_fn_model(tfx_inputs, tmp_path):
     one = train(tfx_inputs, TFX_MODULE, tmp_path / "one", 5,
                 hyperparameters='{"num_layers": 1, "learning_rate": 0.01}', custom_config={"team": "birds"})
-    three = train(tfx_inputs, TFX_MODULE, tmp_path / "three", 5, hyperparameters={"num_layers": 3, "learning_rate": 0.01})
+    three = train(tfx_inputs, TFX_MODULE, tmp_path / "three", 5,
+                  hyperparameters={"num_layers": 3, "learning_rate": 0.01})
     assert one["hyperparameters"] == {"num_layers": 1, "learning_rate": 0.01}
     assert one["custom_config"] == {"team": "birds"}
     assert dense_layer_count(str(tmp_path / "one")) == 2
