@@ -32,11 +32,15 @@ def test_spec_has_the_eight_stages_with_their_artifact_edges(tmp_path):
         ("transform", "schema"): ("schema", "schema"),
         ("train", "transformed_examples"): ("transform", "transformed_examples"),
         ("train", "transform_graph"): ("transform", "transform_graph"),
+        ("train", "examples"): ("ingest", "examples"),
+        ("train", "schema"): ("schema", "schema"),
         ("evaluate", "model"): ("train", "model"),
         ("evaluate", "examples"): ("ingest", "examples"),
         ("evaluate", "schema"): ("schema", "schema"),
         ("push", "model"): ("train", "model"),
         ("push", "blessing"): ("evaluate", "blessing"),
+        ("push", "examples"): ("ingest", "examples"),
+        ("push", "schema"): ("schema", "schema"),
     }
     assert "validate" in tasks["transform"].dependent_tasks
 
@@ -60,7 +64,8 @@ def test_parameters_make_the_spec_reusable(tmp_path):
             "statistics_root", "statistics_slices", "serving_data", "module", "train_steps", "model_name",
             "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "query",
             "query_partition_column", "query_partitions", "split_column", "split_cutoff", "update_schema",
-            "drift_threshold", "skew_threshold", "slice_threshold", "min_slice_examples"} == set(parameters)
+            "drift_threshold", "skew_threshold", "slice_threshold", "min_slice_examples", "hyperparameters",
+            "custom_config"} == set(parameters)
     assert not parameters["serving_root"].is_optional
     assert parameters["module"].default_value.string_value == "components.penguins.module"
 
@@ -76,3 +81,25 @@ def test_beam_args_and_their_storage_settings_reach_every_stage(tmp_path):
     wired = {name for name, task in tasks.items()
              if task.inputs.parameters["beam_args"].component_input_parameter == "beam_args"}
     assert wired == {"ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"}
+
+
+def test_push_records_the_run_and_a_digest_of_the_spec_it_runs_in(tmp_path):
+    """The digest is of the spec compiled without it (a spec cannot hold its own digest): recompiling the
+    pipeline with the build info less the digest gives the digest the spec hands to push."""
+    import hashlib
+    import json
+
+    from kfp import compiler
+
+    from pipeline import create_pipeline
+
+    push = compile_spec(tmp_path, "--image", IMAGE).root.dag.tasks["push"].inputs.parameters
+    build = json.loads(push["build_info"].runtime_value.constant.string_value)
+    assert build["image"] == IMAGE
+    unsigned = tmp_path / "unsigned.yaml"
+    compiler.Compiler().compile(create_pipeline(IMAGE, build_info=json.dumps(
+        {"image": IMAGE, "git_revision": build["git_revision"]}, sort_keys=True)), package_path=str(unsigned))
+    assert build["spec_sha256"] == hashlib.sha256(unsigned.read_bytes()).hexdigest()
+    assert push["run_name"].runtime_value.constant.string_value == "{{$.pipeline_job_name}}"
+    for flag in ("hyperparameters", "custom_config", "module", "data_pattern"):
+        assert push[flag].component_input_parameter == flag
