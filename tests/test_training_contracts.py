@@ -156,3 +156,57 @@ def test_run_fn_that_saves_no_model(tfx_inputs, tmp_path):
     with pytest.raises(StageError, match=r"^run_fn of --module .*lazy\.py' saved no model in "
                                          r"fn_args.serving_model_dir"):
         train(tfx_inputs, str(module), tmp_path / "model", 2)
+
+
+@pytest.mark.slow
+def test_tfx_style_module_runs_end_to_end_and_its_version_says_where_it_came_from(tmp_path):
+    """The whole pipeline with the TFX-style module and --hyperparameters: published with its provenance record,
+    whose digests are those of the module, the schema and the spec, and listed by `models`."""
+    import glob
+    import hashlib
+    import json
+    import subprocess
+    import sys
+
+    from kfp import compiler
+
+    from pipeline import create_pipeline
+
+    repo = os.path.dirname(HERE)
+    process = subprocess.run(
+        [sys.executable, os.path.join(repo, "pipeline.py"), "run", "--module", TFX_MODULE,
+         "--hyperparameters", '{"num_layers": 3, "learning_rate": 0.01}', "--custom-config", '{"owner": "birds"}',
+         "--serving-root", str(tmp_path / "serving"), "--pipeline-root", str(tmp_path / "outputs"),
+         "--statistics-root", str(tmp_path / "statistics")], capture_output=True, text=True, timeout=900)
+    assert process.returncode == 0, process.stdout[-3000:]
+    assert "Traceback" not in process.stdout + process.stderr
+    assert f"Published: version 1 at {tmp_path / 'serving' / 'penguins' / '1'}" in process.stdout
+    version = str(tmp_path / "serving" / "penguins" / "1")
+    record = json.load(open(os.path.join(version, "assets.extra", "provenance.json")))
+
+    def sha256(path):
+        with open(path, "rb") as source:
+            return hashlib.sha256(source.read()).hexdigest()
+
+    assert record["module"] == {"name": TFX_MODULE, "path": TFX_MODULE, "sha256": sha256(TFX_MODULE),
+                                "contract": "run_fn"}
+    assert record["schema"]["sha256"] == sha256(record["schema"]["location"])
+    unsigned = tmp_path / "unsigned.yaml"
+    compiler.Compiler().compile(create_pipeline(record["pipeline"]["image"], build_info=json.dumps(
+        {"image": record["pipeline"]["image"], "git_revision": record["pipeline"]["git_revision"]},
+        sort_keys=True)), package_path=str(unsigned))
+    assert record["pipeline"]["spec_sha256"] == sha256(unsigned)
+    assert record["training"]["hyperparameters"] == {"num_layers": 3, "learning_rate": 0.01}
+    assert record["training"]["custom_config"] == {"owner": "birds"}
+    assert record["training"]["metrics"]["val_sparse_categorical_accuracy"] > 0.8
+    assert record["evaluation"]["overall"]["sparse_categorical_accuracy"] > 0.8
+    assert record["data"]["row_counts"]["train"] + record["data"]["row_counts"]["eval"] == 344
+    assert record["run"]["name"].startswith("living-pipeline-") and record["blessing"]["blessed"]
+    assert dense_layer_count(version) == 4, "three hidden layers, as --hyperparameters asked, and the output"
+    assert len(read_warmup_requests(version)) == 5
+    assert glob.glob(str(tmp_path / "outputs" / "*" / "train" / "tensorboard_logs" / "train" / "events.out.*"))
+    listing = subprocess.run([sys.executable, os.path.join(repo, "pipeline.py"), "models", "--serving-root",
+                              str(tmp_path / "serving")], capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0 and listing.stderr == ""
+    row = listing.stdout.splitlines()[1]
+    assert row.startswith("1 ") and record["run"]["published_at"] in row and "none" in row
