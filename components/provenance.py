@@ -165,12 +165,12 @@ def _summary(row):
         "metric": f"{metric} {value:.4f}" if metric and value is not None else "",
         "baseline": (f"version {blessing['baseline_version']}" if blessing.get("baseline_version")
                      else ("none" if record else "")),
-        "reason": reasons[0] if reasons else ("no provenance record" if not record else ""),
+        "reason": "; ".join(reasons) if reasons else ("no provenance record" if not record else ""),
     }
 
 
 def models_table(rows):
-    """The versions as a text table: version, time, span, key metric, baseline and blessing reason."""
+    """The versions as a text table: version, time, span, key metric, baseline and the blessing's reasons."""
     header = ("version", "published (UTC)", "span", "metric", "baseline", "blessing reason")
     lines = [header] + [tuple(str(value) for value in _summary(row).values()) for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]

@@ -85,7 +85,7 @@ def test_models_lists_the_published_versions_newest_first(first_decision, traine
     accuracy = first_decision["overall"]["candidate"]["sparse_categorical_accuracy"]
     assert f"sparse_categorical_accuracy {accuracy:.4f}  version 1" in lines[1]
     assert f"sparse_categorical_accuracy {accuracy:.4f}  none" in lines[2]
-    assert lines[1].endswith(first_decision["reasons"][0])
+    assert lines[1].endswith("; ".join(second(first_decision)["reasons"]))
     assert lines[3].split()[1:] == ["no", "provenance", "record"]
     assert main(["models", "--serving-root", root, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
