@@ -207,7 +207,6 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
     user_module = load_user_module(module)
     skip_autograph_for_libraries()
     keras.utils.set_random_seed(seed)
-    model_run_dir = model_run_dir or tempfile.mkdtemp(prefix="living-pipeline-model-run-")
     tf_transform_output = tft.TFTransformOutput(transform_graph_dir)
     feature_spec = tf_transform_output.transformed_feature_spec()
     label = transformed_name(user_module.LABEL_KEY)
@@ -218,7 +217,8 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
     if hasattr(user_module, "run_fn"):
         result = _train_with_run_fn(user_module, module, transformed_examples_dir, transform_graph_dir,
                                     model_dir, train_steps, eval_steps, hyperparameters, custom_config,
-                                    model_run_dir, schema_dir)
+                                    model_run_dir or tempfile.mkdtemp(prefix="living-pipeline-model-run-"),
+                                    schema_dir)
     else:
         result = _train_with_build_model(user_module, module, tf_transform_output, feature_spec, label,
                                          vocabulary, transformed_examples_dir, model_dir, train_steps, seed,
@@ -248,7 +248,7 @@ def _train_with_build_model(user_module, module, tf_transform_output, feature_sp
     epochs = min(MAX_EPOCHS, train_steps)
     history = model.fit(train_data, validation_data=eval_data.take(VALIDATION_BATCHES), epochs=epochs,
                         steps_per_epoch=math.ceil(train_steps / epochs), verbose=2,
-                        callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir)])
+                        callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir)] if model_run_dir else [])
     export_serving_model(model, tf_transform_output, user_module.LABEL_KEY, user_module.PROBLEM_TYPE,
                          model_dir, kind)
     final = {name: float(values[-1]) for name, values in history.history.items()}
