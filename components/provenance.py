@@ -67,7 +67,9 @@ def provenance_record(*, run, build, data, schema_dir, schema_metadata, module, 
     from components.schema import SCHEMA_FILE, schema_file
 
     published_at = published_at or datetime.datetime.now(datetime.timezone.utc)
-    module_path, module_sha256 = module_source(module)
+    # The digest of the module the model was trained with (train records it), else of the module now.
+    module_path, module_sha256 = ((training["module_path"], training["module_sha256"])
+                                  if training.get("module_sha256") else module_source(module))
     overall = decision.get("overall", {})
     return {
         "format": RECORD_FORMAT,

@@ -27,6 +27,7 @@ from components import layout
 from components.errors import StageError
 from components.autograph_rules import skip_autograph_for_libraries
 from components.fn_args import DataAccessor, FnArgs
+from components.provenance import module_source
 from components.schema import schema_file
 from components.warmup import raw_examples, without_feature, write_warmup_requests
 from components.user_module import (CLASSIFICATION, load_user_module, train_batch_size,
@@ -223,7 +224,9 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
         result = _train_with_build_model(user_module, module, tf_transform_output, feature_spec, label,
                                          vocabulary, transformed_examples_dir, model_dir, train_steps, seed,
                                          hyperparameters, custom_config, model_run_dir)
-    result.update({"hyperparameters": hyperparameters, "custom_config": custom_config})
+    module_path, module_sha256 = module_source(module)
+    result.update({"hyperparameters": hyperparameters, "custom_config": custom_config,
+                   "module_path": module_path, "module_sha256": module_sha256})
     if examples_dir:
         examples = [without_feature(example, user_module.LABEL_KEY) for example in raw_examples(examples_dir)]
         check = check_serving_signature(model_dir, examples, user_module.PROBLEM_TYPE,

@@ -1,5 +1,6 @@
 """The two training contracts: TFX's run_fn (a TFX penguin-style module) and build_model, with
 hyperparameters, custom config, TensorBoard logs, the serving-signature check and warm-up requests."""
+import hashlib
 import os
 
 import pytest
@@ -49,6 +50,8 @@ def test_tfx_style_module_trains_serves_and_is_evaluated(tfx_inputs, tmp_path):
     assert result["contract"] == "run_fn"
     assert result["prediction_key"] == "outputs" and result["output"] == "softmax"
     assert result["hyperparameters"] == {} and result["class_count"] == 3
+    with open(TFX_MODULE, "rb") as source:
+        assert result["module_sha256"] == hashlib.sha256(source.read()).hexdigest()
     # The module's TensorBoard callback wrote to model_run_dir; the final metrics are read back from it.
     assert tf.io.gfile.glob(str(runs / "train" / "events.out.tfevents.*"))
     assert result["final"]["val_sparse_categorical_accuracy"] > 0.8
@@ -163,7 +166,6 @@ def test_tfx_style_module_runs_end_to_end_and_its_version_says_where_it_came_fro
     """The whole pipeline with the TFX-style module and --hyperparameters: published with its provenance record,
     whose digests are those of the module, the schema and the spec, and listed by `models`."""
     import glob
-    import hashlib
     import json
     import subprocess
     import sys
