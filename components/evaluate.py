@@ -78,7 +78,13 @@ def evaluation_config(label_key, problem_type, slice_columns, with_baseline, bin
         metrics_specs.append(tfma.MetricsSpec(
             metrics=[tfma.MetricConfig(class_name="ConfusionMatrixPlot")],
             binarize=tfma.BinarizationOptions(class_ids={"values": [POSITIVE_CLASS_ID]})))
+    # Only the metrics above: where `tf.keras` is Keras 2, TFMA would load the model as a Keras model and
+    # add its compiled loss and metrics ("default metrics"); where it is Keras 3 (the stages' default) it
+    # cannot, so the two would differ.
+    from google.protobuf import wrappers_pb2
+
     return tfma.EvalConfig(
+        options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
         model_specs=model_specs,
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[c]) for c in slice_columns],
         metrics_specs=metrics_specs)

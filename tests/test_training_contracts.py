@@ -63,6 +63,8 @@ def test_tfx_style_module_trains_serves_and_is_evaluated(tfx_inputs, tmp_path):
                               str(tmp_path / "evaluation"), output_kind=result["output"])
     assert decision["blessed"], decision["reasons"]
     assert decision["overall"]["candidate"]["sparse_categorical_accuracy"] > 0.8
+    # The metrics evaluate configures, and no others (not the Keras model's own loss and metrics).
+    assert set(decision["overall"]["candidate"]) == {"example_count", "sparse_categorical_accuracy"}
     assert decision["classes"] == ["Adelie", "Gentoo", "Chinstrap"]
     assert {"island:Biscoe", "island:Dream", "island:Torgersen"} <= set(decision["slices"])
 
