@@ -4,12 +4,14 @@
     python pipeline.py run [--runner docker] [--data PATTERN] [--span N] [--module M] [--serving-root DIR] ...
     python pipeline.py submit --host URL [--experiment NAME] [--wait] [--schedule CRON] [--param k=v ...]
     python pipeline.py submit --vertex --project P --region R --pipeline-root gs://... [--wait] [--schedule CRON]
+    python pipeline.py models [--serving-root R] [--model-name M] [--json]
 
 `compile` writes the pipeline spec (KFP IR YAML) that Kubeflow Pipelines and Vertex AI run. `run`
 compiles the same spec and runs it on this machine with kfp.local: each stage in its own process in
 this Python environment, or with `--runner docker` in a container of the project image. `submit`
 sends the spec to open-source KFP or Vertex AI Pipelines and starts a run, or with `--schedule`
-creates a schedule whose runs take the latest span.
+creates a schedule whose runs take the latest span. `models` lists the published versions, newest first,
+from the provenance record inside each.
 """
 import argparse
 import contextlib
@@ -57,9 +59,10 @@ class PipelineOutputs(NamedTuple):
     pushed_model: Model
 
 
-def create_pipeline(image, kfp_volume=None, object_store=None):
+def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
     """The pipeline, with every stage running `image`; with `kfp_volume` or `object_store`, KFP-flavoured
-    (see components.cluster)."""
+    (see components.cluster). `build_info` (JSON: image, git revision, spec digest) goes into the provenance
+    record of each published version."""
     op = {stage.__name__: dsl.component(stage, base_image=image, install_kfp_package=False)
           for stage in stages.STAGES}
 
@@ -86,6 +89,8 @@ def create_pipeline(image, kfp_volume=None, object_store=None):
         serving_data: str = "",
         module: str = DEFAULT_MODULE,
         train_steps: int = DEFAULT_TRAIN_STEPS,
+        hyperparameters: str = "",
+        custom_config: str = "",
         model_name: str = DEFAULT_MODEL_NAME,
         slice_columns: str = "",
         threshold: float = DEFAULT_THRESHOLD,
@@ -116,8 +121,10 @@ def create_pipeline(image, kfp_volume=None, object_store=None):
         transform = op["transform"](examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
                                     module=module, beam_args=beam_args).after(validate)
         train = op["train"](transformed_examples=transform.outputs["transformed_examples"],
-                            transform_graph=transform.outputs["transform_graph"], module=module,
-                            train_steps=train_steps, beam_args=beam_args)
+                            transform_graph=transform.outputs["transform_graph"],
+                            examples=ingest.outputs["examples"], schema=schema.outputs["schema"], module=module,
+                            train_steps=train_steps, hyperparameters=hyperparameters, custom_config=custom_config,
+                            beam_args=beam_args)
         evaluate = op["evaluate"](
             model=train.outputs["model"], examples=ingest.outputs["examples"],
             schema=schema.outputs["schema"], module=module, serving_root=serving_root,
@@ -125,7 +132,11 @@ def create_pipeline(image, kfp_volume=None, object_store=None):
             tolerance=tolerance, slice_threshold=slice_threshold, min_slice_examples=min_slice_examples,
             beam_args=beam_args).set_caching_options(False)
         push = op["push"](model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
-                          serving_root=serving_root, model_name=model_name,
+                          examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
+                          serving_root=serving_root, model_name=model_name, module=module,
+                          data_pattern=data_pattern, hyperparameters=hyperparameters, custom_config=custom_config,
+                          run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                          run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, build_info=build_info,
                           beam_args=beam_args).set_caching_options(False)
         configure_tasks([ingest, statistics, schema, validate, transform, train, evaluate, push], kfp_volume,
                         object_store)
@@ -138,8 +149,33 @@ def create_pipeline(image, kfp_volume=None, object_store=None):
     return living_pipeline
 
 
+def _git_revision():
+    from components.submit import SubmissionError, git_revision
+
+    try:
+        return git_revision(os.path.dirname(os.path.abspath(__file__)))
+    except SubmissionError:
+        return ""
+
+
+def spec_digest(image, kfp_volume=None, object_store=None, git_revision=""):
+    """The sha256 of the spec compiled with build info {image, git_revision} only: the digest a published
+    version's provenance record holds (a spec cannot hold its own digest)."""
+    import hashlib
+
+    with tempfile.TemporaryDirectory(prefix="living-pipeline-spec-") as scratch:
+        path = os.path.join(scratch, "pipeline.yaml")
+        compiler.Compiler().compile(create_pipeline(image, kfp_volume, object_store, json.dumps(
+            {"image": image, "git_revision": git_revision}, sort_keys=True)), package_path=path)
+        with open(path, "rb") as source:
+            return hashlib.sha256(source.read()).hexdigest()
+
+
 def compile_pipeline(output, image, kfp_volume=None, object_store=None):
-    compiler.Compiler().compile(create_pipeline(image, kfp_volume, object_store), package_path=output)
+    revision = _git_revision()
+    build_info = json.dumps({"image": image, "git_revision": revision,
+                             "spec_sha256": spec_digest(image, kfp_volume, object_store, revision)}, sort_keys=True)
+    compiler.Compiler().compile(create_pipeline(image, kfp_volume, object_store, build_info), package_path=output)
     return output
 
 
@@ -191,6 +227,8 @@ def _pipeline_arguments(args):
         "serving_data": absolute(args.serving_data),
         "module": absolute(args.module) if args.module.endswith(".py") else args.module,
         "train_steps": args.train_steps,
+        "hyperparameters": args.hyperparameters,
+        "custom_config": args.custom_config,
         "model_name": args.model_name,
         "slice_columns": args.slice_columns,
         "threshold": args.threshold,
@@ -263,6 +301,27 @@ def _demo_living(args):
     results = run_scenario(os.path.abspath(args.dir), run_pipeline)
     if args.summary_json:
         _write_json(args.summary_json, results)
+    return 0
+
+
+def _models(args):
+    from components.errors import StageError
+    from components.provenance import models_table, published_models
+    from components.storage import configure
+
+    quiet_stage_logs()
+    try:
+        configure(args.beam_args)
+        rows = published_models(args.serving_root, args.model_name)
+    except StageError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+    elif rows:
+        print(models_table(rows))
+    else:
+        print(f"No published versions of {args.model_name!r} under {args.serving_root}.")
     return 0
 
 
@@ -353,10 +412,23 @@ def _add_object_store_flags(parser):
                         f"and {KFP_OBJECT_STORE.secret_key_key} (default: %(default)s, KFP's own)")
 
 
+def _json_object(text):
+    """The flag's text, once it is known to hold a JSON object (or nothing)."""
+    if text.strip():
+        try:
+            value = json.loads(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error}): give an object, e.g. "
+                                             "'{\"num_layers\": 3}'") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object: give one, e.g. '{{\"num_layers\": 3}}'")
+    return text
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{compile,run,submit,demo-data,demo-living}")
+                                     metavar="{compile,run,submit,models,demo-data,demo-living}")
 
     compile_parser = commands.add_parser("compile", help="write the pipeline spec (KFP IR YAML)",
                                          description="Write the pipeline spec for KFP or Vertex AI.")
@@ -408,6 +480,12 @@ def parse_args(argv):
                             "is below VALUE train, the rest evaluate (a number, a string, or an ISO date "
                             "or time)")
     run_parser.add_argument("--train-steps", type=int, default=DEFAULT_TRAIN_STEPS, help="default: %(default)s")
+    run_parser.add_argument("--hyperparameters", type=_json_object, default="", metavar="JSON", help="a JSON "
+                            "object the module's build_model(..., hyperparameters=None) or run_fn "
+                            "(fn_args.hyperparameters) gets, e.g. '{\"num_layers\": 3}'; shown in the train report "
+                            "and kept in the published version's provenance record")
+    run_parser.add_argument("--custom-config", type=_json_object, default="", metavar="JSON", help="a JSON object "
+                            "for the module the same way (build_model's custom_config, fn_args.custom_config)")
     run_parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="blessing needs the "
                             "overall accuracy (classification) or R² (regression: 1 - MSE / variance of the "
                             "label; 0 is no better than predicting the mean) to reach this; 0 for no value "
@@ -496,6 +574,19 @@ def parse_args(argv):
                                "at most N scheduled runs at once (default: %(default)s, so two runs never race "
                                "to publish one model)")
     submit_parser.set_defaults(handler=_submit)
+
+    models_parser = commands.add_parser("models", help="list the published versions of a model, newest first",
+                                        description="List the published versions, newest first, with the time, "
+                                        "span, key metric, baseline and blessing reason from the provenance "
+                                        "record inside each. The serving root may be a gs:// or s3:// URI "
+                                        "(credentials from the environment, as for run).")
+    models_parser.add_argument("--serving-root", default="serving", metavar="R", help="default: %(default)s")
+    models_parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="M", help="default: %(default)s")
+    models_parser.add_argument("--json", action="store_true", help="print every version's whole provenance "
+                               "record as JSON")
+    models_parser.add_argument("--beam-args", default="", help="storage settings, e.g. "
+                               "'--s3_endpoint_url=http://localhost:8333' (as for run)")
+    models_parser.set_defaults(handler=_models)
 
     demo_data_parser = commands.add_parser("demo-data", help="lay the demo data out as three spans by year",
                                            description="Write the penguins data as spans 1, 2, 3 (2007, "

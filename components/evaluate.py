@@ -34,7 +34,18 @@ def _blessing_metric(problem_type):
     return tfma.MetricConfig(class_name="RSquared", module=tfma_metrics.__name__), tfma_metrics.R_SQUARED_NAME
 
 
-def evaluation_config(label_key, problem_type, slice_columns, with_baseline, binary=False):
+def prediction_key(model_dir, problem_type):
+    """The serving signature's output to evaluate: `probabilities` (classification) or `predictions`
+    (regression) when it has it, as build_model exports do, else its only output (a run_fn module's own
+    signature, e.g. TFX's `outputs`)."""
+    import tensorflow as tf
+
+    outputs = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE].structured_outputs
+    preferred = "probabilities" if problem_type == CLASSIFICATION else "predictions"
+    return preferred if preferred in outputs or len(outputs) != 1 else next(iter(outputs))
+
+
+def evaluation_config(label_key, problem_type, slice_columns, with_baseline, binary=False, prediction_keys=None):
     """The TFMA EvalConfig: metrics for the problem type, on the whole eval split and each slice.
 
     The blessing is decided from these metrics by `components.blessing`, not by TFMA's thresholds, so
@@ -53,11 +64,14 @@ def evaluation_config(label_key, problem_type, slice_columns, with_baseline, bin
         metrics += [tfma.MetricConfig(class_name="MeanSquaredError"),
                     tfma.MetricConfig(class_name="MeanAbsoluteError")]
 
+    default_key = "probabilities" if problem_type == CLASSIFICATION else "predictions"
+    prediction_keys = prediction_keys or {}
+
     def model_spec(name, is_baseline):
         return tfma.ModelSpec(
             name=name, is_baseline=is_baseline, signature_name=SERVING_SIGNATURE,
             label_key=transformed_name(label_key),
-            prediction_key="probabilities" if problem_type == CLASSIFICATION else "predictions",
+            prediction_key=prediction_keys.get(name, default_key),
             preprocessing_function_names=[TRANSFORM_SIGNATURE])
 
     model_specs = [model_spec(CANDIDATE, False)]
@@ -70,7 +84,13 @@ def evaluation_config(label_key, problem_type, slice_columns, with_baseline, bin
         metrics_specs.append(tfma.MetricsSpec(
             metrics=[tfma.MetricConfig(class_name="ConfusionMatrixPlot")], model_names=[CANDIDATE],
             binarize=tfma.BinarizationOptions(class_ids={"values": [POSITIVE_CLASS_ID]})))
+    # Only the metrics above: where `tf.keras` is Keras 2, TFMA would load the model as a Keras model and
+    # add its compiled loss and metrics ("default metrics"); where it is Keras 3 (the stages' default) it
+    # cannot, so the two would differ.
+    from google.protobuf import wrappers_pb2
+
     return tfma.EvalConfig(
+        options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
         model_specs=model_specs,
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[c]) for c in slice_columns],
         metrics_specs=metrics_specs)
@@ -93,10 +113,12 @@ def _slice_name(metrics_for_slice):
 def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, baseline_dir=None,
                    slice_columns=None, threshold=DEFAULT_THRESHOLD, tolerance=0.0, beam_args="",
                    baseline_version=0, slice_threshold=0.0, min_slice_examples=DEFAULT_MIN_SLICE_EXAMPLES,
-                   class_count=0):
+                   class_count=0, output_kind=""):
     """Runs TFMA on the eval split; returns the blessing, its reasons, and overall and per-slice metrics.
 
-    `class_count` is the number of classes the model's probabilities have (train's metadata; 0: unknown).
+    `class_count` is the number of classes the model's probabilities have (train's metadata; 0: unknown);
+    `output_kind` what its serving output is (train's metadata: a run_fn model may serve logits, which
+    get no ROC curve).
     """
     user_module = load_user_module(module)
     skip_autograph_for_libraries()
@@ -104,9 +126,13 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
         slice_columns = list(getattr(user_module, "SLICE_COLUMNS", []))
     with_baseline = bool(baseline_dir)
     names = class_names(model_dir, user_module.LABEL_KEY)
-    binary = user_module.PROBLEM_TYPE == CLASSIFICATION and (class_count or len(names or ())) == 2
+    binary = (user_module.PROBLEM_TYPE == CLASSIFICATION and (class_count or len(names or ())) == 2
+              and output_kind not in ("logits", "logit"))
+    prediction_keys = {CANDIDATE: prediction_key(model_dir, user_module.PROBLEM_TYPE)}
+    if with_baseline:
+        prediction_keys[BASELINE] = prediction_key(baseline_dir, user_module.PROBLEM_TYPE)
     eval_config = evaluation_config(user_module.LABEL_KEY, user_module.PROBLEM_TYPE, slice_columns,
-                                    with_baseline, binary)
+                                    with_baseline, binary, prediction_keys)
     models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name=CANDIDATE)]
     if with_baseline:
         models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config,

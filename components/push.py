@@ -4,8 +4,15 @@ A blessing holds for the baseline it was decided against: push publishes only wh
 published version is still the one evaluate compared the candidate with (`baseline_version`, 0 for
 none). If another run published in between, nothing is published and the result says why; a rerun
 compares the candidate with the new version.
+
+With a provenance `record` (components.provenance), the version is published with the record in its
+`assets.extra/provenance.json`; the model artifact itself is left as it is.
 """
+import contextlib
+
+from components.provenance import PROVENANCE_FILE, model_with_provenance
 from components.serving_root import BaselineChanged, is_version_name, publish_model
+from components.warmup import WARMUP_FOLDER
 
 
 def compared_version(blessing):
@@ -16,16 +23,20 @@ def compared_version(blessing):
     return int(name) if is_version_name(name) else 0
 
 
-def push_model(model_dir, blessing, serving_root, model_name):
-    """Publishes the model if `blessing` says so; returns what was done and why."""
+def push_model(model_dir, blessing, serving_root, model_name, record=None):
+    """Publishes the model if `blessing` says so (with its provenance `record`); returns what was done and why."""
     if not blessing["blessed"]:
         return {"pushed": False, "version": 0, "path": "",
                 "reason": "not blessed: " + "; ".join(blessing["reasons"])}
+    staged = model_with_provenance(model_dir, record) if record else contextlib.nullcontext(model_dir)
     try:
-        version, path = publish_model(model_dir, serving_root, model_name, compared_with=compared_version(blessing))
+        with staged as publishable:
+            version, path = publish_model(publishable, serving_root, model_name,
+                                          compared_with=compared_version(blessing))
     except BaselineChanged as changed:
         return {"pushed": False, "version": 0, "path": "", "reason": f"blessed, but {changed}"}
     return {"pushed": True, "version": version, "path": path,
+            "provenance": f"{path}/{WARMUP_FOLDER}/{PROVENANCE_FILE}" if record else "",
             "reason": "blessed: " + "; ".join(blessing["reasons"])}
 
 
@@ -33,6 +44,8 @@ def push_markdown(result, serving_root, model_name):
     if result["pushed"]:
         body = (f"Published version **{result['version']}** of `{model_name}` at `{result['path']}`.\n\n"
                 f"Why: {result['reason']}.")
+        if result.get("provenance"):
+            body += f"\n\nProvenance record: `{result['provenance']}`."
     else:
         body = f"Nothing was published to `{serving_root}/{model_name}`.\n\nWhy: {result['reason']}."
     return f"# Push\n\n{body}\n"

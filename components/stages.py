@@ -162,24 +162,35 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
         write_text(transform_report.path, build_report(transform_graph.path, transformed_examples.path))
 
 
-def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], module: str,
-          train_steps: int, beam_args: str, model: Output[Model], metrics: Output[Metrics],
-          learning_curves: Output[HTML]):
-    """Train (Trainer): the user module's Keras model; exports a serving model with the transform inside,
-    whose signature returns class probabilities for any accepted classifier output.
+def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], examples: Input[Dataset],
+          schema: Input[Artifact], module: str, train_steps: int, hyperparameters: str, custom_config: str,
+          beam_args: str, model: Output[Model], metrics: Output[Metrics], learning_curves: Output[HTML],
+          tensorboard_logs: Output[Artifact]):
+    """Train (Trainer): the user module's build_model (fitted here; the export returns class probabilities for
+    any accepted classifier output) or its TFX-style run_fn; the serving signature is tried on raw eval
+    examples, which also become TF Serving warm-up requests; TensorBoard logs are kept.
 
     Args:
         transformed_examples: The transformed tf.Examples, from transform.
         transform_graph: The transform graph, from transform.
-        module: The user module (import path or .py file) whose build_model is trained.
+        examples: The raw examples, from ingest (the serving signature is tried on eval examples).
+        schema: The raw data's schema, from schema (run_fn's schema_file).
+        module: The user module (import path or .py file) whose build_model or run_fn trains the model.
         train_steps: How many training steps.
+        hyperparameters: A JSON object for build_model's or run_fn's hyperparameters ('' for none).
+        custom_config: A JSON object for build_model's or run_fn's custom_config ('' for none).
         beam_args: The run's storage settings.
 
     Returns:
         model: The SavedModel whose default signature takes serialized raw tf.Examples.
         metrics: The final loss and metrics of training.
-        learning_curves: Loss and metrics per epoch, as charts.
+        learning_curves: The contract, settings, and loss and metrics per epoch, as charts.
+        tensorboard_logs: The TensorBoard logs of training (model_run_dir).
     """
+    import os
+
+    # `tf.keras` is Keras 2 (tf_keras) in this stage, as TFX 1.16 modules need: set before TensorFlow is imported.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from components.errors import reported_stage
     from components.reports import write_text
     from components.storage import configure
@@ -187,11 +198,16 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
 
     with reported_stage():
         configure(beam_args)
-        result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps)
+        result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps,
+                             hyperparameters=hyperparameters, custom_config=custom_config,
+                             model_run_dir=tensorboard_logs.path, examples_dir=examples.path,
+                             schema_dir=schema.path)
         model.metadata.update(result)
         for name, value in result["final"].items():
             metrics.log_metric(name, value)
-        write_text(learning_curves.path, learning_curves_html(result["history"]))
+        write_text(learning_curves.path, learning_curves_html(result["history"], result["final"],
+                                                              result["hyperparameters"], result["custom_config"],
+                                                              result["contract"]))
 
 
 def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifact], module: str,
@@ -242,7 +258,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
                 threshold=threshold, tolerance=tolerance, beam_args=beam_args,
                 baseline_version=baseline_version,  # push publishes only while it is still the newest
                 slice_threshold=slice_threshold, min_slice_examples=min_slice_examples,
-                class_count=int(model.metadata.get("class_count", 0)))
+                class_count=int(model.metadata.get("class_count", 0)), output_kind=model.metadata.get("output", ""))
         decision["baseline"] = baseline or ""
         write_blessing(decision, blessing.path)
         blessing.metadata.update(decision)
@@ -259,31 +275,52 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
         write_text(blessing_report.path, blessing_markdown(decision))
 
 
-def push(model: Input[Model], blessing: Input[Artifact], serving_root: str, model_name: str, beam_args: str,
+def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset], schema: Input[Artifact],
+         serving_root: str, model_name: str, module: str, data_pattern: str, hyperparameters: str,
+         custom_config: str, run_name: str, run_id: str, build_info: str, beam_args: str,
          pushed_model: Output[Model], push_report: Output[Markdown]):
     """Push (Pusher): publish a blessed model as the next version in the serving root, if the version
-    the candidate was compared with is still the newest.
+    the candidate was compared with is still the newest, with its provenance record inside.
 
     Args:
         model: The candidate model, from train.
         blessing: The blessing, from evaluate.
+        examples: The raw examples, from ingest (their span, version and row counts go in the record).
+        schema: The schema, from schema (its digest goes in the record).
         serving_root: Where models are published as <model_name>/<version>/, local or gs:// or s3://.
         model_name: The model's folder in the serving root.
+        module: The user module, for the record.
+        data_pattern: The data pattern, for the record.
+        hyperparameters: The training hyperparameters (JSON), for the record.
+        custom_config: The training custom config (JSON), for the record.
+        run_name: The run's name, for the record.
+        run_id: The run's id, for the record.
+        build_info: The image, package version and git revision (JSON), for the record.
         beam_args: The run's storage settings.
 
     Returns:
         pushed_model: Where the version was published, or why nothing was.
         push_report: What was published where, or why nothing was.
     """
+    import json
+
     from components.blessing import read_blessing
     from components.errors import reported_stage
+    from components.provenance import provenance_record
     from components.push import push_markdown, push_model
     from components.reports import write_text
     from components.storage import configure
 
     with reported_stage():
         configure(beam_args)
-        result = push_model(model.path, read_blessing(blessing.path), serving_root, model_name)
+        decision = read_blessing(blessing.path)
+        record = provenance_record(
+            run={"name": run_name, "id": run_id}, build=json.loads(build_info or "{}"),
+            data={**examples.metadata, "pattern": data_pattern}, schema_dir=schema.path, schema_uri=schema.uri,
+            schema_metadata=dict(schema.metadata), module=module, training=dict(model.metadata),
+            decision=decision, hyperparameters=hyperparameters, custom_config=custom_config
+        ) if decision["blessed"] else None
+        result = push_model(model.path, decision, serving_root, model_name, record)
         pushed_model.metadata.update(result)
         write_text(push_report.path, push_markdown(result, serving_root, model_name))
         print(("Published version {version} at {path}" if result["pushed"] else "Nothing published: {reason}")

@@ -12,9 +12,15 @@ that defines:
   fine). It returns the label under `transformed_name(LABEL_KEY)`; for classification, an integer class
   id, and if it builds the label's vocabulary with `vocab_filename=LABEL_KEY`, the serving model also
   returns class names.
-- `build_model(tf_transform_output)`: the training entry point; returns a compiled Keras 2 (`tf_keras`)
-  model whose inputs are named after the transformed features it uses. For classification its output
-  is class probabilities, for regression one value per example.
+- the training entry point, one of two contracts (`docs/training.md` sets them side by side):
+  - `build_model(tf_transform_output)`: returns a compiled Keras 2 (`tf_keras`) model whose inputs are
+    named after the transformed features it uses; the train stage fits and exports it. For
+    classification its output is class probabilities, for regression one value per example. It may
+    also take `hyperparameters=None` and `custom_config=None` (dicts from `--hyperparameters` and
+    `--custom-config`).
+  - `run_fn(fn_args)`: TFX's Trainer contract (`components.fn_args.FnArgs`): the module trains as it
+    likes and saves the model to `fn_args.serving_model_dir` with a `serving_default` signature that
+    takes serialized raw tf.Examples. A module that defines both is trained by `run_fn`.
 
 and optionally:
 
@@ -40,8 +46,8 @@ _REQUIRED = {
     "LABEL_KEY": "the name of the label column, e.g. LABEL_KEY = 'species'",
     "PROBLEM_TYPE": "PROBLEM_TYPE = 'classification' or 'regression'",
     "preprocessing_fn": "def preprocessing_fn(inputs): the TensorFlow Transform function",
-    "build_model": "def build_model(tf_transform_output): returns a compiled tf_keras model",
 }
+_ENTRY_POINTS = ("run_fn", "build_model")
 
 
 def transformed_name(key):
@@ -133,6 +139,9 @@ def load_user_module(module):
     for attribute, hint in _REQUIRED.items():
         if not hasattr(loaded, attribute):
             raise StageError(f"--module {module!r} has no {attribute}: define {hint}.")
+    if not any(hasattr(loaded, name) for name in _ENTRY_POINTS):
+        raise StageError(f"--module {module!r} has no build_model nor run_fn: define def build_model("
+                         "tf_transform_output) returning a compiled tf_keras model, or TFX's def run_fn(fn_args).")
     if loaded.PROBLEM_TYPE not in (CLASSIFICATION, REGRESSION):
         raise StageError(f"--module {module!r}: PROBLEM_TYPE is {loaded.PROBLEM_TYPE!r}; "
                          f"use {CLASSIFICATION!r} or {REGRESSION!r}.")

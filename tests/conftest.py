@@ -17,6 +17,12 @@ from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
 pytest_plugins = ["slow_marker_check", "pytester"]
 
 
+def pytest_configure(config):
+    """`tf.keras` is Keras 2 (tf_keras) in these processes, as in the train stage's (components/stages.py):
+    TensorFlow reads this variable when `tf.keras` is first used."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
 @pytest.fixture(scope="session")
 def penguin_rows():
     with open(demo_data_pattern(), newline="") as source:

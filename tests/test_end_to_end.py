@@ -163,14 +163,15 @@ def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_
                       "def build_model(tf_transform_output):\n    return None\n")
     demo_module = open(os.path.join(REPO, "components", "penguins", "module.py")).read()
     typo = tmp_path / "module_with_typo.py"
-    typo.write_text(demo_module.replace("def build_model(tf_transform_output):", "def build_model(tf_transform_output)"))
+    build_model_line = "def build_model(tf_transform_output, hyperparameters=None):"
+    typo.write_text(demo_module.replace(build_model_line, build_model_line.rstrip(":")))
     beak = tmp_path / "module_with_beak.py"
     beak.write_text(demo_module.replace('CATEGORICAL_FEATURES = ["island", "sex"]',
                                         'CATEGORICAL_FEATURES = ["island", "sex", "beak_colour"]'))
     raising = tmp_path / "module_raising.py"
-    raising.write_text(demo_module.replace("def build_model(tf_transform_output):\n",
-                                           "def build_model(tf_transform_output):\n    raise RuntimeError('no GPU here')\n"))
-    raise_line = demo_module.splitlines().index("def build_model(tf_transform_output):") + 2
+    raising.write_text(demo_module.replace(f"{build_model_line}\n",
+                                           f"{build_model_line}\n    raise RuntimeError('no GPU here')\n"))
+    raise_line = demo_module.splitlines().index(build_model_line) + 2
     (tmp_path / "three.csv").write_text("x,label\n1,a\n2,b\n3,a\n")  # all three rows hash to train
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "ragged.csv").write_text("species,island\nAdelie,Dream\nGentoo\n")

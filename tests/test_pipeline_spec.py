@@ -38,11 +38,15 @@ def test_spec_has_the_eight_stages_with_their_artifact_edges(spec):
         ("transform", "schema"): ("schema", "schema"),
         ("train", "transformed_examples"): ("transform", "transformed_examples"),
         ("train", "transform_graph"): ("transform", "transform_graph"),
+        ("train", "examples"): ("ingest", "examples"),
+        ("train", "schema"): ("schema", "schema"),
         ("evaluate", "model"): ("train", "model"),
         ("evaluate", "examples"): ("ingest", "examples"),
         ("evaluate", "schema"): ("schema", "schema"),
         ("push", "model"): ("train", "model"),
         ("push", "blessing"): ("evaluate", "blessing"),
+        ("push", "examples"): ("ingest", "examples"),
+        ("push", "schema"): ("schema", "schema"),
     }
     assert "validate" in tasks["transform"].dependent_tasks
 
@@ -64,7 +68,8 @@ def test_parameters_make_the_spec_reusable(spec):
             "statistics_root", "statistics_slices", "serving_data", "module", "train_steps", "model_name",
             "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "query",
             "query_partition_column", "query_partitions", "split_column", "split_cutoff", "update_schema",
-            "drift_threshold", "skew_threshold", "slice_threshold", "min_slice_examples"} == set(parameters)
+            "drift_threshold", "skew_threshold", "slice_threshold", "min_slice_examples", "hyperparameters",
+            "custom_config"} == set(parameters)
     assert not parameters["serving_root"].is_optional
     assert parameters["module"].default_value.string_value == "components.penguins.module"
 
@@ -90,7 +95,29 @@ def test_every_stage_input_and_output_has_a_one_line_description_for_the_kfp_ui(
                                        ("output", component.output_definitions)):
             for name, definition in [*definitions.parameters.items(), *definitions.artifacts.items()]:
                 descriptions[f"{stage} {direction} {name}"] = definition.description
-    assert len(descriptions) == 74
+    assert len(descriptions) == 88
     assert [name for name, text in descriptions.items() if not text.strip() or "\n" in text] == []
     assert descriptions["ingest input span"] == "The span to read; 0 for the latest."
     assert descriptions["push output pushed_model"] == "Where the version was published, or why nothing was."
+
+
+def test_push_records_the_run_and_a_digest_of_the_spec_it_runs_in(tmp_path):
+    """The digest is of the spec compiled without it (a spec cannot hold its own digest): recompiling the
+    pipeline with the build info less the digest gives the digest the spec hands to push."""
+    import hashlib
+    import json
+
+    from kfp import compiler
+
+    from pipeline import create_pipeline
+
+    push = compile_spec(tmp_path, "--image", IMAGE).root.dag.tasks["push"].inputs.parameters
+    build = json.loads(push["build_info"].runtime_value.constant.string_value)
+    assert build["image"] == IMAGE
+    unsigned = tmp_path / "unsigned.yaml"
+    compiler.Compiler().compile(create_pipeline(IMAGE, build_info=json.dumps(
+        {"image": IMAGE, "git_revision": build["git_revision"]}, sort_keys=True)), package_path=str(unsigned))
+    assert build["spec_sha256"] == hashlib.sha256(unsigned.read_bytes()).hexdigest()
+    assert push["run_name"].runtime_value.constant.string_value == "{{$.pipeline_job_name}}"
+    for flag in ("hyperparameters", "custom_config", "module", "data_pattern"):
+        assert push[flag].component_input_parameter == flag

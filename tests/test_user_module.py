@@ -47,3 +47,17 @@ def test_unknown_problem_type(tmp_path):
 def test_module_that_does_not_exist(module):
     with pytest.raises(StageError, match=f"--module '{module}'"):
         load_user_module(module)
+
+
+def test_module_with_neither_training_entry_point(tmp_path):
+    path = tmp_path / "untrainable.py"
+    path.write_text(COMPLETE.replace("def build_model(tf_transform_output):", "def make_model(tf_transform_output):"))
+    with pytest.raises(StageError, match=r"untrainable\.py' has no build_model nor run_fn: define def build_model\("
+                                         r"tf_transform_output\) .*, or TFX's def run_fn\(fn_args\)\.$"):
+        load_user_module(str(path))
+
+
+def test_module_with_run_fn_only_meets_the_contract(tmp_path):
+    path = tmp_path / "tfx_style.py"
+    path.write_text(COMPLETE.replace("def build_model(tf_transform_output):", "def run_fn(fn_args):"))
+    assert hasattr(load_user_module(str(path)), "run_fn")

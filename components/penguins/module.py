@@ -17,6 +17,8 @@ CATEGORICAL_FEATURES = ["island", "sex"]
 SLICE_COLUMNS = ["island", "sex"]
 TRAIN_BATCH_SIZE = 32
 _OOV_BUCKETS = 1
+# What `--hyperparameters` may change: e.g. '{"hidden_units": [32, 16, 8], "learning_rate": 0.005}'.
+DEFAULT_HYPERPARAMETERS = {"hidden_units": [16, 16], "learning_rate": 0.01}
 
 
 def preprocessing_fn(inputs):
@@ -32,7 +34,8 @@ def preprocessing_fn(inputs):
     return outputs
 
 
-def build_model(tf_transform_output):
+def build_model(tf_transform_output, hyperparameters=None):
+    hyperparameters = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
     inputs, encoded = {}, []
     for key in NUMERIC_FEATURES:
         name = transformed_name(key)
@@ -44,12 +47,12 @@ def build_model(tf_transform_output):
         size = tf_transform_output.vocabulary_size_by_name(key) + _OOV_BUCKETS
         encoded.append(keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(inputs[name]))
     hidden = keras.layers.concatenate(encoded)
-    for units in (16, 16):
+    for units in hyperparameters["hidden_units"]:
         hidden = keras.layers.Dense(units, activation="relu")(hidden)
     classes = tf_transform_output.vocabulary_size_by_name(LABEL_KEY)
     outputs = keras.layers.Dense(classes, activation="softmax")(hidden)
     model = keras.Model(inputs=inputs, outputs=outputs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01),
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=hyperparameters["learning_rate"]),
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return model
