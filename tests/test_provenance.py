@@ -47,6 +47,7 @@ def second(decision):
                         "version 1 0.97, tolerance 0.01: passes"]}
 
 
+@pytest.mark.slow
 def test_the_record_inside_a_published_version_names_its_inputs(first_decision, trained_model, examples_dir,
                                                                   schema_dir, tmp_path):
     root = str(tmp_path / "serving")

@@ -16,6 +16,9 @@ from components.train import SERVING_SIGNATURE, train_model
 from components.transform import transform_examples
 from components.warmup import raw_examples, read_warmup_requests
 
+# Every test here trains a model, or runs on a trained one.
+pytestmark = pytest.mark.slow
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TFX_MODULE = os.path.join(HERE, "tfx_penguin_module.py")
 DEMO_MODULE = "components.penguins.module"
