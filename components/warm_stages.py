@@ -34,7 +34,8 @@ import tempfile
 WARM_IMPORTS = (
     "kfp.dsl.executor", "components.errors", "components.ingest", "tensorflow", "apache_beam",
     "components.statistics", "components.schema", "components.validate", "components.transform",
-    "components.train", "components.evaluate", "components.push", "components.reports", "components.stages",
+    "components.train", "components.evaluate", "components.push", "components.provenance", "components.reports",
+    "components.stages",
 )
 WARM = "warm"
 FRESH = "fresh"
