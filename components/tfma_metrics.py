@@ -98,19 +98,22 @@ def _confusion_matrix_plot_computations(name=CONFUSION_MATRIX_PLOT_NAME, eval_co
     return [*matrices, metric_types.DerivedMetricComputation(keys=[key], result=plot)]
 
 
+def _scalar_computations(combiner_class, default_name):
+    """TFMA's per-model computations of a scalar metric whose combiner takes (`_Inputs`, key)."""
+    def computations(name=default_name, eval_config=None, model_name="", output_name="", sub_key=None,
+                     aggregation_type=None, class_weights=None, example_weighted=False):
+        key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name, sub_key=sub_key,
+                                     example_weighted=example_weighted)
+        return [metric_types.MetricComputation(keys=[key], preprocessors=None, combiner=combiner_class(
+            _Inputs(eval_config, model_name, output_name, example_weighted), key))]
+    return metric_util.merge_per_key_computations(computations)
+
+
 class SparseCategoricalAccuracy(metric_types.Metric):
     """The share of examples whose most probable class (argmax of the prediction) is the label."""
 
     def __init__(self, name=ACCURACY_NAME):
-        super().__init__(metric_util.merge_per_key_computations(_accuracy_computations), name=name)
-
-
-def _accuracy_computations(name=ACCURACY_NAME, eval_config=None, model_name="", output_name="",
-                           sub_key=None, aggregation_type=None, class_weights=None, example_weighted=False):
-    key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name, sub_key=sub_key,
-                                 example_weighted=example_weighted)
-    return [metric_types.MetricComputation(keys=[key], preprocessors=None, combiner=_AccuracyCombiner(
-        _Inputs(eval_config, model_name, output_name, example_weighted), key))]
+        super().__init__(_scalar_computations(_AccuracyCombiner, ACCURACY_NAME), name=name)
 
 
 class _AccuracyCombiner(beam.CombineFn):
@@ -143,15 +146,7 @@ class RSquared(metric_types.Metric):
     """R² of a regression model's predictions against the label."""
 
     def __init__(self, name=R_SQUARED_NAME):
-        super().__init__(metric_util.merge_per_key_computations(_r_squared_computations), name=name)
-
-
-def _r_squared_computations(name=R_SQUARED_NAME, eval_config=None, model_name="", output_name="",
-                            sub_key=None, aggregation_type=None, class_weights=None, example_weighted=False):
-    key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name, sub_key=sub_key,
-                                 example_weighted=example_weighted)
-    return [metric_types.MetricComputation(keys=[key], preprocessors=None, combiner=_RSquaredCombiner(
-        _Inputs(eval_config, model_name, output_name, example_weighted), key))]
+        super().__init__(_scalar_computations(_RSquaredCombiner, R_SQUARED_NAME), name=name)
 
 
 @dataclasses.dataclass
