@@ -2,7 +2,7 @@
 
 Raw eval examples go through the model's serving signature; the label comes from its
 `transform_features` signature, so evaluation sees exactly what serving sees. The candidate is blessed
-when its blessing metric (accuracy for classification, mean squared error for regression) passes the
+when its blessing metric (accuracy for classification, R² for regression) passes the
 absolute threshold and, when a model is already published, is not worse than that baseline by more
 than the tolerance. The reasons (metric, candidate, baseline, threshold) go with the decision.
 """
