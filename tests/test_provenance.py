@@ -71,6 +71,7 @@ def test_the_record_inside_a_published_version_names_its_inputs(first_decision, 
     assert not os.path.exists(os.path.join(trained_model[0], WARMUP_FOLDER, PROVENANCE_FILE))
 
 
+@pytest.mark.slow
 def test_models_lists_the_published_versions_newest_first(first_decision, trained_model, examples_dir, schema_dir,
                                                           tmp_path, capsys):
     root = str(tmp_path / "serving")
