@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 
+from components.errors import error_line
+
 # What the stages import, in the order the stages run: between two of these the warm process starts
 # any stage that is waiting, so the first stages need not wait for the last stages' libraries.
 WARM_IMPORTS = (
@@ -44,7 +46,6 @@ EXECUTOR_MODULE = "kfp.dsl.executor_main"
 _LIGHTWEIGHT_SCRIPT = ('program_path=$(mktemp -d) printf "%s" "$0" > "$program_path/ephemeral_component.py" '
                        '_KFP_RUNTIME=true {python} -m kfp.dsl.executor_main --component_module_path '
                        '"$program_path/ephemeral_component.py" "$@"')
-_FALLBACK = "fallback"
 
 
 def stage_request(full_command, python=sys.executable):
@@ -63,9 +64,9 @@ def stage_request(full_command, python=sys.executable):
 class WarmStages:
     """The run's side: starts the warm process and runs stage commands through it."""
 
-    def __init__(self, imports=WARM_IMPORTS, environment=None, cwd=None):
-        self.environment = dict(os.environ if environment is None else environment)
-        self.cwd = cwd or os.getcwd()
+    def __init__(self, imports=WARM_IMPORTS):
+        self.environment = dict(os.environ)
+        self.cwd = os.getcwd()
         self._folder = tempfile.mkdtemp(prefix="living-pipeline-warm-")
         self.socket_path = os.path.join(self._folder, "stages.sock")
         self.log_path = os.path.join(self._folder, "warm.log")
@@ -75,8 +76,8 @@ class WarmStages:
         listener.listen(16)
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(listener.fileno()), ",".join(imports)], pass_fds=[listener.fileno()],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, cwd=self.cwd,
+                [sys.executable, "-m", __name__, str(listener.fileno()), ",".join(imports)],
+                pass_fds=[listener.fileno()], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, cwd=self.cwd,
                 env={**self.environment, KFP_RUNTIME[0]: KFP_RUNTIME[1]})
         listener.close()
 
@@ -119,9 +120,11 @@ class WarmStages:
         finally:
             if read_end is not None:
                 os.close(read_end)
-        if answer == _FALLBACK or not answer:
-            return None
         self.used += 1
+        if not answer:  # the stage ran, but the warm process ended before it could report how
+            print(error_line("the warm process that started this stage ended before reporting the stage's exit "
+                             "status: run again, or with --stage-processes fresh"))
+            return 1
         return int(answer)
 
     def close(self):
