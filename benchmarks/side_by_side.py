@@ -19,6 +19,7 @@ runs both sides on those files with an inferred schema.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,11 +36,11 @@ EXAMPLE_FEATURES = {"bill_length_mm": "culmen_length_mm", "bill_depth_mm": "culm
 EXAMPLE_SPECIES = {"Adelie": 0, "Chinstrap": 1, "Gentoo": 2}
 
 
-def measure(command, log_path, environment=None):
+def measure(command, log_path):
     """Runs `command`; returns its wall seconds, CPU seconds, peak MB of its largest process, and status."""
     with open(log_path, "w") as log:
         started = time.monotonic()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=environment)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -173,7 +174,7 @@ def main():
     if args.keep:
         print(f"runs kept in {work}")
     else:
-        subprocess.run(["rm", "-rf", work], check=False)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
