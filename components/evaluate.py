@@ -17,6 +17,7 @@ from components.beam_options import pipeline_options
 from components.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, OVERALL, decide, value_threshold
 from components.autograph_rules import skip_autograph_for_libraries
 from components.schema import load_schema
+from components.tfma_batches import batched_extractors
 from components.statistics import TELEMETRY
 from components.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
 from components.user_module import CLASSIFICATION, load_user_module, transformed_name
@@ -26,12 +27,15 @@ BASELINE = "baseline"
 POSITIVE_CLASS_ID = 1
 
 
+def _lean_metric(class_name):
+    return tfma.MetricConfig(class_name=class_name, module=tfma_metrics.__name__)
+
+
 def _blessing_metric(problem_type):
     """(TFMA metric config, metric name) of the metric the blessing is decided on; higher is better."""
     if problem_type == CLASSIFICATION:
-        return (tfma.MetricConfig(class_name="SparseCategoricalAccuracy", module=tfma_metrics.__name__),
-                tfma_metrics.ACCURACY_NAME)
-    return tfma.MetricConfig(class_name="RSquared", module=tfma_metrics.__name__), tfma_metrics.R_SQUARED_NAME
+        return _lean_metric("SparseCategoricalAccuracy"), tfma_metrics.ACCURACY_NAME
+    return _lean_metric("RSquared"), tfma_metrics.R_SQUARED_NAME
 
 
 def prediction_key(model_dir, problem_type):
@@ -54,15 +58,13 @@ def evaluation_config(label_key, problem_type, slice_columns, with_baseline, bin
     a binary classifier, the confusion matrices at many thresholds (the ROC curve) are computed as well.
     """
     blessing_metric, _ = _blessing_metric(problem_type)
-    metrics = [tfma.MetricConfig(class_name="ExampleCount"), blessing_metric]
+    metrics = [_lean_metric("LeanExampleCount"), blessing_metric]
     # The reports show the candidate's confusion matrix and ROC curve; the baseline's would cost as much.
     candidate_plots = []
     if problem_type == CLASSIFICATION:
-        candidate_plots.append(tfma.MetricConfig(class_name="LeanMultiClassConfusionMatrixPlot",
-                                                 module=tfma_metrics.__name__))
+        candidate_plots.append(_lean_metric("LeanMultiClassConfusionMatrixPlot"))
     else:
-        metrics += [tfma.MetricConfig(class_name="MeanSquaredError"),
-                    tfma.MetricConfig(class_name="MeanAbsoluteError")]
+        metrics += [_lean_metric("LeanMeanSquaredError"), _lean_metric("LeanMeanAbsoluteError")]
 
     default_key = "probabilities" if problem_type == CLASSIFICATION else "predictions"
     prediction_keys = prediction_keys or {}
@@ -133,21 +135,8 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
         prediction_keys[BASELINE] = prediction_key(baseline_dir, user_module.PROBLEM_TYPE)
     eval_config = evaluation_config(user_module.LABEL_KEY, user_module.PROBLEM_TYPE, slice_columns,
                                     with_baseline, binary, prediction_keys)
-    models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name=CANDIDATE)]
-    if with_baseline:
-        models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config,
-                                                     model_name=BASELINE))
-    schema = load_schema(schema_dir)
-    source = tfxio.TFExampleRecord(
-        file_pattern=layout.examples_pattern(examples_dir, layout.EVAL), schema=schema,
-        raw_record_column_name=tfma.ARROW_INPUT_COLUMN, telemetry_descriptors=TELEMETRY)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        _ = (pipeline
-             | "ReadEval" >> source.BeamSource()
-             | "Evaluate" >> tfma.ExtractEvaluateAndWriteResults(
-                 eval_shared_model=models if with_baseline else models[0], eval_config=eval_config,
-                 output_path=output_dir, tensor_adapter_config=source.TensorAdapterConfig(),
-                 schema=schema))
+    model_dirs = {CANDIDATE: model_dir, **({BASELINE: baseline_dir} if with_baseline else {})}
+    run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam_args)
 
     slices = {_slice_name(m): _scalar_metrics(m) for m in tfma.load_metrics(output_dir)}
     _, metric_name = _blessing_metric(user_module.PROBLEM_TYPE)
@@ -173,6 +162,31 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
         "overall": overall,
         "slices": rows,
     }
+
+
+def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam_args="", grouped=True):
+    """Runs TFMA on the eval split with the models {name: serving model folder}, writing its results to
+    `output_dir`.
+
+    `grouped`: each batch's examples reach the metrics in groups that share their slices
+    (`components.tfma_batches`), which the metrics of `components.tfma_metrics` take; without it, one at
+    a time, as TFMA's default extraction sends them (its own metrics need that).
+    """
+    models = [tfma.default_eval_shared_model(path, eval_config=eval_config, model_name=name)
+              for name, path in model_dirs.items()]
+    shared_models = models if len(models) > 1 else models[0]
+    schema = load_schema(schema_dir)
+    source = tfxio.TFExampleRecord(
+        file_pattern=layout.examples_pattern(examples_dir, layout.EVAL), schema=schema,
+        raw_record_column_name=tfma.ARROW_INPUT_COLUMN, telemetry_descriptors=TELEMETRY)
+    extractors = (batched_extractors(shared_models, eval_config, source.TensorAdapterConfig()) if grouped
+                  else None)
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+        _ = (pipeline
+             | "ReadEval" >> source.BeamSource()
+             | "Evaluate" >> tfma.ExtractEvaluateAndWriteResults(
+                 eval_shared_model=shared_models, eval_config=eval_config, extractors=extractors,
+                 output_path=output_dir, tensor_adapter_config=source.TensorAdapterConfig(), schema=schema))
 
 
 def class_names(model_dir, label_key):

@@ -1,23 +1,22 @@
-"""TFMA metrics for the blessing and the reports: R², which the library lacks; faster accuracy and
-confusion matrix.
+"""TFMA metrics for the blessing and the reports: R², which the library lacks, and the counts,
+accuracy, errors and confusion matrix the evaluation needs, computed a whole group of examples at a time.
 
 R² = 1 - (sum of squared errors) / (sum of squared deviations of the label from its mean), over the
 examples of a slice: 1 is a perfect model, 0 is no better than always predicting the mean label, and
 below 0 is worse than that. Unlike the mean squared error it does not depend on the label's units, so
 one default threshold can mean the same for every data set.
 
-`SparseCategoricalAccuracy` here is Keras' metric of that name (the share of examples whose most
-probable class is the label), computed natively, and `LeanMultiClassConfusionMatrixPlot` is TFMA's
-`MultiClassConfusionMatrixPlot` with a leaner lookup of each example's label and prediction: TFMA's wrapper of the Keras metric
-and its generic per-example accessor cost about 150 µs per example, slice and model, most of an
-evaluation's time.
+The others give what their TFMA (or Keras) namesakes give: `LeanExampleCount` (`example_count`),
+`SparseCategoricalAccuracy` (Keras' metric: the share of examples whose most probable class is the
+label), `LeanMeanSquaredError`, `LeanMeanAbsoluteError` and `LeanMultiClassConfusionMatrixPlot` (the
+confusion matrix at threshold 0). Each extract they are given may hold one example or many
+(`components.tfma_batches` groups a batch's examples by slice); TFMA's own metrics expect one example per
+extract, and their per-example Python was most of an evaluation's time.
 
 TFMA loads these by class name and module (`tfma.MetricConfig(class_name="RSquared",
 module=__name__)`), in each Beam worker. They are computed per slice and per model like any TFMA
 metric, with example weights when the evaluation is weighted.
 """
-import dataclasses
-
 import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis import constants
@@ -26,6 +25,9 @@ from tensorflow_model_analysis.metrics import metric_types, metric_util, multi_c
 R_SQUARED_NAME = "r_squared"
 ACCURACY_NAME = "sparse_categorical_accuracy"
 CONFUSION_MATRIX_PLOT_NAME = "multi_class_confusion_matrix_plot"
+EXAMPLE_COUNT_NAME = "example_count"
+MEAN_SQUARED_ERROR_NAME = "mean_squared_error"
+MEAN_ABSOLUTE_ERROR_NAME = "mean_absolute_error"
 
 
 def _keyed(value, key):
@@ -38,8 +40,12 @@ def _keyed(value, key):
 
 
 class _Inputs:
-    """The label, prediction and example weight of one example for one model, as TFMA's own
-    `metric_util.to_label_prediction_example_weight` finds them for a single-output model."""
+    """The labels, predictions and example weights of one extract for one model, as TFMA's own
+    `metric_util.to_label_prediction_example_weight` finds them for a single-output model.
+
+    An extract holds one example (TFMA's default extraction) or a group of them (`components.tfma_batches`):
+    the labels and weights come back with a row per example, the predictions with a row per example and
+    a column per output value (class probabilities, or a regression's one value)."""
 
     def __init__(self, eval_config, model_name, output_name, example_weighted):
         self._model_name, self._output_name = model_name, output_name
@@ -64,20 +70,19 @@ class _Inputs:
         if label is None or prediction is None:
             raise ValueError(f"no label or prediction for model {self._model_name!r}: check the label and "
                              "prediction keys")
+        labels = np.reshape(label, (-1,))
+        predictions = np.reshape(prediction, (labels.size, -1))
         if not self._example_weighted or weight is None:
-            weight = 1.0
-        return np.ravel(label), np.ravel(prediction), float(np.ravel(weight)[0])
-
-
-def _label_prediction_weight(element, eval_config=None, model_name="", output_name="", example_weighted=False,
-                             **_):
-    """`_Inputs` in the form of TFMA's extractor argument (a generator of one triple)."""
-    yield _Inputs(eval_config, model_name, output_name, example_weighted)(element)
+            return labels, predictions, np.ones(labels.size)
+        weights = np.reshape(weight, (-1,)).astype(float)
+        if weights.size != labels.size:
+            raise ValueError(f"{weights.size} example weights for {labels.size} labels (model {self._model_name!r})")
+        return labels, predictions, weights
 
 
 class LeanMultiClassConfusionMatrixPlot(metric_types.Metric):
-    """TFMA's multi-class confusion matrix plot at threshold 0, with the label and prediction found as
-    `_Inputs` finds them: the same counts at a fraction of the cost."""
+    """TFMA's multi-class confusion matrix plot at threshold 0 (`MultiClassConfusionMatrixPlot`'s counts,
+    in its `Matrices` form), counted a whole group of examples at a time."""
 
     def __init__(self, name=CONFUSION_MATRIX_PLOT_NAME):
         super().__init__(metric_util.merge_per_key_computations(_confusion_matrix_plot_computations), name=name)
@@ -87,15 +92,54 @@ def _confusion_matrix_plot_computations(name=CONFUSION_MATRIX_PLOT_NAME, eval_co
                                         output_name="", example_weighted=False):
     key = metric_types.PlotKey(name=name, model_name=model_name, output_name=output_name,
                                example_weighted=example_weighted)
-    matrices = multi_class_confusion_matrix_metrics.multi_class_confusion_matrices(
-        thresholds=[0.0], extract_label_prediction_and_weight=_label_prediction_weight, eval_config=eval_config,
-        model_name=model_name, output_name=output_name, example_weighted=example_weighted)
-    matrices_key = matrices[-1].keys[-1]
+    matrices_key = metric_types.MetricKey(name="_" + name + "_matrices", model_name=model_name,
+                                          output_name=output_name, example_weighted=example_weighted)
+    matrices = metric_types.MetricComputation(keys=[matrices_key], preprocessors=None, combiner=_ConfusionCombiner(
+        _Inputs(eval_config, model_name, output_name, example_weighted), matrices_key))
 
     def plot(metrics):
         return {key: metrics[matrices_key].to_proto().multi_class_confusion_matrix_at_thresholds}
 
-    return [*matrices, metric_types.DerivedMetricComputation(keys=[key], result=plot)]
+    return [matrices, metric_types.DerivedMetricComputation(keys=[key], result=plot)]
+
+
+class _ConfusionCombiner(beam.CombineFn):
+    """Weight per (actual class, predicted class) at threshold 0: the predicted class is the most probable
+    one, or none when its probability is not above 0 (as TFMA counts)."""
+
+    def __init__(self, inputs, key):
+        self._inputs = inputs
+        self._key = key
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, counts, element):
+        labels, predictions, weights = self._inputs(element)
+        if predictions.shape[1] < 2:
+            raise ValueError(f"a confusion matrix needs a probability per class; the predictions have "
+                             f"{predictions.shape[1]} value(s) per example")
+        predicted = np.argmax(predictions, axis=1)
+        predicted[predictions[np.arange(len(predicted)), predicted] <= 0.0] = \
+            multi_class_confusion_matrix_metrics.NO_PREDICTED_CLASS_ID
+        pairs, inverse = np.unique(np.stack([labels.astype(np.int64), predicted]), axis=1, return_inverse=True)
+        sums = np.bincount(np.ravel(inverse), weights=weights, minlength=pairs.shape[1])
+        for (actual, guess), weight in zip(pairs.T.tolist(), sums.tolist()):
+            counts[(actual, guess)] = counts.get((actual, guess), 0.0) + weight
+        return counts
+
+    def merge_accumulators(self, accumulators):
+        merged = {}
+        for counts in accumulators:
+            for pair, weight in counts.items():
+                merged[pair] = merged.get(pair, 0.0) + weight
+        return merged
+
+    def extract_output(self, counts):
+        matrices = multi_class_confusion_matrix_metrics.Matrices()
+        matrices[0.0] = {multi_class_confusion_matrix_metrics.MatrixEntryKey(actual, guess): weight
+                         for (actual, guess), weight in counts.items()}
+        return {self._key: matrices}
 
 
 def _scalar_computations(combiner_class, default_name):
@@ -109,6 +153,51 @@ def _scalar_computations(combiner_class, default_name):
     return metric_util.merge_per_key_computations(computations)
 
 
+class _SumsCombiner(beam.CombineFn):
+    """Named sums over the examples of a slice; `_sums` gives an extract's, `_value` the metric."""
+    _names = ()
+
+    def __init__(self, inputs, key):
+        self._inputs = inputs
+        self._key = key
+
+    def create_accumulator(self):
+        return dict.fromkeys(self._names, 0.0)
+
+    def add_input(self, sums, element):
+        for name, value in self._sums(*self._inputs(element)).items():
+            sums[name] += float(value)
+        return sums
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for sums in accumulators:
+            for name in self._names:
+                merged[name] += sums[name]
+        return merged
+
+    def extract_output(self, sums):
+        return {self._key: self._value(sums) if sums["weight"] else float("nan")}
+
+
+class LeanExampleCount(metric_types.Metric):
+    """TFMA's `example_count` (the weight of a slice's examples; their number when unweighted), counted a
+    group of examples at a time: TFMA's own `ExampleCount` counts each extract as one example."""
+
+    def __init__(self, name=EXAMPLE_COUNT_NAME):
+        super().__init__(_scalar_computations(_ExampleCountCombiner, EXAMPLE_COUNT_NAME), name=name)
+
+
+class _ExampleCountCombiner(_SumsCombiner):
+    _names = ("weight",)
+
+    def _sums(self, labels, predictions, weights):
+        return {"weight": weights.sum()}
+
+    def extract_output(self, sums):
+        return {self._key: sums["weight"]}
+
+
 class SparseCategoricalAccuracy(metric_types.Metric):
     """The share of examples whose most probable class (argmax of the prediction) is the label."""
 
@@ -116,30 +205,50 @@ class SparseCategoricalAccuracy(metric_types.Metric):
         super().__init__(_scalar_computations(_AccuracyCombiner, ACCURACY_NAME), name=name)
 
 
-class _AccuracyCombiner(beam.CombineFn):
-    def __init__(self, inputs, key):
-        self._inputs = inputs
-        self._key = key
+class _AccuracyCombiner(_SumsCombiner):
+    _names = ("correct", "weight")
 
-    def create_accumulator(self):
-        return [0.0, 0.0]  # weight of correct examples, weight of all examples
+    def _sums(self, labels, predictions, weights):
+        correct = np.argmax(predictions, axis=1) == labels.astype(np.int64)
+        return {"correct": weights[correct].sum(), "weight": weights.sum()}
 
-    def add_input(self, accumulator, element):
-        label, prediction, weight = self._inputs(element)
-        accumulator[0] += weight * (int(np.argmax(prediction)) == int(label[0]))
-        accumulator[1] += weight
-        return accumulator
+    def _value(self, sums):
+        return sums["correct"] / sums["weight"]
 
-    def merge_accumulators(self, accumulators):
-        merged = [0.0, 0.0]
-        for correct, total in accumulators:
-            merged[0] += correct
-            merged[1] += total
-        return merged
 
-    def extract_output(self, accumulator):
-        correct, total = accumulator
-        return {self._key: correct / total if total else float("nan")}
+def _regression_sums(labels, predictions, weights):
+    labels, errors = labels.astype(float), predictions[:, 0] - labels
+    return {"weight": weights.sum(), "label": weights @ labels, "label_squared": weights @ (labels * labels),
+            "squared_error": weights @ (errors * errors), "absolute_error": weights @ np.abs(errors)}
+
+
+class _RegressionCombiner(_SumsCombiner):
+    _names = ("weight", "label", "label_squared", "squared_error", "absolute_error")
+    _sums = staticmethod(_regression_sums)
+
+
+class LeanMeanSquaredError(metric_types.Metric):
+    """TFMA's `mean_squared_error`, a group of examples at a time."""
+
+    def __init__(self, name=MEAN_SQUARED_ERROR_NAME):
+        super().__init__(_scalar_computations(_MeanSquaredErrorCombiner, MEAN_SQUARED_ERROR_NAME), name=name)
+
+
+class _MeanSquaredErrorCombiner(_RegressionCombiner):
+    def _value(self, sums):
+        return sums["squared_error"] / sums["weight"]
+
+
+class LeanMeanAbsoluteError(metric_types.Metric):
+    """TFMA's `mean_absolute_error`, a group of examples at a time."""
+
+    def __init__(self, name=MEAN_ABSOLUTE_ERROR_NAME):
+        super().__init__(_scalar_computations(_MeanAbsoluteErrorCombiner, MEAN_ABSOLUTE_ERROR_NAME), name=name)
+
+
+class _MeanAbsoluteErrorCombiner(_RegressionCombiner):
+    def _value(self, sums):
+        return sums["absolute_error"] / sums["weight"]
 
 
 class RSquared(metric_types.Metric):
@@ -149,48 +258,13 @@ class RSquared(metric_types.Metric):
         super().__init__(_scalar_computations(_RSquaredCombiner, R_SQUARED_NAME), name=name)
 
 
-@dataclasses.dataclass
-class _Sums:
-    weight: float = 0.0
-    label: float = 0.0
-    label_squared: float = 0.0
-    squared_error: float = 0.0
-
-
-class _RSquaredCombiner(beam.CombineFn):
-    def __init__(self, inputs, key):
-        self._inputs = inputs
-        self._key = key
-
-    def create_accumulator(self):
-        return _Sums()
-
-    def add_input(self, sums, element):
-        label, prediction, weight = self._inputs(element)
-        label, prediction = float(label[0]), float(prediction[0])
-        sums.weight += weight
-        sums.label += weight * label
-        sums.label_squared += weight * label * label
-        sums.squared_error += weight * (label - prediction) ** 2
-        return sums
-
-    def merge_accumulators(self, accumulators):
-        merged = _Sums()
-        for sums in accumulators:
-            merged.weight += sums.weight
-            merged.label += sums.label
-            merged.label_squared += sums.label_squared
-            merged.squared_error += sums.squared_error
-        return merged
-
-    def extract_output(self, sums):
-        if not sums.weight:
-            return {self._key: float("nan")}
-        total = sums.label_squared - sums.label * sums.label / sums.weight
-        return {self._key: 1.0 - sums.squared_error / total if total > 0 else float("nan")}
+class _RSquaredCombiner(_RegressionCombiner):
+    def _value(self, sums):
+        total = sums["label_squared"] - sums["label"] * sums["label"] / sums["weight"]
+        return 1.0 - sums["squared_error"] / total if total > 0 else float("nan")
 
 
 metric_types.register_metric(RSquared)
 # SparseCategoricalAccuracy shares its name with Keras' metric: registering it would replace that one for
 # every evaluation, so it is found by module only. (TFMA looks a registered class name up before the
-# module, hence LeanMultiClassConfusionMatrixPlot's own name.)
+# module, hence the Lean names of the others.)

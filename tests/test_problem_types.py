@@ -5,8 +5,12 @@ import os
 
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 
-from components.evaluate import class_names, confusion_matrix, evaluate_model, evaluation_html, roc_curve
+from google.protobuf import json_format
+
+from components.evaluate import (BASELINE, CANDIDATE, class_names, confusion_matrix, evaluate_model, evaluation_config,
+                                 evaluation_html, prediction_key, roc_curve, run_tfma)
 from components.ingest import demo_data_pattern, ingest_examples
 from components.schema import make_schema
 from components.statistics import generate_statistics
@@ -132,3 +136,68 @@ def test_accuracy_and_confusion_matrix_are_those_of_the_serving_predictions(bina
         assert row["candidate"] == pytest.approx(float(metric.result()), abs=1e-6)
         assert row["baseline"] == pytest.approx(row["candidate"], abs=1e-9)
     assert confusion_matrix(str(tmp_path), names) == (names, matrix)
+
+
+# Our metrics and TFMA's own (Keras' for the accuracy) where it has one.
+TFMA_OWN_METRICS = {"LeanExampleCount": "ExampleCount", "LeanMeanSquaredError": "MeanSquaredError",
+                    "LeanMeanAbsoluteError": "MeanAbsoluteError", "SparseCategoricalAccuracy": "SparseCategoricalAccuracy",
+                    "LeanMultiClassConfusionMatrixPlot": "MultiClassConfusionMatrixPlot"}
+
+
+def tfma_results(output_dir):
+    """{(slice, kind, metric or plot, model, diff, sub key): number} from TFMA's written results."""
+    results = {}
+
+    def add(prefix, value):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                add((*prefix, name), item)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                add((*prefix, index), item)
+        else:
+            results[prefix] = value
+
+    for kind, loaded, items in (("metric", tfma.load_metrics(output_dir), "metric_keys_and_values"),
+                                ("plot", tfma.load_plots(output_dir), "plot_keys_and_values")):
+        for for_slice in loaded:
+            name = tfma.slicer.stringify_slice_key(tfma.slicer.deserialize_slice_key(for_slice.slice_key))
+            for item in getattr(for_slice, items):
+                key = (name, kind, item.key.name, item.key.model_name, getattr(item.key, "is_diff", False),
+                       str(item.key.sub_key))
+                add(key, json_format.MessageToDict(item.value))
+    return results
+
+
+@pytest.mark.parametrize("run, module", [("binary_run", BINARY), ("regression_run", REGRESSION)])
+def test_grouped_evaluation_equals_tfma_one_example_at_a_time(request, tmp_path, run, module):
+    """Examples reaching the metrics in groups that share their slices give exactly what TFMA's default
+    extraction and its own metrics give one example at a time, on every slice, for both models."""
+    paths, _ = request.getfixturevalue(run)
+    problem = "classification" if module == BINARY else "regression"
+    label = "sex" if module == BINARY else "body_mass_g"
+    keys = {name: prediction_key(paths["model"], problem) for name in (CANDIDATE, BASELINE)}
+    config = evaluation_config(label, problem, ["island", "sex"] if module == REGRESSION else ["island"], True,
+                               binary=module == BINARY, prediction_keys=keys)
+    reference = tfma.EvalConfig()
+    reference.CopyFrom(config)
+    for spec in reference.metrics_specs:
+        for metric in spec.metrics:
+            if metric.class_name in TFMA_OWN_METRICS:
+                metric.class_name, metric.module = TFMA_OWN_METRICS[metric.class_name], ""
+    models = {CANDIDATE: paths["model"], BASELINE: paths["model"]}
+    run_tfma(config, models, paths["examples"], paths["schema"], str(tmp_path / "grouped"))
+    run_tfma(reference, models, paths["examples"], paths["schema"], str(tmp_path / "each"), grouped=False)
+
+    grouped, each = tfma_results(str(tmp_path / "grouped")), tfma_results(str(tmp_path / "each"))
+    assert set(grouped) == set(each)
+    assert {key[0] for key in grouped} >= {"Overall", "island:Biscoe", "island:Dream", "island:Torgersen"}
+    # The ROC curve's confusion matrices (binary) and the multi-class confusion matrix.
+    expected_plots = ({"confusionMatrixAtThresholds", "multiClassConfusionMatrixAtThresholds"} if module == BINARY
+                      else set())
+    assert {key[6] for key in grouped if key[1] == "plot"} == expected_plots
+    for key, value in each.items():
+        if isinstance(value, float):
+            assert grouped[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        else:
+            assert grouped[key] == value, key
