@@ -14,6 +14,7 @@ Either way the model folder gets TF Serving warm-up requests built from a few ra
 (`assets.extra/tf_serving_warmup_requests`, as TFX writes them), and TensorBoard logs go to the
 `model_run_dir` this stage is given.
 """
+import contextlib
 import inspect
 import math
 import os
@@ -216,10 +217,13 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
                          "return the transformed label under transformed_name(LABEL_KEY).")
     vocabulary = _label_vocabulary(tf_transform_output, user_module.LABEL_KEY)
     if hasattr(user_module, "run_fn"):
-        result = _train_with_run_fn(user_module, module, transformed_examples_dir, transform_graph_dir,
-                                    model_dir, train_steps, eval_steps, hyperparameters, custom_config,
-                                    model_run_dir or tempfile.mkdtemp(prefix="living-pipeline-model-run-"),
-                                    schema_dir)
+        with contextlib.ExitStack() as stack:
+            # Without a folder for its logs, run_fn gets one that is removed once it returns.
+            run_dir = model_run_dir or stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="living-pipeline-model-run-"))
+            result = _train_with_run_fn(user_module, module, transformed_examples_dir, transform_graph_dir,
+                                        model_dir, train_steps, eval_steps, hyperparameters, custom_config,
+                                        run_dir, schema_dir)
     else:
         result = _train_with_build_model(user_module, module, tf_transform_output, feature_spec, label,
                                          vocabulary, transformed_examples_dir, model_dir, train_steps, seed,

@@ -2,6 +2,7 @@
 hyperparameters, custom config, TensorBoard logs, the serving-signature check and warm-up requests."""
 import hashlib
 import os
+import tempfile
 
 import pytest
 import tensorflow as tf
@@ -72,9 +73,14 @@ def test_tfx_style_module_trains_serves_and_is_evaluated(tfx_inputs, tmp_path):
     assert {"island:Biscoe", "island:Dream", "island:Torgersen"} <= set(decision["slices"])
 
 
-def test_warmup_requests_parse_as_prediction_logs_and_serve(tfx_inputs, tmp_path):
+def test_warmup_requests_parse_as_prediction_logs_and_serve(tfx_inputs, tmp_path, monkeypatch):
     model_dir = tmp_path / "model"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     train(tfx_inputs, TFX_MODULE, model_dir, 5)
+    left = [path.name for path in scratch.iterdir() if path.name.startswith("living-pipeline-model-run-")]
+    assert not left, "run_fn's folder for logs, given none, is removed after training"
     logs = read_warmup_requests(str(model_dir))
     assert len(logs) == 5
     model = tf.saved_model.load(str(model_dir))
