@@ -463,7 +463,8 @@ class _QuerySource:
 def write_examples(source, plan, output_dir, beam_args=""):
     """The rows of `source` -> gzipped tf.Examples in one folder per split; returns (row counts, types)."""
     _check_split_column(plan, source.columns)
-    os.makedirs(output_dir, exist_ok=True)
+    if not storage.is_remote(output_dir):  # a bucket URI when Beam's workers run elsewhere
+        os.makedirs(output_dir, exist_ok=True)
     types_path = os.path.join(output_dir, "column_types.json")
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
