@@ -156,7 +156,7 @@ def test_database_url_is_in_neither_the_options_nor_the_spec(tmp_path):
     assert "db-pass-5d2f" not in text and "db.internal" not in text
     # Given as a Beam option anyway, it is refused with one line, before anything runs.
     result = subprocess.run([sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--query", "SELECT 1",
-                             "--beam-args", f"--database_url={DATABASE_URL}", "--pipeline-root", str(tmp_path)],
+                             f"--beam-args=--database_url={DATABASE_URL}", "--pipeline-root", str(tmp_path)],
                             cwd=REPO, env=environment, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
