@@ -8,6 +8,8 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constra
 ARGS ?=
 # The image's base; where none can be pulled: make base-image, then BASE_IMAGE=$(OFFLINE_BASE_IMAGE)
 BASE_IMAGE ?= python:3.11-slim
+# none, or dataflow: the image also starts Beam's boot (Dataflow's custom SDK container; docs/distributed.md)
+BEAM_BOOT ?= none
 OFFLINE_BASE_IMAGE := living-pipeline-base:bookworm
 # The image's tag: scripts/build-image.sh's default, which pipeline.py uses too.
 IMAGE ?= living-pipeline:$(shell sed -n 's/^ *version="\([^"]*\)".*/\1/p' setup.py)
@@ -76,7 +78,7 @@ base-image: ## build the offline base image (debootstrap + docker import; root, 
 	scripts/build-base-image.sh $(OFFLINE_BASE_IMAGE)
 
 image: ## build the project image (docker/Dockerfile) on BASE_IMAGE
-	BASE_IMAGE='$(BASE_IMAGE)' scripts/build-image.sh $(IMAGE)
+	BASE_IMAGE='$(BASE_IMAGE)' BEAM_BOOT='$(BEAM_BOOT)' scripts/build-image.sh $(IMAGE)
 
 e2e-docker: $(VENV)/.installed-cluster image ## build the image and run the demo with every stage in a container
 	docker run --rm $(IMAGE) sh -c 'test "$$(id -u)" != 0 && ! command -v gcc g++ cc >/dev/null' \

@@ -160,28 +160,46 @@ def _under_temp_root(path, beam_args, stage):
     return storage.join(root, "artifacts", *tail)
 
 
-def output_uri(artifact, beam_args, stage):
-    """Where Beam writes `artifact`: its local folder in process, else a bucket URI the workers can reach."""
+def _for_tensorflow(uri, beam_args, stage, path):
+    """`uri`, if TensorFlow's own file I/O can use it; else the place under the temp root, if that is gs://."""
+    if not uri.startswith(storage.S3_SCHEME):
+        return uri
+    fallback = _under_temp_root(path, beam_args, stage)
+    if fallback.startswith(storage.GCS_SCHEME):
+        return fallback
+    raise StageError(f"{stage}: TensorFlow itself reads and writes this stage's {uri.split('/')[-1]} on the workers, "
+                     f"and TensorFlow 2.16 has no s3:// file system ({uri}): give {TEMP_ROOT_FLAG} gs://BUCKET/PATH, "
+                     "or run this stage in process (--beam-runner direct).")
+
+
+def output_uri(artifact, beam_args, stage, tensorflow=False):
+    """Where Beam writes `artifact`: its local folder in process, else a bucket URI the workers can reach
+    (with `tensorflow`, one TensorFlow's own file I/O can also use: gs://)."""
     if in_process(beam_args):
         return artifact.path
     uri = _bucket_form(artifact.uri) or _under_temp_root(artifact.path, beam_args, stage)
+    if tensorflow:
+        uri = _for_tensorflow(uri, beam_args, stage, artifact.path)
     artifact.metadata[BEAM_URI_KEY] = uri
     return uri
 
 
-def input_uri(artifact, beam_args, stage):
+def input_uri(artifact, beam_args, stage, tensorflow=False):
     """Where Beam reads `artifact`: where its stage had Beam write it, or its own folder, uploaded to a
     bucket first if this stage's workers run elsewhere and the folder is local."""
     recorded = artifact.metadata.get(BEAM_URI_KEY, "")
-    if recorded:
+    if recorded and not (tensorflow and not in_process(beam_args)):
         return recorded
     if in_process(beam_args):
         return artifact.path
-    own = _bucket_form(artifact.uri)
-    if own:
+    own = recorded or _bucket_form(artifact.uri)
+    if own and (not tensorflow or own.startswith(storage.GCS_SCHEME)):
         return own
     uri = _under_temp_root(artifact.path, beam_args, stage)
-    storage.upload_folder(artifact.path, uri, TEMP_ROOT_FLAG)
+    if tensorflow:
+        uri = _for_tensorflow(uri, beam_args, stage, artifact.path)
+    with local_view(artifact) as folder:
+        storage.upload_folder(folder, uri, TEMP_ROOT_FLAG)
     return uri
 
 
@@ -202,13 +220,15 @@ def beam_dirs_for_evaluate(model, examples, evaluation, baseline, local_baseline
     empty in process (evaluate then uses the local folders)."""
     if in_process(beam_args):
         return {}
-    dirs = {"model": input_uri(model, beam_args, "evaluate"), "examples": input_uri(examples, beam_args, "evaluate"),
-            "output": output_uri(evaluation, beam_args, "evaluate")}
+    dirs = {"model": input_uri(model, beam_args, "evaluate", tensorflow=True),
+            "examples": input_uri(examples, beam_args, "evaluate"),
+            "output": output_uri(evaluation, beam_args, "evaluate", tensorflow=True)}
     if local_baseline:
-        if storage.is_remote(baseline):
+        if baseline.startswith(storage.GCS_SCHEME):
             dirs["baseline"] = baseline
         else:
-            dirs["baseline"] = _under_temp_root(local_baseline, beam_args, "evaluate")
+            dirs["baseline"] = _for_tensorflow(_under_temp_root(local_baseline, beam_args, "evaluate"), beam_args,
+                                               "evaluate", local_baseline)
             storage.upload_folder(local_baseline, dirs["baseline"], TEMP_ROOT_FLAG)
     return dirs
 

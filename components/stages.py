@@ -171,7 +171,7 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
     with reported_stage():
         configure(beam_args)
         beam_args = stage_beam_args(beam_args, "transform")
-        graph_uri = output_uri(transform_graph, beam_args, "transform")
+        graph_uri = output_uri(transform_graph, beam_args, "transform", tensorflow=True)
         transformed_uri = output_uri(transformed_examples, beam_args, "transform")
         splits = transform_examples(input_uri(examples, beam_args, "transform"), schema.path, module, graph_uri,
                                     transformed_uri, beam_args)

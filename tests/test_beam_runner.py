@@ -140,6 +140,15 @@ def test_beam_gets_artifact_folders_in_process_and_bucket_uris_otherwise(tmp_pat
     with pytest.raises(StageError, match=r"^transform: the Beam runner PortableRunner runs its workers elsewhere "
                                          r"and the artifacts of this run are local folders .*--beam-temp-root"):
         beam_runner.output_uri(_artifact(str(tmp_path / "a" / "b" / "c")), without_root, "transform")
+    # TensorFlow writes the transform graph itself, and has no s3:// file system: a gs:// temp root, or one line.
+    with pytest.raises(StageError, match=r"^transform: TensorFlow itself reads and writes this stage's "
+                                         r"transform_graph on the workers, and TensorFlow 2.16 has no s3:// file system"):
+        beam_runner.output_uri(_artifact(str(tmp_path / "run" / "transform" / "transform_graph")), remote_args,
+                               "transform", tensorflow=True)
+    gcs_args = combine(RunnerPreset(runner="portable", temp_root="gs://lp-beam/runs", job_endpoint="j:1",
+                                    worker_pool="w:2").args(), "")
+    assert beam_runner.output_uri(_artifact("minio://mlpipeline/v2/artifacts/r/transform/transform_graph"), gcs_args,
+                                  "transform", tensorflow=True) == "gs://lp-beam/runs/artifacts/r/transform/transform_graph"
     with pytest.raises(StageError, match=r"^ingest: --data '/data/x.csv' is on this machine"):
         beam_runner.check_readable("/data/x.csv", "--data", remote_args, "ingest")
     beam_runner.check_readable("s3://landing/x.csv", "--data", remote_args, "ingest")
