@@ -152,7 +152,7 @@ def _bucket_form(uri):
 def _under_temp_root(path, beam_args, stage):
     root = temp_root(beam_args)
     if not storage.is_remote(root):
-        raise StageError(f"{stage}: the Beam runner {runner_name(beam_args)} runs its workers elsewhere and the "
+        raise StageError(f"The Beam runner {runner_name(beam_args)} runs its workers elsewhere and the "
                          f"artifacts of this run are local folders ({path}): give {TEMP_ROOT_FLAG} "
                          "s3://BUCKET/PATH or gs://BUCKET/PATH (Beam's --temp_location), a bucket the workers "
                          "can reach.")
@@ -167,7 +167,7 @@ def _for_tensorflow(uri, beam_args, stage, path):
     fallback = _under_temp_root(path, beam_args, stage)
     if fallback.startswith(storage.GCS_SCHEME):
         return fallback
-    raise StageError(f"{stage}: TensorFlow itself reads and writes this stage's {uri.split('/')[-1]} on the workers, "
+    raise StageError(f"TensorFlow itself reads and writes this stage's {uri.split('/')[-1]} on the workers, "
                      f"and TensorFlow 2.16 has no s3:// file system ({uri}): give {TEMP_ROOT_FLAG} gs://BUCKET/PATH, "
                      "or run this stage in process (--beam-runner direct).")
 
@@ -245,7 +245,7 @@ def check_readable(location, flag, beam_args, stage):
     data inside this machine's package)."""
     if in_process(beam_args) or storage.is_remote(location):
         return
-    raise StageError(f"{stage}: {flag} {location or '(the demo data)'!r} is on this machine, and the Beam runner "
+    raise StageError(f"{flag} {location or '(the demo data)'!r} is on this machine, and the Beam runner "
                      f"{runner_name(beam_args)} runs its workers elsewhere: put it in a bucket (gs://, s3://) "
                      "and pass that URI.")
 

@@ -137,11 +137,11 @@ def test_beam_gets_artifact_folders_in_process_and_bucket_uris_otherwise(tmp_pat
         "s3://mlpipeline/v2/artifacts/run/ingest/examples"
 
     without_root = "--runner=PortableRunner --job_endpoint=localhost:8099"
-    with pytest.raises(StageError, match=r"^transform: the Beam runner PortableRunner runs its workers elsewhere "
+    with pytest.raises(StageError, match=r"^The Beam runner PortableRunner runs its workers elsewhere "
                                          r"and the artifacts of this run are local folders .*--beam-temp-root"):
         beam_runner.output_uri(_artifact(str(tmp_path / "a" / "b" / "c")), without_root, "transform")
     # TensorFlow writes the transform graph itself, and has no s3:// file system: a gs:// temp root, or one line.
-    with pytest.raises(StageError, match=r"^transform: TensorFlow itself reads and writes this stage's "
+    with pytest.raises(StageError, match=r"^TensorFlow itself reads and writes this stage's "
                                          r"transform_graph on the workers, and TensorFlow 2.16 has no s3:// file system"):
         beam_runner.output_uri(_artifact(str(tmp_path / "run" / "transform" / "transform_graph")), remote_args,
                                "transform", tensorflow=True)
@@ -149,7 +149,7 @@ def test_beam_gets_artifact_folders_in_process_and_bucket_uris_otherwise(tmp_pat
                                     worker_pool="w:2").args(), "")
     assert beam_runner.output_uri(_artifact("minio://mlpipeline/v2/artifacts/r/transform/transform_graph"), gcs_args,
                                   "transform", tensorflow=True) == "gs://lp-beam/runs/artifacts/r/transform/transform_graph"
-    with pytest.raises(StageError, match=r"^ingest: --data '/data/x.csv' is on this machine"):
+    with pytest.raises(StageError, match=r"^--data '/data/x.csv' is on this machine"):
         beam_runner.check_readable("/data/x.csv", "--data", remote_args, "ingest")
     beam_runner.check_readable("s3://landing/x.csv", "--data", remote_args, "ingest")
 
