@@ -55,8 +55,8 @@ def _worker(args):
         "SEMI_PERSISTENT_DIRECTORY": tempfile.mkdtemp(prefix=f"beam-worker-{args.id}-"),
         "RUNNER_CAPABILITIES": " ".join(info.runner_capabilities),
     }
-    print(f"living-pipeline beam_boot: SDK worker {args.id} of job {info.job_name or info.job_id} starting "
-          f"(control {args.control_endpoint})", file=sys.stderr, flush=True)
+    print(f"living-pipeline beam_boot: SDK worker {args.id} starting (control {args.control_endpoint})",
+          file=sys.stderr, flush=True)
     if info.HasField("status_endpoint"):
         environment["STATUS_API_SERVICE_DESCRIPTOR"] = descriptor(info.status_endpoint.url)
     os.execve(sys.executable, [sys.executable, "-m", "apache_beam.runners.worker.sdk_worker_main"], environment)
