@@ -149,7 +149,7 @@ def _bucket_form(uri):
     return uri if storage.is_remote(uri) else ""
 
 
-def _under_temp_root(path, beam_args, stage):
+def _under_temp_root(path, beam_args):
     root = temp_root(beam_args)
     if not storage.is_remote(root):
         raise StageError(f"The Beam runner {runner_name(beam_args)} runs its workers elsewhere and the "
@@ -160,11 +160,11 @@ def _under_temp_root(path, beam_args, stage):
     return storage.join(root, "artifacts", *tail)
 
 
-def _for_tensorflow(uri, beam_args, stage, path):
+def _for_tensorflow(uri, beam_args, path):
     """`uri`, if TensorFlow's own file I/O can use it; else the place under the temp root, if that is gs://."""
     if not uri.startswith(storage.S3_SCHEME):
         return uri
-    fallback = _under_temp_root(path, beam_args, stage)
+    fallback = _under_temp_root(path, beam_args)
     if fallback.startswith(storage.GCS_SCHEME):
         return fallback
     raise StageError(f"TensorFlow itself reads and writes this stage's {uri.split('/')[-1]} on the workers, "
@@ -172,19 +172,19 @@ def _for_tensorflow(uri, beam_args, stage, path):
                      "or run this stage in process (--beam-runner direct).")
 
 
-def output_uri(artifact, beam_args, stage, tensorflow=False):
+def output_uri(artifact, beam_args, tensorflow=False):
     """Where Beam writes `artifact`: its local folder in process, else a bucket URI the workers can reach
     (with `tensorflow`, one TensorFlow's own file I/O can also use: gs://)."""
     if in_process(beam_args):
         return artifact.path
-    uri = _bucket_form(artifact.uri) or _under_temp_root(artifact.path, beam_args, stage)
+    uri = _bucket_form(artifact.uri) or _under_temp_root(artifact.path, beam_args)
     if tensorflow:
-        uri = _for_tensorflow(uri, beam_args, stage, artifact.path)
+        uri = _for_tensorflow(uri, beam_args, artifact.path)
     artifact.metadata[BEAM_URI_KEY] = uri
     return uri
 
 
-def input_uri(artifact, beam_args, stage, tensorflow=False):
+def input_uri(artifact, beam_args, tensorflow=False):
     """Where Beam reads `artifact`: where its stage had Beam write it, or its own folder, uploaded to a
     bucket first if this stage's workers run elsewhere and the folder is local."""
     recorded = artifact.metadata.get(BEAM_URI_KEY, "")
@@ -195,9 +195,9 @@ def input_uri(artifact, beam_args, stage, tensorflow=False):
     own = recorded or _bucket_form(artifact.uri)
     if own and (not tensorflow or own.startswith(storage.GCS_SCHEME)):
         return own
-    uri = _under_temp_root(artifact.path, beam_args, stage)
+    uri = _under_temp_root(artifact.path, beam_args)
     if tensorflow:
-        uri = _for_tensorflow(uri, beam_args, stage, artifact.path)
+        uri = _for_tensorflow(uri, beam_args, artifact.path)
     with local_view(artifact) as folder:
         storage.upload_folder(folder, uri, TEMP_ROOT_FLAG)
     return uri
@@ -220,15 +220,15 @@ def beam_dirs_for_evaluate(model, examples, evaluation, baseline, local_baseline
     empty in process (evaluate then uses the local folders)."""
     if in_process(beam_args):
         return {}
-    dirs = {"model": input_uri(model, beam_args, "evaluate", tensorflow=True),
-            "examples": input_uri(examples, beam_args, "evaluate"),
-            "output": output_uri(evaluation, beam_args, "evaluate", tensorflow=True)}
+    dirs = {"model": input_uri(model, beam_args, tensorflow=True),
+            "examples": input_uri(examples, beam_args),
+            "output": output_uri(evaluation, beam_args, tensorflow=True)}
     if local_baseline:
         if baseline.startswith(storage.GCS_SCHEME):
             dirs["baseline"] = baseline
         else:
-            dirs["baseline"] = _for_tensorflow(_under_temp_root(local_baseline, beam_args, "evaluate"), beam_args,
-                                               "evaluate", local_baseline)
+            dirs["baseline"] = _for_tensorflow(_under_temp_root(local_baseline, beam_args), beam_args,
+                                               local_baseline)
             storage.upload_folder(local_baseline, dirs["baseline"], TEMP_ROOT_FLAG)
     return dirs
 
@@ -240,7 +240,7 @@ def mirror_file(uri, local_path):
         storage.download_file(uri, local_path, TEMP_ROOT_FLAG)
 
 
-def check_readable(location, flag, beam_args, stage):
+def check_readable(location, flag, beam_args):
     """Raises StageError if Beam's workers run elsewhere and `location` is a local path (or empty: the demo
     data inside this machine's package)."""
     if in_process(beam_args) or storage.is_remote(location):

@@ -41,9 +41,9 @@ def ingest(data_pattern: str, data_format: str, query: str, query_partition_colu
         configure(beam_args)
         beam_args = stage_beam_args(beam_args, "ingest")
         if not query:
-            check_readable(data_pattern, "--data", beam_args, "ingest")
+            check_readable(data_pattern, "--data", beam_args)
         examples.metadata.update(ingest_examples(
-            data_pattern, output_uri(examples, beam_args, "ingest"), span, split_ratios, beam_args,
+            data_pattern, output_uri(examples, beam_args), span, split_ratios, beam_args,
             data_format=data_format, query=query,
             query_partition_column=query_partition_column, query_partitions=query_partitions,
             split_column=split_column, split_cutoff=split_cutoff))
@@ -73,9 +73,9 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
         configure(beam_args)
         beam_args = stage_beam_args(beam_args, "statistics")
         if serving_data:
-            check_readable(serving_data, "--serving-data", beam_args, "statistics")
-        beam_output = output_uri(statistics, beam_args, "statistics")
-        splits = generate_statistics(input_uri(examples, beam_args, "statistics"), beam_output, beam_args,
+            check_readable(serving_data, "--serving-data", beam_args)
+        beam_output = output_uri(statistics, beam_args)
+        splits = generate_statistics(input_uri(examples, beam_args), beam_output, beam_args,
                                      [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data)
         mirror(beam_output, statistics.path)  # schema, validate and the report read it as files
         statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
@@ -171,9 +171,9 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
     with reported_stage():
         configure(beam_args)
         beam_args = stage_beam_args(beam_args, "transform")
-        graph_uri = output_uri(transform_graph, beam_args, "transform", tensorflow=True)
-        transformed_uri = output_uri(transformed_examples, beam_args, "transform")
-        splits = transform_examples(input_uri(examples, beam_args, "transform"), schema.path, module, graph_uri,
+        graph_uri = output_uri(transform_graph, beam_args, tensorflow=True)
+        transformed_uri = output_uri(transformed_examples, beam_args)
+        splits = transform_examples(input_uri(examples, beam_args), schema.path, module, graph_uri,
                                     transformed_uri, beam_args)
         transformed_examples.metadata["split_names"] = splits
         # Train and the report read the graph as files; the transformed examples stay in the bucket.

@@ -117,41 +117,41 @@ def _artifact(uri, metadata=None):
 
 def test_beam_gets_artifact_folders_in_process_and_bucket_uris_otherwise(tmp_path):
     local = _artifact(str(tmp_path / "living-pipeline-2026" / "ingest" / "examples"))
-    assert beam_runner.output_uri(local, "", "ingest") == local.path
+    assert beam_runner.output_uri(local, "") == local.path
     assert beam_runner.BEAM_URI_KEY not in local.metadata
 
     remote_args = combine(PORTABLE.args(), "")
-    assert beam_runner.output_uri(local, remote_args, "ingest") == \
+    assert beam_runner.output_uri(local, remote_args) == \
         "s3://lp-beam/runs/artifacts/living-pipeline-2026/ingest/examples"
     assert local.metadata[beam_runner.BEAM_URI_KEY] == "s3://lp-beam/runs/artifacts/living-pipeline-2026/ingest/examples"
     # The stage that reads it takes it from where it was written, whatever its own runner.
-    assert beam_runner.input_uri(_artifact(local.uri, local.metadata), "", "statistics") == \
+    assert beam_runner.input_uri(_artifact(local.uri, local.metadata), "") == \
         local.metadata[beam_runner.BEAM_URI_KEY]
 
     vertex = _artifact("gs://vertex-root/123/ingest_456/examples")
     assert vertex.path.startswith("/gcs/")
-    assert beam_runner.output_uri(vertex, remote_args, "ingest") == "gs://vertex-root/123/ingest_456/examples"
+    assert beam_runner.output_uri(vertex, remote_args) == "gs://vertex-root/123/ingest_456/examples"
     kfp = _artifact("minio://mlpipeline/v2/artifacts/run/ingest/examples")
-    assert beam_runner.output_uri(kfp, remote_args, "ingest") == "s3://mlpipeline/v2/artifacts/run/ingest/examples"
-    assert beam_runner.input_uri(_artifact(kfp.uri), remote_args, "transform") == \
+    assert beam_runner.output_uri(kfp, remote_args) == "s3://mlpipeline/v2/artifacts/run/ingest/examples"
+    assert beam_runner.input_uri(_artifact(kfp.uri), remote_args) == \
         "s3://mlpipeline/v2/artifacts/run/ingest/examples"
 
     without_root = "--runner=PortableRunner --job_endpoint=localhost:8099"
     with pytest.raises(StageError, match=r"^The Beam runner PortableRunner runs its workers elsewhere "
                                          r"and the artifacts of this run are local folders .*--beam-temp-root"):
-        beam_runner.output_uri(_artifact(str(tmp_path / "a" / "b" / "c")), without_root, "transform")
+        beam_runner.output_uri(_artifact(str(tmp_path / "a" / "b" / "c")), without_root)
     # TensorFlow writes the transform graph itself, and has no s3:// file system: a gs:// temp root, or one line.
     with pytest.raises(StageError, match=r"^TensorFlow itself reads and writes this stage's "
                                          r"transform_graph on the workers, and TensorFlow 2.16 has no s3:// file system"):
         beam_runner.output_uri(_artifact(str(tmp_path / "run" / "transform" / "transform_graph")), remote_args,
-                               "transform", tensorflow=True)
+                               tensorflow=True)
     gcs_args = combine(RunnerPreset(runner="portable", temp_root="gs://lp-beam/runs", job_endpoint="j:1",
                                     worker_pool="w:2").args(), "")
     assert beam_runner.output_uri(_artifact("minio://mlpipeline/v2/artifacts/r/transform/transform_graph"), gcs_args,
-                                  "transform", tensorflow=True) == "gs://lp-beam/runs/artifacts/r/transform/transform_graph"
+                                  tensorflow=True) == "gs://lp-beam/runs/artifacts/r/transform/transform_graph"
     with pytest.raises(StageError, match=r"^--data '/data/x.csv' is on this machine"):
-        beam_runner.check_readable("/data/x.csv", "--data", remote_args, "ingest")
-    beam_runner.check_readable("s3://landing/x.csv", "--data", remote_args, "ingest")
+        beam_runner.check_readable("/data/x.csv", "--data", remote_args)
+    beam_runner.check_readable("s3://landing/x.csv", "--data", remote_args)
 
 
 @pytest.mark.slow  # starts pipeline.py run (refused before any stage runs)
