@@ -14,7 +14,7 @@ import pytest
 from kfp.dsl import Artifact
 
 from components import beam_runner
-from components.beam_runner import RunnerPreset, combine, stage_beam_args
+from components.beam_runner import RunnerPreset, combine
 from components.errors import StageError
 from helpers import REPO
 
@@ -111,8 +111,7 @@ def test_presets_name_the_missing_flag():
 
 
 def _artifact(uri, metadata=None):
-    artifact = Artifact(name="examples", uri=uri, metadata=dict(metadata or {}))
-    return artifact
+    return Artifact(name="examples", uri=uri, metadata=dict(metadata or {}))
 
 
 def test_beam_gets_artifact_folders_in_process_and_bucket_uris_otherwise(tmp_path):
