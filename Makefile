@@ -43,7 +43,7 @@ $(VENV)/.installed-cluster: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[cluster]'
 	touch $@
 
-.PHONY: help install run test test-fast test-fresh-machine bench compile clean image base-image e2e-docker
+.PHONY: help install run test test-fast test-fresh-machine bench bench-distributed compile clean image base-image e2e-docker
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -65,6 +65,9 @@ test-fast: $(VENV)/.installed-test ## the tests that start no whole pipeline, se
 
 test-fresh-machine: ## check make test's set-up on a fresh Debian machine (a container of the offline base; Docker)
 	scripts/check-fresh-machine.sh
+
+bench-distributed: $(VENV)/.installed-test ## DirectRunner vs Beam's portable runner (2 workers, project image) at 1M rows (ROWS=...)
+	$(BIN)/python -m benchmarks.distributed --rows $(or $(ROWS),1000000)
 
 bench: $(VENV)/.installed-bench ## benchmark the local run at 10k, 100k and 1M rows, then side by side with TFX (benchmarks/results/)
 	$(BIN)/python -m benchmarks.run
