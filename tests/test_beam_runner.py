@@ -172,3 +172,18 @@ def test_database_url_is_in_neither_the_options_nor_the_spec(tmp_path):
         "workers only through their environment (LIVING_PIPELINE_DATABASE_URL, from a Kubernetes secret on a "
         "cluster), never the job's options."]
     assert "db-pass-5d2f" not in result.stderr + result.stdout
+
+
+def test_run_and_submit_take_the_preset_flags():
+    from pipeline import beam_runner_args, parse_args
+
+    flags = ["--beam-runner", "dataflow", "--dataflow-project", "my-project", "--dataflow-region", "europe-west4",
+             "--beam-temp-root", "gs://lp-dataflow-temp/runs", "--worker-image", DATAFLOW.worker_image,
+             "--dataflow-service-account", DATAFLOW.service_account, "--dataflow-machine-type", "n2-standard-4",
+             "--dataflow-max-workers", "8"]
+    for command in (["run"], ["submit", "--vertex"]):
+        args = parse_args([*command, *flags])
+        assert shlex.split(beam_runner_args(args, "--experiments=shuffle_mode=service")) == [
+            *DATAFLOW.args(), "--experiments=shuffle_mode=service"]
+    with pytest.raises(StageError, match="^--beam-runner portable needs --beam-job-endpoint and --beam-worker-pool"):
+        beam_runner_args(parse_args(["run", "--beam-runner", "portable", "--beam-temp-root", "s3://b/p"]), "")
