@@ -128,7 +128,7 @@ def test_beam_stages_run_on_the_portable_runner_with_the_project_image_as_worker
     assert "living-pipeline beam_boot: SDK worker" in logs, logs[-2000:]
     # Transform stops with one line naming the stage, the flag and what to do.
     assert remote.returncode != 0
-    errors = [line for line in remote.stderr.splitlines() if "TensorFlow 2.16 has no s3://" in line]
+    errors = [line for line in (remote.stdout + remote.stderr).splitlines() if "TensorFlow 2.16 has no s3://" in line]
     assert errors and errors[0].startswith("Error: transform: TensorFlow itself reads and writes this stage's "
                                            "transform_graph on the workers"), remote.stderr[-3000:]
     assert "give --beam-temp-root gs://BUCKET/PATH, or run this stage in process" in errors[0]
