@@ -133,3 +133,12 @@ def test_beam_stages_run_on_the_portable_runner_with_the_project_image_as_worker
                                            "transform_graph on the workers"), remote.stderr[-3000:]
     assert "give --beam-temp-root gs://BUCKET/PATH, or run this stage in process" in errors[0]
     assert WRITER[1] not in remote.stdout + remote.stderr
+
+
+def test_without_a_docker_engine_the_test_fails_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-docker.sock'}")
+    with pytest.raises(pytest.fail.Exception) as failure:
+        _require_docker_and_image()
+    message = str(failure.value)
+    assert message.startswith("test_distributed needs a Docker engine: none answers (") and message.endswith(
+        "start dockerd") and "\n" not in message
