@@ -63,6 +63,7 @@ def benchmark(rows, workers, work):
     stores = _object_stores()
     data_dir = os.path.join(work, "data")
     generate("demo", rows, 0, data_dir)
+    os.makedirs(os.path.join(work, "seaweedfs"))
     with stores.seaweedfs(os.path.join(work, "seaweedfs")) as endpoint:
         environment = stores.s3_environment(endpoint)
         client = stores.s3_client(endpoint)
