@@ -41,8 +41,12 @@ def _docker(*args):
 
 
 def _peak_mb(container):
-    peak = _docker("exec", container, "cat", "/sys/fs/cgroup/memory.peak").stdout.strip()
-    return round(int(peak) / 2**20) if peak.isdigit() else None
+    """The container's peak memory so far, from its cgroup (v2 `memory.peak`, v1 `max_usage_in_bytes`)."""
+    for path in ("/sys/fs/cgroup/memory.peak", "/sys/fs/cgroup/memory/memory.max_usage_in_bytes"):
+        peak = _docker("exec", container, "cat", path).stdout.strip()
+        if peak.isdigit():
+            return round(int(peak) / 2**20)
+    return None
 
 
 def _run(args, environment, summary):
@@ -55,7 +59,9 @@ def _run(args, environment, summary):
     if os.path.exists(summary):
         with open(summary) as source:
             stages = json.load(source)["stages"]
-    error = next((line for line in process.stderr.splitlines() if line.startswith("Error:")), "")
+    error = next((line for line in (process.stdout + process.stderr).splitlines() if line.startswith("Error:")), "")
+    stages = {name: {**stage, "seconds": round(stage["seconds"], 1) if stage.get("seconds") else stage.get("seconds")}
+              for name, stage in stages.items()}
     return {"seconds": round(seconds, 1), "stages": stages, "error": error}
 
 
