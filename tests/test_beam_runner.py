@@ -187,3 +187,39 @@ def test_run_and_submit_take_the_preset_flags():
             *DATAFLOW.args(), "--experiments=shuffle_mode=service"]
     with pytest.raises(StageError, match="^--beam-runner portable needs --beam-job-endpoint and --beam-worker-pool"):
         beam_runner_args(parse_args(["run", "--beam-runner", "portable", "--beam-temp-root", "s3://b/p"]), "")
+
+
+@pytest.mark.slow  # starts SeaweedFS
+def test_local_artifacts_reach_remote_workers_and_their_outputs_come_back(tmp_path, monkeypatch):
+    """A pod-local artifact is uploaded under the temp root for remote workers; what they wrote there is read
+    back as files (train's download, the mirror into the artifact's folder), and nothing is fetched twice."""
+    from components import storage
+    from object_stores import s3_client, s3_environment, seaweedfs
+
+    (tmp_path / "weed").mkdir()
+    with seaweedfs(str(tmp_path / "weed")) as endpoint:
+        for name, value in s3_environment(endpoint).items():
+            monkeypatch.setenv(name, value)
+        s3_client(endpoint).create_bucket(Bucket="lp-beam")
+        remote_args = combine(PORTABLE.args(), f"--s3_endpoint_url={endpoint}")
+        storage.configure(f"--s3_endpoint_url={endpoint}")
+
+        folder = tmp_path / "run-1" / "ingest" / "examples"
+        (folder / "Split-train").mkdir(parents=True)
+        (folder / "Split-train" / "data.gz").write_bytes(b"examples")
+        uri = beam_runner.input_uri(_artifact(str(folder)), remote_args)
+        assert uri == "s3://lp-beam/runs/artifacts/run-1/ingest/examples"
+        assert storage.read_bytes(uri + "/Split-train/data.gz", "--test") == b"examples"
+
+        written = _artifact(str(tmp_path / "run-1" / "transform" / "transformed_examples"))
+        out = beam_runner.output_uri(written, remote_args)
+        storage.write_bytes(out + "/Split-eval/part.gz", b"transformed", "--test")
+        with beam_runner.local_view(written) as local:
+            assert open(os.path.join(local, "Split-eval", "part.gz"), "rb").read() == b"transformed"
+        beam_runner.mirror(out, written.path)
+        assert open(os.path.join(written.path, "Split-eval", "part.gz"), "rb").read() == b"transformed"
+        # A file already in the artifact's folder (Vertex AI's /gcs view of the bucket) is left as it is.
+        with open(os.path.join(written.path, "Split-eval", "part.gz"), "wb") as sink:
+            sink.write(b"kept")
+        beam_runner.mirror(out, written.path)
+        assert open(os.path.join(written.path, "Split-eval", "part.gz"), "rb").read() == b"kept"
