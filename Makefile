@@ -8,6 +8,8 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c constra
 ARGS ?=
 # The image's base; where none can be pulled: make base-image, then BASE_IMAGE=$(OFFLINE_BASE_IMAGE)
 BASE_IMAGE ?= python:3.11-slim
+# none, or dataflow: the image also starts Beam's boot (Dataflow's custom SDK container; docs/distributed.md)
+BEAM_BOOT ?= none
 OFFLINE_BASE_IMAGE := living-pipeline-base:bookworm
 # The image's tag: scripts/build-image.sh's default, which pipeline.py uses too.
 IMAGE ?= living-pipeline:$(shell sed -n 's/^ *version="\([^"]*\)".*/\1/p' setup.py)
@@ -41,7 +43,7 @@ $(VENV)/.installed-cluster: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[cluster]'
 	touch $@
 
-.PHONY: help install run test test-fast test-fresh-machine bench compile clean image base-image e2e-docker
+.PHONY: help install run test test-fast test-fresh-machine bench bench-distributed compile clean image base-image e2e-docker
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -64,6 +66,9 @@ test-fast: $(VENV)/.installed-test ## the tests that start no whole pipeline, se
 test-fresh-machine: ## check make test's set-up on a fresh Debian machine (a container of the offline base; Docker)
 	scripts/check-fresh-machine.sh
 
+bench-distributed: $(VENV)/.installed-test ## DirectRunner vs Beam's portable runner (2 workers, project image) at 1M rows (ROWS=...)
+	$(BIN)/python -m benchmarks.distributed --rows $(or $(ROWS),1000000)
+
 bench: $(VENV)/.installed-bench ## benchmark the local run at 10k, 100k and 1M rows, then side by side with TFX (benchmarks/results/)
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.side_by_side
@@ -76,7 +81,7 @@ base-image: ## build the offline base image (debootstrap + docker import; root, 
 	scripts/build-base-image.sh $(OFFLINE_BASE_IMAGE)
 
 image: ## build the project image (docker/Dockerfile) on BASE_IMAGE
-	BASE_IMAGE='$(BASE_IMAGE)' scripts/build-image.sh $(IMAGE)
+	BASE_IMAGE='$(BASE_IMAGE)' BEAM_BOOT='$(BEAM_BOOT)' scripts/build-image.sh $(IMAGE)
 
 e2e-docker: $(VENV)/.installed-cluster image ## build the image and run the demo with every stage in a container
 	docker run --rm $(IMAGE) sh -c 'test "$$(id -u)" != 0 && ! command -v gcc g++ cc >/dev/null' \

@@ -27,6 +27,7 @@ from kfp import compiler, dsl
 from kfp.dsl import Artifact, Metrics, Model
 
 from components import stages
+from components.beam_runner import RUNNERS, RunnerPreset, combine
 from components.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLDS
 from components.cluster import KFP_OBJECT_STORE, STATE_MOUNT_PATH, ObjectStore, configure_tasks
 from components.layout import DEFAULT_SPLIT_RATIOS
@@ -250,6 +251,7 @@ def _run(args):
 
     try:
         refuse_credentials(args.beam_args)
+        args.beam_args = beam_runner_args(args, args.beam_args)
     except StageError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
@@ -371,6 +373,8 @@ def _submit_spec(submit, spec_path, args):
     arguments = submit.pipeline_arguments(spec, args.param)
     try:
         refuse_credentials(arguments.get("beam_args", ""), "--param beam_args")
+        if args.beam_runner != "direct" or args.beam_temp_root:
+            arguments["beam_args"] = beam_runner_args(args, arguments.get("beam_args", ""))
     except StageError as error:
         raise submit.SubmissionError(str(error)) from None
     if args.schedule:
@@ -400,6 +404,40 @@ def _submit_spec(submit, spec_path, args):
         else:
             print(f"Run {result['run_id']} of {PIPELINE_NAME} version {result['version_name']} started on "
                   f"{args.host}" + (f": {result['state']}" if result["state"] else ""))
+
+
+def _add_beam_runner_flags(parser):
+    group = parser.add_argument_group("Beam runner (ingest, statistics, transform, evaluate; see docs/distributed.md)")
+    group.add_argument("--beam-runner", choices=RUNNERS, default="direct", help="direct: Beam runs inside each "
+                       "stage; portable: Beam's job service and a worker pool of the project image; dataflow: "
+                       "Google Cloud Dataflow with the project image as the SDK container (default: %(default)s)")
+    group.add_argument("--beam-temp-root", default="", metavar="URI", help="a bucket (gs://, s3://) for Beam's "
+                       "temp and staging files and, where the artifacts are local folders, the Beam stages' "
+                       "outputs; required by portable and dataflow (it becomes Beam's --temp_location)")
+    group.add_argument("--beam-job-endpoint", default="", metavar="HOST:PORT", help="portable: Beam's job "
+                       "service (python -m apache_beam.runners.portability.local_job_service_main, Flink, Spark)")
+    group.add_argument("--beam-worker-pool", default="", metavar="HOST:PORT", help="portable: the SDK worker "
+                       "pool (the project image running python -m apache_beam.runners.worker.worker_pool_main)")
+    group.add_argument("--dataflow-project", default="", metavar="PROJECT", help="dataflow: the Google Cloud project")
+    group.add_argument("--dataflow-region", default="", metavar="REGION", help="dataflow: the region, e.g. europe-west4")
+    group.add_argument("--dataflow-service-account", default="", metavar="EMAIL", help="dataflow: the workers' "
+                       "service account (default: Compute Engine's default one)")
+    group.add_argument("--dataflow-machine-type", default="", metavar="TYPE", help="dataflow: the workers' "
+                       "machine type, e.g. n2-standard-4")
+    group.add_argument("--dataflow-max-workers", type=int, default=0, metavar="N", help="dataflow: at most N "
+                       "workers (default: Dataflow's autoscaling limit)")
+    group.add_argument("--worker-image", default="", metavar="IMAGE", help="dataflow: the project image built "
+                       "with BEAM_BOOT=dataflow (make image BEAM_BOOT=dataflow), pushed where Dataflow can pull it")
+
+
+def beam_runner_args(args, beam_args):
+    """The Beam arguments of the run: the --beam-runner preset's options, then --beam-args."""
+    preset = RunnerPreset(runner=args.beam_runner, temp_root=args.beam_temp_root,
+                          job_endpoint=args.beam_job_endpoint, worker_pool=args.beam_worker_pool,
+                          project=args.dataflow_project, region=args.dataflow_region,
+                          service_account=args.dataflow_service_account, machine_type=args.dataflow_machine_type,
+                          max_workers=args.dataflow_max_workers, worker_image=args.worker_image)
+    return combine(preset.args(), beam_args)
 
 
 def _add_object_store_flags(parser):
@@ -534,6 +572,7 @@ def parse_args(argv):
                             "subprocess: warm forks each stage's process from one that has imported "
                             "TensorFlow and the TFX libraries once; fresh starts a new Python for each stage, "
                             "as kfp.local does (same stages, outputs and logs; default: %(default)s)")
+    _add_beam_runner_flags(run_parser)
     run_parser.set_defaults(handler=_run)
 
     submit_parser = commands.add_parser("submit", help="submit the pipeline to Kubeflow Pipelines or Vertex AI",
@@ -550,6 +589,7 @@ def parse_args(argv):
     submit_parser.add_argument("--kfp-volume", default="", metavar="PVC", help="KFP only, when compiling: "
                                f"mount this PersistentVolumeClaim at {STATE_MOUNT_PATH} (see compile)")
     _add_object_store_flags(submit_parser)
+    _add_beam_runner_flags(submit_parser)
     submit_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a pipeline "
                                "argument, e.g. serving_root=/mnt/living-pipeline/serving; repeatable")
     submit_parser.add_argument("--experiment", default=PIPELINE_NAME, help="KFP experiment (default: "

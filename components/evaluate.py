@@ -12,7 +12,7 @@ import apache_beam as beam
 import tensorflow_model_analysis as tfma
 from tfx_bsl.public import tfxio
 
-from components import layout, tfma_metrics
+from components import beam_runner, layout, tfma_metrics
 from components.beam_options import pipeline_options
 from components.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, OVERALL, decide, value_threshold
 from components.autograph_rules import skip_autograph_for_libraries
@@ -115,13 +115,16 @@ def _slice_name(metrics_for_slice):
 def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, baseline_dir=None,
                    slice_columns=None, threshold=DEFAULT_THRESHOLD, tolerance=0.0, beam_args="",
                    baseline_version=0, slice_threshold=0.0, min_slice_examples=DEFAULT_MIN_SLICE_EXAMPLES,
-                   class_count=0, output_kind=""):
+                   class_count=0, output_kind="", beam_dirs=None):
     """Runs TFMA on the eval split; returns the blessing, its reasons, and overall and per-slice metrics.
 
     `class_count` is the number of classes the model's probabilities have (train's metadata; 0: unknown);
     `output_kind` what its serving output is (train's metadata: a run_fn model may serve logits, which
-    get no ROC curve).
+    get no ROC curve). `beam_dirs` gives the bucket URIs Beam's workers use instead of the local
+    folders (`model`, `baseline`, `examples`, `output`) when they run elsewhere; the output is then
+    copied into `output_dir`, which everything after the Beam run reads.
     """
+    beam_dirs = beam_dirs or {}
     user_module = load_user_module(module)
     skip_autograph_for_libraries()
     if slice_columns is None:
@@ -135,8 +138,11 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
         prediction_keys[BASELINE] = prediction_key(baseline_dir, user_module.PROBLEM_TYPE)
     eval_config = evaluation_config(user_module.LABEL_KEY, user_module.PROBLEM_TYPE, slice_columns,
                                     with_baseline, binary, prediction_keys)
-    model_dirs = {CANDIDATE: model_dir, **({BASELINE: baseline_dir} if with_baseline else {})}
-    run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam_args)
+    model_dirs = {CANDIDATE: beam_dirs.get("model", model_dir),
+                  **({BASELINE: beam_dirs.get("baseline", baseline_dir)} if with_baseline else {})}
+    run_tfma(eval_config, model_dirs, beam_dirs.get("examples", examples_dir), schema_dir,
+             beam_dirs.get("output", output_dir), beam_args)
+    beam_runner.mirror(beam_dirs.get("output", output_dir), output_dir)
 
     slices = {_slice_name(m): _scalar_metrics(m) for m in tfma.load_metrics(output_dir)}
     _, metric_name = _blessing_metric(user_module.PROBLEM_TYPE)

@@ -463,7 +463,8 @@ class _QuerySource:
 def write_examples(source, plan, output_dir, beam_args=""):
     """The rows of `source` -> gzipped tf.Examples in one folder per split; returns (row counts, types)."""
     _check_split_column(plan, source.columns)
-    os.makedirs(output_dir, exist_ok=True)
+    if not storage.is_remote(output_dir):  # a bucket URI when Beam's workers run elsewhere
+        os.makedirs(output_dir, exist_ok=True)
     types_path = os.path.join(output_dir, "column_types.json")
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
@@ -471,16 +472,19 @@ def write_examples(source, plan, output_dir, beam_args=""):
     column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
     examples = records | "AssignSplit" >> beam.ParDo(_AssignSplit(plan)).with_outputs("errors", *plan.names)
     ((read_errors, examples.errors) | "Errors" >> beam.Flatten()
-     | "WriteErrors" >> beam.io.WriteToText(errors_prefix, num_shards=1, shard_name_template=""))
+     # No file when there is no error: an object store refuses to complete an empty multipart upload.
+     | "WriteErrors" >> beam.io.WriteToText(errors_prefix, num_shards=1, shard_name_template="", skip_if_empty=True))
     for name in plan.names:
         examples[name] | f"Write{name}" >> beam.io.WriteToTFRecord(
             os.path.join(layout.split_dir(output_dir, name), "data_tfrecord"), file_name_suffix=".gz")
     result = pipeline.run()
     result.wait_until_finish()
 
-    with FileSystems.open(errors_prefix) as errors_file:
-        errors = errors_file.read().decode().splitlines()
-    FileSystems.delete([errors_prefix])
+    errors = []
+    if FileSystems.exists(errors_prefix):
+        with FileSystems.open(errors_prefix) as errors_file:
+            errors = errors_file.read().decode().splitlines()
+        FileSystems.delete([errors_prefix])
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise StageError(f"{errors[0]}{more}")

@@ -19,9 +19,14 @@ def examples_pattern(artifact_dir, split):
 
 
 def split_names(artifact_dir):
-    """The splits present in an artifact, in sorted order."""
-    return sorted(name[len(_SPLIT_PREFIX):] for name in os.listdir(artifact_dir)
-                  if name.startswith(_SPLIT_PREFIX))
+    """The splits present in an artifact (a local folder or a bucket URI), in sorted order."""
+    from components import storage
+
+    if storage.is_remote(artifact_dir):
+        names = {relative.split("/", 1)[0] for _, relative in storage.files_under(artifact_dir, "--beam-temp-root")}
+    else:
+        names = os.listdir(artifact_dir)
+    return sorted(name[len(_SPLIT_PREFIX):] for name in names if name.startswith(_SPLIT_PREFIX))
 
 
 def statistics_file(artifact_dir, split):

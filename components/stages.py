@@ -32,14 +32,19 @@ def ingest(data_pattern: str, data_format: str, query: str, query_partition_colu
     Returns:
         examples: The gzipped tf.Examples, a Split-<name> folder per split; metadata: span, row counts, column types.
     """
+    from components.beam_runner import check_readable, output_uri, stage_beam_args
     from components.errors import reported_stage
     from components.ingest import ingest_examples
     from components.storage import configure
 
     with reported_stage():
         configure(beam_args)
+        beam_args = stage_beam_args(beam_args, "ingest")
+        if not query:
+            check_readable(data_pattern, "--data", beam_args)
         examples.metadata.update(ingest_examples(
-            data_pattern, examples.path, span, split_ratios, beam_args, data_format=data_format, query=query,
+            data_pattern, output_uri(examples, beam_args), span, split_ratios, beam_args,
+            data_format=data_format, query=query,
             query_partition_column=query_partition_column, query_partitions=query_partitions,
             split_column=split_column, split_cutoff=split_cutoff))
 
@@ -58,6 +63,7 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
         statistics: TFDV statistics (FeatureStats.pb) of every split and of the serving sample.
         statistics_report: Each feature's statistics, train and eval side by side.
     """
+    from components.beam_runner import check_readable, input_uri, mirror, output_uri, stage_beam_args
     from components.errors import reported_stage
     from components.reports import write_text
     from components.statistics import generate_statistics, statistics_report as build_report
@@ -65,8 +71,13 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
 
     with reported_stage():
         configure(beam_args)
-        splits = generate_statistics(examples.path, statistics.path, beam_args,
+        beam_args = stage_beam_args(beam_args, "statistics")
+        if serving_data:
+            check_readable(serving_data, "--serving-data", beam_args)
+        beam_output = output_uri(statistics, beam_args)
+        splits = generate_statistics(input_uri(examples, beam_args), beam_output, beam_args,
                                      [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data)
+        mirror(beam_output, statistics.path)  # schema, validate and the report read it as files
         statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
         write_text(statistics_report.path, build_report(statistics.path, splits))
 
@@ -149,16 +160,25 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
         transformed_examples: The transformed tf.Examples of every split.
         transform_report: The analyzers' vocabularies and each transformed feature's range.
     """
+    import os
+
+    from components.beam_runner import input_uri, mirror, mirror_file, output_uri, stage_beam_args
     from components.errors import reported_stage
     from components.reports import write_text
-    from components.storage import configure
-    from components.transform import transform_examples, transform_report as build_report
+    from components.storage import configure, join
+    from components.transform import RANGES_FILE, transform_examples, transform_report as build_report
 
     with reported_stage():
         configure(beam_args)
-        splits = transform_examples(examples.path, schema.path, module, transform_graph.path,
-                                    transformed_examples.path, beam_args)
+        beam_args = stage_beam_args(beam_args, "transform")
+        graph_uri = output_uri(transform_graph, beam_args, tensorflow=True)
+        transformed_uri = output_uri(transformed_examples, beam_args)
+        splits = transform_examples(input_uri(examples, beam_args), schema.path, module, graph_uri,
+                                    transformed_uri, beam_args)
         transformed_examples.metadata["split_names"] = splits
+        # Train and the report read the graph as files; the transformed examples stay in the bucket.
+        mirror(graph_uri, transform_graph.path)
+        mirror_file(join(transformed_uri, RANGES_FILE), os.path.join(transformed_examples.path, RANGES_FILE))
         write_text(transform_report.path, build_report(transform_graph.path, transformed_examples.path))
 
 
@@ -194,14 +214,17 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
     from components.errors import reported_stage
     from components.reports import write_text
     from components.storage import configure
+    from components.beam_runner import local_view
     from components.train import learning_curves_html, train_model
 
     with reported_stage():
         configure(beam_args)
-        result = train_model(transformed_examples.path, transform_graph.path, module, model.path, train_steps,
-                             hyperparameters=hyperparameters, custom_config=custom_config,
-                             model_run_dir=tensorboard_logs.path, examples_dir=examples.path,
-                             schema_dir=schema.path)
+        # Examples that Beam's workers wrote to a bucket are read from there (downloaded: TensorFlow reads files).
+        with local_view(transformed_examples) as transformed_dir, local_view(examples) as examples_dir:
+            result = train_model(transformed_dir, transform_graph.path, module, model.path, train_steps,
+                                 hyperparameters=hyperparameters, custom_config=custom_config,
+                                 model_run_dir=tensorboard_logs.path, examples_dir=examples_dir,
+                                 schema_dir=schema.path)
         model.metadata.update(result)
         for name, value in result["final"].items():
             metrics.log_metric(name, value)
@@ -245,14 +268,17 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     from components.evaluate import (blessing_markdown, confusion_matrix as read_confusion_matrix, evaluate_model,
                                      evaluation_html, roc_curve)
     from components.reports import write_text
+    from components.beam_runner import beam_dirs_for_evaluate, stage_beam_args
     from components.serving_root import baseline_model
     from components.storage import configure
 
     with reported_stage():
         configure(beam_args)
+        beam_args = stage_beam_args(beam_args, "evaluate")
         with baseline_model(serving_root, model_name) as (baseline, local_baseline, baseline_version):
             decision = evaluate_model(
                 model.path, examples.path, schema.path, module, evaluation.path,
+                beam_dirs=beam_dirs_for_evaluate(model, examples, evaluation, baseline, local_baseline, beam_args),
                 baseline_dir=local_baseline,
                 slice_columns=[c.strip() for c in slice_columns.split(",") if c.strip()] or None,
                 threshold=threshold, tolerance=tolerance, beam_args=beam_args,

@@ -6,14 +6,13 @@ the statistics also hold one dataset per value of each column (e.g. per island),
 one, so a biased split can be spotted.
 """
 import os
-import tempfile
 
 import apache_beam as beam
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation import constants as tfdv_constants
 from tfx_bsl.public import tfxio
 
-from components import layout, storage
+from components import beam_runner, layout, storage
 from components.beam_options import pipeline_options
 from components.errors import StageError
 from components.ingest import SERVING_SPLIT, ingest_serving_sample
@@ -43,7 +42,7 @@ def _stats_options(slice_columns):
 def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=(), serving_data=""):
     """Writes `Split-<name>/FeatureStats.pb` for each split (and the serving sample); returns the splits."""
     patterns = {split: layout.examples_pattern(examples_dir, split) for split in layout.split_names(examples_dir)}
-    with tempfile.TemporaryDirectory(prefix="serving-sample-") as scratch_dir:
+    with beam_runner.scratch(output_dir) as scratch_dir:  # in a bucket when Beam's workers run elsewhere
         if serving_data:
             patterns[SERVING_SPLIT] = _serving_examples_pattern(serving_data, scratch_dir, beam_args)
         options = _stats_options(slice_columns)

@@ -35,6 +35,8 @@ _state = {"beam_args": "", "options": None, "checked": set()}
 # Beam options that carry secrets (S3 keys, Azure's connection string), and any option named like one.
 _CREDENTIAL_FLAGS = ("--s3_access_key_id", "--s3_secret_access_key", "--s3_session_token", "--azure_connection_string")
 _CREDENTIAL_NAME = re.compile(r"secret|password|passwd|token|access_key|connection_string|credential", re.I)
+# A URL with a password in it (a database URL such as postgresql://user:password@host/db).
+_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]+:[^/@\s]+@", re.I)
 
 
 def is_remote(path):
@@ -48,9 +50,16 @@ def refuse_credentials(beam_args, flag="--beam-args"):
     logs and KFP's database. The stages take them from their environment or the workload's identity.
     """
     try:
-        names = [arg.split("=", 1)[0] for arg in shlex.split(beam_args or "") if arg.startswith("--")]
+        args = shlex.split(beam_args or "")
     except ValueError as error:
         raise StageError(f"{flag} cannot be read ({error}): quote it as a shell would.") from None
+    names = [arg.split("=", 1)[0] for arg in args if arg.startswith("--")]
+    for arg in args:
+        if _URL_WITH_PASSWORD.search(arg):
+            raise StageError(
+                f"{flag} holds a URL with a password ({arg.split('=', 1)[0] if arg.startswith('--') else 'a value'}): "
+                "a database URL reaches ingest and Beam's workers only through their environment "
+                "(LIVING_PIPELINE_DATABASE_URL, from a Kubernetes secret on a cluster), never the job's options.")
     for name in names:
         if name.lower() in _CREDENTIAL_FLAGS or _CREDENTIAL_NAME.search(name):
             raise StageError(

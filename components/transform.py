@@ -6,7 +6,6 @@ which embeds it in the serving model.
 """
 import json
 import os
-import tempfile
 
 import apache_beam as beam
 import pyarrow as pa
@@ -16,7 +15,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
-from components import layout
+from components import beam_runner, layout, storage
 from components.autograph_rules import skip_autograph_for_libraries
 from components.beam_options import pipeline_options
 from components.errors import StageError
@@ -72,8 +71,9 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
     sources = {split: tfxio.TFExampleRecord(file_pattern=layout.examples_pattern(examples_dir, split),
                                             schema=schema, telemetry_descriptors=TELEMETRY)
                for split in splits}
-    os.makedirs(transformed_examples_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tft-") as temp_dir, \
+    if not storage.is_remote(transformed_examples_dir):  # a bucket URI when Beam's workers run elsewhere
+        os.makedirs(transformed_examples_dir, exist_ok=True)
+    with beam_runner.scratch(transform_graph_dir) as temp_dir, \
             beam.Pipeline(options=pipeline_options(beam_args)) as pipeline, \
             tft_beam.Context(temp_dir=temp_dir):
         # The train split is read once for the analyzers and again to transform it: one read feeding both
@@ -141,8 +141,10 @@ class _NumericRanges(beam.CombineFn):
 
 
 def _write_ranges(ranges, path):
-    with open(path, "w") as sink:
-        json.dump(ranges, sink)
+    from apache_beam.io.filesystems import FileSystems  # a local path or a bucket URI, from any worker
+
+    with FileSystems.create(path) as sink:
+        sink.write(json.dumps(ranges).encode())
 
 
 def transform_report(transform_graph_dir, transformed_examples_dir):

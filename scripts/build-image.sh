@@ -10,6 +10,8 @@
 #               (default: the bundle this machine's pip trusts: PIP_CERT, SSL_CERT_FILE,
 #               REQUESTS_CA_BUNDLE or pip's configured `cert`, if any)
 #   DOCKER      the docker client (default: docker)
+#   BEAM_BOOT   none (default) or dataflow: add Beam's boot from BEAM_SDK_IMAGE (default
+#               apache/beam_python3.11_sdk:2.59.0) as the entrypoint, for Dataflow's custom SDK container
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,7 +49,10 @@ fi
 
 args=(--file docker/Dockerfile --tag "$tag"
       --build-arg "BASE_IMAGE=${base_image}" --build-arg "VERSION=${version}"
-      --build-arg "REVISION=${revision}")
+      --build-arg "REVISION=${revision}" --build-arg "BEAM_BOOT=${BEAM_BOOT:-none}")
+if [ -n "${BEAM_SDK_IMAGE:-}" ]; then
+  args+=(--build-arg "BEAM_SDK_IMAGE=${BEAM_SDK_IMAGE}")
+fi
 if [ -n "$ca_bundle" ]; then
   if [ ! -r "$ca_bundle" ]; then
     echo "build-image: CA bundle '$ca_bundle' cannot be read; set CA_BUNDLE to a readable PEM file" >&2

@@ -133,14 +133,33 @@ def test_dockerfile_builds_a_non_root_image_on_a_chosen_base_without_baking_in_t
     instructions = re.findall(r"^([A-Z]+) (.*)$", dockerfile, re.MULTILINE)
     assert ("ARG", "BASE_IMAGE=python:3.11-slim") in instructions
     stages = [arguments for instruction, arguments in instructions if instruction == "FROM"]
-    assert len(stages) >= 2 and all(stage.startswith("${BASE_IMAGE}") for stage in stages)
-    final_stage = dockerfile[dockerfile.rindex("\nFROM "):]
+    # The build and the image on BASE_IMAGE; Beam's SDK image only for its boot; the last stage picks one.
+    assert stages == ["${BEAM_SDK_IMAGE} AS beam-sdk", "${BASE_IMAGE} AS build", "${BASE_IMAGE} AS image-none",
+                      "image-none AS image-dataflow", "image-${BEAM_BOOT}"]
+    final_stage = dockerfile[dockerfile.index("\nFROM ${BASE_IMAGE} AS image-none"):dockerfile.index("\nFROM image-none")]
     users = re.findall(r"^USER (\S+)$", final_stage, re.MULTILINE)
     assert users and not users[-1].startswith(("root", "0:", "0 ")) and users[-1] != "0"
     assert "org.opencontainers.image.version" in final_stage and "org.opencontainers.image.revision" in final_stage
     # The proxy's CA only as a build secret: never copied, never in the final stage.
     assert "--mount=type=secret,id=ca_bundle" in dockerfile
     assert "ca_bundle" not in final_stage and not re.search(r"^(COPY|ADD) .*\.(crt|pem)", dockerfile, re.M)
+
+
+def test_dataflow_variant_takes_boot_from_beams_sdk_image_of_the_pinned_release():
+    """BEAM_BOOT=dataflow: Beam's boot from the SDK image of exactly this Python and Beam, as the entrypoint."""
+    import apache_beam
+
+    with open(os.path.join(REPO, "docker/Dockerfile")) as source:
+        dockerfile = source.read()
+    instructions = re.findall(r"^([A-Z]+) (.*)$", dockerfile, re.MULTILINE)
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert ("ARG", f"BEAM_SDK_IMAGE=apache/beam_python{python}_sdk:{apache_beam.__version__}") in instructions
+    assert ("ARG", "BEAM_BOOT=none") in instructions
+    dataflow = dockerfile[dockerfile.index("\nFROM image-none AS image-dataflow"):dockerfile.rindex("\nFROM ")]
+    assert "COPY --from=beam-sdk /opt/apache/beam /opt/apache/beam" in dataflow
+    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dataflow
+    with open(os.path.join(REPO, "scripts/build-image.sh")) as source:
+        assert '--build-arg "BEAM_BOOT=${BEAM_BOOT:-none}"' in source.read()
 
 
 def test_dockerignore_keeps_the_context_to_what_the_image_installs():
