@@ -43,7 +43,7 @@ $(VENV)/.installed-cluster: $(VENV)/.installed
 	$(PIP_INSTALL) -e '.[cluster]'
 	touch $@
 
-.PHONY: help install run test test-fast test-fresh-machine bench bench-distributed compile clean image base-image e2e-docker
+.PHONY: help install run test test-fast test-docker test-fresh-machine bench bench-distributed compile clean image base-image e2e-docker
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -55,13 +55,16 @@ run: $(VENV)/.installed ## run the demo end to end on this machine (kfp.local), 
 # Test files run in parallel, each file in one worker (its module fixtures are built once).
 TEST_WORKERS ?= 2
 
-test: $(VENV)/.installed-test ## install what the tests need (Debian packages as root) and run the test suite
+test: $(VENV)/.installed-test ## install what the tests need (Debian packages as root) and run the test suite (all but make test-docker's)
 	PYTHON='$(PYTHON)' scripts/system-packages.sh test
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not docker" tests
 
 test-fast: $(VENV)/.installed-test ## the tests that start no whole pipeline, server or browser (pytest -m "not slow"; minutes)
 	PYTHON='$(PYTHON)' scripts/system-packages.sh test
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not docker" tests
+
+test-docker: $(VENV)/.installed-test ## the tests that need a Docker engine and the project image (installs, starts and builds them; root)
+	scripts/with-docker.sh sh -c "BASE_IMAGE='$(OFFLINE_BASE_IMAGE)' scripts/build-image.sh $(IMAGE) && $(BIN)/python -m pytest -m docker tests"
 
 test-fresh-machine: ## check make test's set-up on a fresh Debian machine (a container of the offline base; Docker)
 	scripts/check-fresh-machine.sh

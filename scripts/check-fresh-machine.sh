@@ -7,46 +7,17 @@
 #
 #   scripts/check-fresh-machine.sh        (what `make test-fresh-machine` runs; CI runs it after make test)
 #
-# Needs a Docker engine and debootstrap: as root with apt-get, missing ones are installed and dockerd
-# is started; otherwise one line says what to install. Environment: BASE_IMAGE (default
+# Needs a Docker engine and the base image: scripts/with-docker.sh installs, starts and builds what is
+# missing (as root), or says in one line what to do. Environment: BASE_IMAGE (default
 # living-pipeline-base:bookworm, built if absent), DOCKER (default docker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 base_image="${BASE_IMAGE:-living-pipeline-base:bookworm}"
 docker="${DOCKER:-docker}"
-
-packages=()
-# A Docker engine: one that answers, or Debian's (a docker client alone is not enough).
-if ! "$docker" info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then
-  packages+=(docker.io)
-fi
-command -v debootstrap >/dev/null || packages+=(debootstrap)
-if [ "${#packages[@]}" -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-    echo "check-fresh-machine: needs ${packages[*]}: run 'sudo apt-get install -y ${packages[*]}' and start dockerd" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
-fi
-if ! "$docker" info >/dev/null 2>&1; then
-  if [ "$(id -u)" -ne 0 ] || ! command -v dockerd >/dev/null; then
-    echo "check-fresh-machine: no Docker engine answers: start one (sudo dockerd &) and run this again" >&2
-    exit 1
-  fi
-  echo "Starting dockerd (log: /tmp/dockerd.log); it stops when this check ends"
-  dockerd >/tmp/dockerd.log 2>&1 &
-  dockerd_pid=$!
-  trap 'kill "$dockerd_pid" 2>/dev/null; wait "$dockerd_pid" 2>/dev/null || true' EXIT
-  for _ in $(seq 60); do
-    "$docker" info >/dev/null 2>&1 && break
-    sleep 1
-  done
-  "$docker" info >/dev/null 2>&1 || { echo "check-fresh-machine: dockerd did not start; see /tmp/dockerd.log" >&2; exit 1; }
-fi
-if ! "$docker" image inspect "$base_image" >/dev/null 2>&1; then
-  scripts/build-base-image.sh "$base_image"
+if [ -z "${LIVING_PIPELINE_WITH_DOCKER:-}" ]; then
+  # A Docker engine and the base image first (installed, started and built as needed).
+  LIVING_PIPELINE_WITH_DOCKER=1 OFFLINE_BASE_IMAGE="$base_image" exec scripts/with-docker.sh "$0" "$@"
 fi
 
 # Inside: the repository read-only at /src, the host's network (package mirrors only) and CA bundle.

@@ -21,7 +21,8 @@ from components.statistics import load_statistics
 from helpers import REPO, free_port
 from object_stores import WRITER, s3_client, s3_environment, seaweedfs
 
-pytestmark = pytest.mark.slow  # containers, SeaweedFS and pipeline runs
+# Containers of the project image (make test-docker builds it), SeaweedFS and pipeline runs.
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 IMAGE = os.environ.get("LIVING_PIPELINE_IMAGE", "living-pipeline:0.1.0")
 
