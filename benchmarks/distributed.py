@@ -21,6 +21,7 @@ import time
 import uuid
 
 from benchmarks.generate import generate
+from benchmarks.run import stage_summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -55,10 +56,7 @@ def _run(args, environment, summary):
                               "--summary-json", summary], cwd=REPO, env={**os.environ, **environment},
                              capture_output=True, text=True)
     seconds = time.monotonic() - started
-    stages = {}
-    if os.path.exists(summary):
-        with open(summary) as source:
-            stages = json.load(source)["stages"]
+    stages = stage_summary(summary)
     error = next((line for line in (process.stdout + process.stderr).splitlines() if line.startswith("Error:")), "")
     stages = {name: {**stage, "seconds": round(stage["seconds"], 1) if stage.get("seconds") else stage.get("seconds")}
               for name, stage in stages.items()}

@@ -39,12 +39,17 @@ def run_pipeline(variant, rows, work, beam_args):
          "--beam-args", beam_args],
         capture_output=True, text=True)
     seconds = time.monotonic() - started
-    stages = {}
-    if os.path.exists(summary):
-        with open(summary) as source:
-            stages = json.load(source)["stages"]
+    stages = stage_summary(summary)
     failure = "" if process.returncode == 0 else (process.stdout + process.stderr)[-2000:]
     return data, seconds, stages, failure
+
+
+def stage_summary(path):
+    """{stage: its seconds, peak memory, ...} from a run's --summary-json file; {} when the run wrote none."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as source:
+        return json.load(source)["stages"]
 
 
 def write_outputs(report, out):
