@@ -6,6 +6,7 @@ which embeds it in the serving model.
 """
 import json
 import os
+import sys
 
 import apache_beam as beam
 import pyarrow as pa
@@ -50,8 +51,14 @@ class _Columns(dict):
 
 
 def _preprocessing_fn(user_module, module):
+    """The module's preprocessing_fn, given `_Columns`. It holds the module's name, not the module: Beam
+    pickles it with the pipeline, and a worker process cannot import a module this stage loaded from a
+    file under a generated name."""
+    name = user_module.__name__
+
     def preprocessing_fn(inputs):
-        return user_module.preprocessing_fn(_Columns(inputs, module))
+        loaded = sys.modules.get(name) or load_user_module(module)
+        return loaded.preprocessing_fn(_Columns(inputs, module))
     return preprocessing_fn
 
 
