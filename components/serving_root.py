@@ -237,7 +237,8 @@ def _claim_version(root, compared_with, publisher):
     A publisher writes `.claims/<version>/<its id>`, then lists `.claims/<version>/`: it holds the number
     if its claim is the only one there, and then says so with `won-<its id>`; otherwise it takes its
     claim back, pauses for a random moment and looks again. Two publishers cannot both hold a number:
-    the later of the two to write its claim lists after the earlier one wrote, and sees it.
+    the later of the two to write its claim lists after the earlier one wrote, and sees its claim, or,
+    once the earlier one has published and taken its claim back, the version's files.
     """
     attempts = _CLAIM_ATTEMPTS_ANY if compared_with is None else _CLAIM_ATTEMPTS_COMPARED
     for attempt in range(1, attempts + 1):
@@ -254,7 +255,10 @@ def _claim_version(root, compared_with, publisher):
             claim = storage.join(folder, publisher)
             storage.write_bytes(claim, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode(),
                                 _FLAG)
-            if [name for _, name in storage.files_under(folder, _FLAG)] == [publisher]:
+            alone = [name for _, name in storage.files_under(folder, _FLAG)] == [publisher]
+            # A publisher that finished this number since the listing above has taken its claim back: its
+            # version's files, copied before that, hold the number now.
+            if alone and not any(True for _ in storage.files_under(storage.join(root, str(version)), _FLAG)):
                 won = storage.join(folder, _WON_PREFIX + publisher)
                 storage.write_bytes(won, b"won", _FLAG)
                 return version, [claim, won]
