@@ -11,8 +11,7 @@ Versions are increasing integers written in ASCII digits, and a version counts a
 - **One publisher per version.** Local: the lock. Bucket: before copying, a publisher claims the
   version number by writing `.claims/<version>/<time>-<id>` and listing `.claims/<version>/`: it has
   the number only if its own claim is the only one there and the version has no files yet (claimants
-  that see each other withdraw and
-  try again after a random pause; see `_claim_version`). This needs only strongly consistent writes and
+  that see each other withdraw and try again after a random pause; see `_claim_version`). This needs only strongly consistent writes and
   listings, which S3, Google Cloud Storage, SeaweedFS and the GCS emulator have; the emulator ignores
   the conditional-create preconditions (`ifGenerationMatch=0`) that real GCS and S3 (`If-None-Match:
   *`) honour, so conditional creates alone could not be tested here.
