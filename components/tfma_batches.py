@@ -29,7 +29,6 @@ from tensorflow_model_analysis.utils import util
 _REPLACED_STAGES = (unbatch_extractor.UNBATCH_EXTRACTOR_STAGE_NAME,
                     slice_key_extractor.SLICE_KEY_EXTRACTOR_STAGE_NAME)
 _METRIC_INPUTS = (constants.LABELS_KEY, constants.PREDICTIONS_KEY, constants.EXAMPLE_WEIGHTS_KEY)
-_SLICING_INPUTS = (constants.FEATURES_KEY, constants.TRANSFORMED_FEATURES_KEY)
 
 
 def batched_extractors(eval_shared_model, eval_config, tensor_adapter_config):
