@@ -33,10 +33,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 
-from components import layout, postgres, sources, storage
+from components import csv_columns, layout, postgres, sources, storage
 from components.beam_options import pipeline_options
 from components.errors import StageError
 from components.tf_example import canonical_bytes, example_values, serialize_example
+from components.tfrecords import WriteGzippedTFRecords
 
 SPAN_TOKEN = "{SPAN}"
 VERSION_TOKEN = "{VERSION}"
@@ -130,7 +131,7 @@ def parse_split_ratios(text):
 
 
 def _open_text(path):
-    return io.TextIOWrapper(FileSystems.open(path), encoding="utf-8", newline="")
+    return io.TextIOWrapper(csv_columns.open_binary(path), encoding="utf-8", newline="")
 
 
 def read_header(path):
@@ -198,26 +199,61 @@ def _value_type(text):
 
 
 class _InferColumnTypes(beam.CombineFn):
-    """The widest type each column needs, over every row."""
+    """The widest type each column needs over every file, and the files pyarrow could not read.
+
+    Inputs are one (type levels, files to read row by row) pair per file.
+    """
 
     def __init__(self, width):
         self._width = width
 
     def create_accumulator(self):
-        return [0] * self._width
+        return [0] * self._width, []
 
-    def add_input(self, accumulator, row):
-        cells = row[-1]
-        for i, cell in enumerate(cells):
-            if accumulator[i] < 3:
-                accumulator[i] = max(accumulator[i], _value_type(cell.strip()))
-        return accumulator
+    def add_input(self, accumulator, file_levels):
+        return self.merge_accumulators([accumulator, file_levels])
 
     def merge_accumulators(self, accumulators):
-        return [max(levels) for levels in zip(*accumulators)]
+        accumulators = list(accumulators)
+        return ([max(levels) for levels in zip(*(levels for levels, _ in accumulators))],
+                sorted(path for _, paths in accumulators for path in paths))
 
     def extract_output(self, accumulator):
-        return [_TYPE_ORDER[level] for level in accumulator]
+        levels, row_path_files = accumulator
+        return [_TYPE_ORDER[level] for level in levels], row_path_files
+
+
+def _classifier():
+    return csv_columns.Classifier(MISSING_VALUES, (_INT64_MIN, _INT64_MAX))
+
+
+class _FileColumnTypes(_ReadRows):
+    """(path, split) -> (the widest type level of each column in that file, [path] if read row by row).
+
+    pyarrow reads the file a block at a time; a file it cannot read as Python's csv module does is read
+    row by row instead (its errors are reported by the second read, which writes the examples).
+    """
+
+    def process(self, element):
+        path, _ = element
+        levels = [0] * len(self._columns)
+        try:
+            classifier = _classifier()
+            for block in csv_columns.read_blocks(path, len(self._columns)):
+                for index, column in enumerate(block):
+                    if levels[index] < 3:
+                        levels[index] = max(levels[index], classifier.column_level(column))
+            yield levels, []
+            return
+        except csv_columns.RowPathNeeded:
+            levels = [0] * len(self._columns)
+        for row in super().process(element):
+            if isinstance(row, beam.pvalue.TaggedOutput):
+                continue
+            for index, cell in enumerate(row[-1]):
+                if levels[index] < 3:
+                    levels[index] = max(levels[index], _value_type(cell.strip()))
+        yield levels, [path]
 
 
 def _convert(text, column_type):
@@ -231,14 +267,47 @@ def _convert(text, column_type):
     return text
 
 
-class _ReadTypedRows(_ReadRows):
-    """Reads a file's rows and yields each as (split, {column: typed value}, the row's text to hash).
+@dataclasses.dataclass(frozen=True)
+class ExampleBlock:
+    """Consecutive rows of one file: their serialized tf.Examples and their hash keys."""
+    examples: list
+    keys: list
 
-    Reading and converting in one step streams each file: rows are never held back waiting for the
-    column types, which arrive as a side input from a first, separate read of the files.
+
+class _ReadTypedRows(_ReadRows):
+    """Reads a file's rows and yields (split, an ExampleBlock) per block of rows, or per row
+    (split, {column: typed value}, its hash key).
+
+    The hash key is the row's text. pyarrow reads the file a block at a time and the examples are built a
+    column at a time (`components.csv_columns`), unless `by_rows` is set or the types pass could not read
+    the file that way: then each row is read and converted on its own, as {column: typed value}.
+    Reading and converting in one step streams each file: rows are never held back waiting for the column
+    types, which arrive as a side input from a first, separate read of the files.
     """
 
-    def process(self, element, column_types):
+    def __init__(self, columns, by_rows=False):
+        super().__init__(columns)
+        self._by_rows = by_rows
+
+    def process(self, element, inferred):
+        column_types, row_path_files = inferred
+        path, split = element
+        if self._by_rows or path in row_path_files:
+            yield from self._rows(element, column_types)
+            return
+        classifier = _classifier()
+        levels = [_TYPE_ORDER.index(column_type) for column_type in column_types]
+        order = csv_columns.feature_order(self._columns)
+        try:
+            for block in csv_columns.read_blocks(path, len(self._columns)):
+                values = {column: classifier.column_values(cells, level)
+                          for column, cells, level in zip(self._columns, block, levels) if level}
+                yield split, ExampleBlock(csv_columns.serialize_columns(values, order), csv_columns.hash_keys(block))
+        except csv_columns.RowPathNeeded:
+            yield beam.pvalue.TaggedOutput(
+                "errors", f"{path} changed while ingest read it: run the pipeline again once it is complete.")
+
+    def _rows(self, element, column_types):
         for row in super().process(element):
             if isinstance(row, beam.pvalue.TaggedOutput):
                 yield row
@@ -300,7 +369,8 @@ def _cutoff_number(text):
 
 
 class _AssignSplit(beam.DoFn):
-    """(given split, {column: value} or a serialized tf.Example[, hash key]) -> the tf.Example, in its split.
+    """(given split, {column: value}, a serialized tf.Example or an ExampleBlock[, hash key]) -> lists of
+    serialized tf.Examples, each tagged with its split.
 
     The hash split hashes the row's tf.Example, so the same rows from Parquet, Avro, TFRecords or a
     database go to the same splits; CSV rows come with their text as the hash key, as before sources
@@ -331,8 +401,23 @@ class _AssignSplit(beam.DoFn):
         cutoff = plan.cutoff.encode() if isinstance(value, bytes) else plan.cutoff
         return (layout.TRAIN if value < cutoff else layout.EVAL), None
 
+    def _assign_block(self, given_split, block):
+        """An ExampleBlock's examples, one list per split (a block is never split by a column's values)."""
+        if self._plan.given:
+            by_split = {given_split: block.examples}
+        else:
+            by_split = {}
+            for example, key in zip(block.examples, block.keys):
+                by_split.setdefault(self._bucket(key), []).append(example)
+        for split, examples in by_split.items():
+            self._counters[split].inc(len(examples))
+            yield beam.pvalue.TaggedOutput(split, examples)
+
     def process(self, element):
         given_split, record, *hash_key = element
+        if isinstance(record, ExampleBlock):
+            yield from self._assign_block(given_split, record)
+            return
         if isinstance(record, bytes):
             serialized, values = record, None
         else:
@@ -356,7 +441,7 @@ class _AssignSplit(beam.DoFn):
             yield beam.pvalue.TaggedOutput("errors", error)
             return
         self._counters[split].inc()
-        yield beam.pvalue.TaggedOutput(split, serialized)
+        yield beam.pvalue.TaggedOutput(split, [serialized])
 
 
 def _write_json(value, path):
@@ -398,28 +483,31 @@ class _FileSource:
             self.column_types = sources.avro_columns(files)
             self.columns = list(self.column_types)
 
-    def read(self, pipeline):
-        """(records of (split, values or serialized example), errors, a PCollection of {column: type}).
+    def read(self, pipeline, plan):
+        """(records of (split, values or serialized example[, hash key]), errors, a PCollection of {column: type}).
 
         Each file (Parquet: each row group) is one element, reshuffled so that a distributed runner reads
         them on different workers instead of fusing them into the step that created them.
         """
-        return {sources.CSV: self._read_csv, sources.PARQUET: self._read_parquet, sources.AVRO: self._read_avro,
+        if self.format == sources.CSV:
+            # A split by a column's value compares the row's own values, so those rows are read one by one.
+            return self._read_csv(pipeline, by_rows=bool(plan.column))
+        return {sources.PARQUET: self._read_parquet, sources.AVRO: self._read_avro,
                 sources.TFRECORD: self._read_tfrecord}[self.format](pipeline)
 
     def _files(self, pipeline):
         """(path, given split) for each file, one element each."""
         return pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
 
-    def _read_csv(self, pipeline):
+    def _read_csv(self, pipeline, by_rows):
         files = self._files(pipeline)
         columns = self.columns
-        column_types = (
-            files | "ReadRowsForTypes" >> beam.ParDo(_ReadRows(columns)).with_outputs("errors", main="rows")
-        ).rows | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns)))
+        inferred = (files | "ReadFilesForTypes" >> beam.ParDo(_FileColumnTypes(columns))
+                    | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns))))
         records = files | "ReadRows" >> beam.ParDo(
-            _ReadTypedRows(columns), beam.pvalue.AsSingleton(column_types)).with_outputs("errors", main="records")
-        named_types = column_types | "NameTypes" >> beam.Map(lambda types: dict(zip(columns, types)))
+            _ReadTypedRows(columns, by_rows), beam.pvalue.AsSingleton(inferred)
+        ).with_outputs("errors", main="records")
+        named_types = inferred | "NameTypes" >> beam.Map(lambda types_and_files: dict(zip(columns, types_and_files[0])))
         return records.records, records.errors, named_types
 
     def _read_parquet(self, pipeline):
@@ -452,7 +540,8 @@ class _QuerySource:
         self.columns = list(self.query_source.column_types)
         self.description = f"the query {query!r}"
 
-    def read(self, pipeline):
+    def read(self, pipeline, plan):
+        del plan  # rows from a database are split by the example's own values
         records = (pipeline | "Partitions" >> beam.Create(self.query_source.partitions)
                    | "Spread" >> beam.Reshuffle()
                    | "ReadQuery" >> beam.ParDo(postgres.ReadQueryPartitions(
@@ -468,15 +557,15 @@ def write_examples(source, plan, output_dir, beam_args=""):
     types_path = os.path.join(output_dir, "column_types.json")
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    records, read_errors, column_types = source.read(pipeline)
+    records, read_errors, column_types = source.read(pipeline, plan)
     column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
     examples = records | "AssignSplit" >> beam.ParDo(_AssignSplit(plan)).with_outputs("errors", *plan.names)
     ((read_errors, examples.errors) | "Errors" >> beam.Flatten()
      # No file when there is no error: an object store refuses to complete an empty multipart upload.
      | "WriteErrors" >> beam.io.WriteToText(errors_prefix, num_shards=1, shard_name_template="", skip_if_empty=True))
     for name in plan.names:
-        examples[name] | f"Write{name}" >> beam.io.WriteToTFRecord(
-            os.path.join(layout.split_dir(output_dir, name), "data_tfrecord"), file_name_suffix=".gz")
+        examples[name] | f"Write{name}" >> WriteGzippedTFRecords(
+            os.path.join(layout.split_dir(output_dir, name), "data_tfrecord"))
     result = pipeline.run()
     result.wait_until_finish()
 

@@ -22,6 +22,7 @@ from components.beam_options import pipeline_options
 from components.errors import StageError
 from components.schema import load_schema
 from components.statistics import TELEMETRY
+from components.tfrecords import WriteGzippedTFRecords
 from components.user_module import load_user_module
 
 RANGES_FILE = "feature_ranges.json"
@@ -63,6 +64,7 @@ def _preprocessing_fn(user_module, module):
 
 
 def _encode_examples(record_batch_and_passthrough):
+    """A record batch of transformed features -> the list of its serialized tf.Examples."""
     record_batch, _ = record_batch_and_passthrough
     return example_coder.RecordBatchToExamplesEncoder().encode(record_batch)
 
@@ -101,10 +103,9 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
                      | "WriteRanges" >> beam.Map(_write_ranges,
                                                  os.path.join(transformed_examples_dir, RANGES_FILE)))
             _ = (transformed
-                 | f"Encode[{split}]" >> beam.FlatMap(_encode_examples)
-                 | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                     os.path.join(layout.split_dir(transformed_examples_dir, split), "transformed"),
-                     file_name_suffix=".gz"))
+                 | f"Encode[{split}]" >> beam.Map(_encode_examples)
+                 | f"Write[{split}]" >> WriteGzippedTFRecords(
+                     os.path.join(layout.split_dir(transformed_examples_dir, split), "transformed")))
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
                                os.path.join(transform_graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     return splits
