@@ -184,8 +184,8 @@ def _read_varint(data, position):
             return value, position
 
 
-def _varints(values):
-    """Each unsigned 64-bit value's protobuf varint, as a pyarrow binary array."""
+def _varint_pieces(values):
+    """Each unsigned 64-bit value's protobuf varint: (bytes, one row of 10 per value; used lengths)."""
     values = np.asarray(values, dtype=np.uint64)
     pieces = np.zeros((len(values), 10), dtype=np.uint8)
     lengths = np.ones(len(values), dtype=np.int64)
@@ -198,6 +198,17 @@ def _varints(values):
         if not more.any():
             break
         lengths += more
+    return pieces, lengths
+
+
+def _varint(value):
+    pieces, lengths = _varint_pieces([value])
+    return pieces[0, :lengths[0]].tobytes()
+
+
+def _varints(values):
+    """Each unsigned 64-bit value's protobuf varint, as a pyarrow binary array."""
+    pieces, lengths = _varint_pieces(values)
     return _binary(pieces[np.arange(10) < lengths[:, None]], lengths)
 
 
@@ -217,26 +228,42 @@ def _length_delimited(tag, body):
     return pc.binary_join_element_wise(pa.scalar(bytes([tag]), pa.large_binary()), _varints(lengths), body, _EMPTY)
 
 
+def _entry_prefix(key_field, feature_length):
+    """The bytes of a map entry up to its Feature's contents: the entry's tag and length, key, Feature's tag
+    and length."""
+    body_length = len(key_field) + 1 + len(_varint(feature_length)) + feature_length
+    return b"\x0a" + _varint(body_length) + key_field + b"\x12" + _varint(feature_length)
+
+
 def _feature_entries(name, values):
     """Each row's `Features.feature` map entry for `name` (null where the value is missing)."""
     valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
-    if pa.types.is_int64(values.type):
-        numbers = pc.fill_null(values, 0).to_numpy(zero_copy_only=False).view(np.uint64)
-        varints = _varints(numbers)
-        int64_list = _length_delimited(0x0A, varints)  # Int64List.value, packed
-        feature = _length_delimited(0x1A, int64_list)  # Feature.int64_list
-    elif pa.types.is_floating(values.type):
-        floats = pc.fill_null(values, 0.0).to_numpy(zero_copy_only=False).astype(np.float32)
-        packed = np.empty((len(floats), 8), dtype=np.uint8)
-        packed[:, :4] = np.frombuffer(b"\x12\x06\x0a\x04", dtype=np.uint8)  # Feature.float_list, FloatList.value
-        packed[:, 4:] = floats.view(np.uint8).reshape(-1, 4)
-        feature = _binary(packed.reshape(-1), np.full(len(floats), 8))
-    else:
-        text = pc.cast(pc.fill_null(values, ""), pa.large_binary())
-        feature = _length_delimited(0x0A, _length_delimited(0x0A, text))  # Feature.bytes_list, BytesList.value
     key = name.encode()
-    key_field = pa.scalar(b"\x0a" + _varints([len(key)]).to_pylist()[0] + key, pa.large_binary())
-    entry = pc.binary_join_element_wise(key_field, _length_delimited(0x12, feature), _EMPTY)
+    key_field = b"\x0a" + _varint(len(key)) + key
+    if pa.types.is_floating(values.type):  # Feature.float_list, FloatList.value (packed), one float32
+        floats = pc.fill_null(values, 0.0).to_numpy(zero_copy_only=False).astype(np.float32)
+        prefix = np.frombuffer(_entry_prefix(key_field, 8) + b"\x12\x06\x0a\x04", dtype=np.uint8)
+        entries = np.empty((len(floats), len(prefix) + 4), dtype=np.uint8)
+        entries[:, :len(prefix)] = prefix
+        entries[:, len(prefix):] = floats.view(np.uint8).reshape(-1, 4)
+        return _binary(entries.reshape(-1), np.full(len(floats), entries.shape[1]), valid)
+    if pa.types.is_int64(values.type):  # Feature.int64_list, Int64List.value (packed), one varint
+        pieces, lengths = _varint_pieces(pc.fill_null(values, 0).to_numpy(zero_copy_only=False).view(np.uint64))
+        prefixes = [_entry_prefix(key_field, 4 + length) + bytes([0x1A, 2 + length, 0x0A, length])
+                    for length in range(1, 11)]
+        width = len(prefixes[0])
+        if all(len(prefix) == width for prefix in prefixes):
+            table = np.frombuffer(b"".join(prefixes), dtype=np.uint8).reshape(10, width)
+            entries = np.concatenate([table[lengths - 1], pieces], axis=1)
+            used = np.arange(width + 10) < (width + lengths)[:, None]
+            return _binary(entries[used], width + lengths, valid)
+        feature = _length_delimited(0x1A, _length_delimited(0x0A, _binary(pieces[np.arange(10) < lengths[:, None]],
+                                                                         lengths)))
+    else:  # Feature.bytes_list, BytesList.value
+        text = pc.cast(pc.fill_null(values, ""), pa.large_binary())
+        feature = _length_delimited(0x0A, _length_delimited(0x0A, text))
+    entry = pc.binary_join_element_wise(pa.scalar(key_field, pa.large_binary()), _length_delimited(0x12, feature),
+                                        _EMPTY)
     entries = _length_delimited(0x0A, entry)  # Features.feature
     return pc.if_else(pa.array(valid), entries, pa.scalar(None, pa.large_binary()))
 

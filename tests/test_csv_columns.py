@@ -130,6 +130,8 @@ def test_column_wise_examples_are_the_bytes_serialize_example_writes():
                        zip(missing[3], rng.integers(0, 400, rows))], pa.string()),
     }
     columns["a" * 200] = pa.array(["long key"] * rows, pa.string())
+    columns["n" * 118] = columns["count"]  # an entry's length takes one or two bytes, by the value's
+    columns["f" * 300] = columns["weight_kg"]
     expected = [serialize_example({name: values[row].as_py() for name, values in columns.items()})
                 for row in range(rows)]
     assert csv_columns.serialize_columns(columns, csv_columns.feature_order(list(columns))) == expected
