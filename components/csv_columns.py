@@ -7,10 +7,10 @@ on blocks of rows with pyarrow and numpy, and gives the same answers:
 - **Parsing.** pyarrow reads every cell as text. A file it cannot read the same way as Python's `csv`
   module (a row with the wrong number of fields, text that is not UTF-8, an unreadable quote) makes
   `read_blocks` raise `RowPathNeeded`; the caller then reads that file row by row, which names the line.
-- **Types and values.** A cell is classified here only where the answer is certain: an exact missing
-  marker, an ASCII integer of at most 18 digits, an ASCII decimal. Every other distinct cell goes
-  through the row path's own rules (`cell_level`, `cell_value`), so spaces, signs, underscores, `nan`
-  or long integers come out as they always have.
+- **Types and values** follow `cell_level` and `cell_value`, which the row path uses too. A whole
+  column is classified at once only where the answer is certain: an exact missing marker, an ASCII
+  integer of at most 18 digits, an ASCII decimal. Every other distinct cell goes through those two
+  functions, so spaces, signs, underscores, `nan` or long integers come out as they do row by row.
 - **Examples.** Each row's `tf.train.Example` is assembled from the columns' wire-format pieces, in the
   feature order and with the bytes that `tf_example.serialize_example` writes for the same values.
 """
@@ -25,8 +25,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from components.tf_example import serialize_example
 
-# Type levels, in widening order (the row path's `_TYPE_ORDER`).
-MISSING, INT, FLOAT, STRING = 0, 1, 2, 3
+MISSING_VALUES = frozenset({"", "NA", "N/A", "NULL", "null"})
+# Types in widening order: a column takes the widest type any of its values needs.
+TYPE_NAMES = ("missing", "int", "float", "string")
+MISSING, INT, FLOAT, STRING = range(len(TYPE_NAMES))
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _INT_PATTERN = r"^-?[0-9]{1,18}$"  # always within int64; pyarrow reads it as Python's int() does
 # A point or an exponent: digits alone are integers, or (past 18 digits) left to the row path's rules.
 _DECIMAL_PATTERN = r"^-?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?|[0-9]+[eE][+-]?[0-9]{1,3})$"
@@ -93,13 +96,13 @@ class _ReadableFile(io.RawIOBase):
         return len(data)
 
 
-def cell_level(text, missing_values, int_bounds):
-    """The row path's type level of one cell (its `_value_type` of the stripped text)."""
+def cell_level(text):
+    """The type level one cell needs: its stripped text is missing, or read by int() or float(), or text."""
     text = text.strip()
-    if text in missing_values:
+    if text in MISSING_VALUES:
         return MISSING
     try:
-        return INT if int_bounds[0] <= int(text) <= int_bounds[1] else FLOAT
+        return INT if _INT64_MIN <= int(text) <= _INT64_MAX else FLOAT
     except ValueError:
         pass
     try:
@@ -109,21 +112,19 @@ def cell_level(text, missing_values, int_bounds):
         return STRING
 
 
-def cell_value(text, level, missing_values):
-    """The row path's value of one cell in a column of type `level` (None when missing)."""
+def cell_value(text, level):
+    """One cell's value in a column of type `level`: int, float or stripped text (None when missing)."""
     text = text.strip()
-    if text in missing_values:
+    if text in MISSING_VALUES:
         return None
     return {INT: int, FLOAT: float}.get(level, str)(text)
 
 
 class Classifier:
-    """Type levels and typed values of text columns, by the row path's rules."""
+    """Type levels and typed values of whole text columns, by `cell_level` and `cell_value`."""
 
-    def __init__(self, missing_values, int_bounds):
-        self._missing_values = missing_values
-        self._missing = pa.array(sorted(missing_values), pa.string())
-        self._int_bounds = int_bounds
+    def __init__(self):
+        self._missing = pa.array(sorted(MISSING_VALUES), pa.string())
 
     def _uncertain(self, column, certain):
         """The distinct cells `certain` does not cover."""
@@ -136,7 +137,7 @@ class Classifier:
         decimals = pc.match_substring_regex(column, _DECIMAL_PATTERN)
         level = FLOAT if pc.any(decimals).as_py() else INT if pc.any(ints).as_py() else MISSING
         for text in self._uncertain(column, pc.or_(pc.or_(missing, ints), decimals)):
-            level = max(level, cell_level(text, self._missing_values, self._int_bounds))
+            level = max(level, cell_level(text))
             if level == STRING:
                 break
         return level
@@ -157,7 +158,7 @@ class Classifier:
         uncertain = self._uncertain(column, certain)
         if not uncertain:
             return values
-        converted = pa.array([cell_value(text, level, self._missing_values) for text in uncertain], kind)
+        converted = pa.array([cell_value(text, level) for text in uncertain], kind)
         index = pc.index_in(column, value_set=pa.array(uncertain, pa.string()))
         return pc.if_else(pc.is_null(index), values, pc.take(converted, index))
 

@@ -43,13 +43,10 @@ SPAN_TOKEN = "{SPAN}"
 VERSION_TOKEN = "{VERSION}"
 SPLIT_TOKEN = "{SPLIT}"
 _SPLIT_NAME = r"[A-Za-z0-9_]+"
-MISSING_VALUES = frozenset({"", "NA", "N/A", "NULL", "null"})
+MISSING_VALUES = csv_columns.MISSING_VALUES
 _COUNTER_NAMESPACE = "ingest"
 SERVING_SPLIT = layout.SERVING
 _ERRORS_FILE = "_errors"
-# Types in widening order: a column takes the widest type any of its values needs.
-_TYPE_ORDER = ("missing", "int", "float", "string")
-_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _MAX_FIELD_BYTES = 64 * 1024 * 1024
 
 
@@ -184,20 +181,6 @@ class _ReadRows(beam.DoFn):
             yield beam.pvalue.TaggedOutput("errors", f"{path}, line {line}: unreadable CSV ({error}).")
 
 
-def _value_type(text):
-    if text in MISSING_VALUES:
-        return 0
-    try:
-        return 1 if _INT64_MIN <= int(text) <= _INT64_MAX else 2
-    except ValueError:
-        pass
-    try:
-        float(text)
-        return 2
-    except ValueError:
-        return 3
-
-
 class _InferColumnTypes(beam.CombineFn):
     """The widest type each column needs over every file, and the files pyarrow could not read.
 
@@ -208,7 +191,7 @@ class _InferColumnTypes(beam.CombineFn):
         self._width = width
 
     def create_accumulator(self):
-        return [0] * self._width, []
+        return [csv_columns.MISSING] * self._width, []
 
     def add_input(self, accumulator, file_levels):
         return self.merge_accumulators([accumulator, file_levels])
@@ -220,11 +203,7 @@ class _InferColumnTypes(beam.CombineFn):
 
     def extract_output(self, accumulator):
         levels, row_path_files = accumulator
-        return [_TYPE_ORDER[level] for level in levels], row_path_files
-
-
-def _classifier():
-    return csv_columns.Classifier(MISSING_VALUES, (_INT64_MIN, _INT64_MAX))
+        return [csv_columns.TYPE_NAMES[level] for level in levels], row_path_files
 
 
 class _FileColumnTypes(_ReadRows):
@@ -236,35 +215,28 @@ class _FileColumnTypes(_ReadRows):
 
     def process(self, element):
         path, _ = element
-        levels = [0] * len(self._columns)
         try:
-            classifier = _classifier()
-            for block in csv_columns.read_blocks(path, len(self._columns)):
-                for index, column in enumerate(block):
-                    if levels[index] < 3:
-                        levels[index] = max(levels[index], classifier.column_level(column))
-            yield levels, []
-            return
+            yield self._levels_by_blocks(path), []
         except csv_columns.RowPathNeeded:
-            levels = [0] * len(self._columns)
+            yield self._levels_by_rows(element), [path]
+
+    def _levels_by_blocks(self, path):
+        levels, classifier = [csv_columns.MISSING] * len(self._columns), csv_columns.Classifier()
+        for block in csv_columns.read_blocks(path, len(self._columns)):
+            for index, column in enumerate(block):
+                if levels[index] < csv_columns.STRING:
+                    levels[index] = max(levels[index], classifier.column_level(column))
+        return levels
+
+    def _levels_by_rows(self, element):
+        levels = [csv_columns.MISSING] * len(self._columns)
         for row in super().process(element):
             if isinstance(row, beam.pvalue.TaggedOutput):
                 continue
             for index, cell in enumerate(row[-1]):
-                if levels[index] < 3:
-                    levels[index] = max(levels[index], _value_type(cell.strip()))
-        yield levels, [path]
-
-
-def _convert(text, column_type):
-    text = text.strip()
-    if text in MISSING_VALUES:
-        return None
-    if column_type == "int":
-        return int(text)
-    if column_type == "float":
-        return float(text)
-    return text
+                if levels[index] < csv_columns.STRING:
+                    levels[index] = max(levels[index], csv_columns.cell_level(cell))
+        return levels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,11 +264,11 @@ class _ReadTypedRows(_ReadRows):
     def process(self, element, inferred):
         column_types, row_path_files = inferred
         path, split = element
+        levels = [csv_columns.TYPE_NAMES.index(column_type) for column_type in column_types]
         if self._by_rows or path in row_path_files:
-            yield from self._rows(element, column_types)
+            yield from self._rows(element, levels)
             return
-        classifier = _classifier()
-        levels = [_TYPE_ORDER.index(column_type) for column_type in column_types]
+        classifier = csv_columns.Classifier()
         order = csv_columns.feature_order(self._columns)
         try:
             for block in csv_columns.read_blocks(path, len(self._columns)):
@@ -307,15 +279,14 @@ class _ReadTypedRows(_ReadRows):
             yield beam.pvalue.TaggedOutput(
                 "errors", f"{path} changed while ingest read it: run the pipeline again once it is complete.")
 
-    def _rows(self, element, column_types):
+    def _rows(self, element, levels):
         for row in super().process(element):
             if isinstance(row, beam.pvalue.TaggedOutput):
                 yield row
                 continue
             split, _, _, cells = row
-            values = {column: _convert(cell, column_type)
-                      for column, cell, column_type in zip(self._columns, cells, column_types)
-                      if column_type != "missing"}
+            values = {column: csv_columns.cell_value(cell, level)
+                      for column, cell, level in zip(self._columns, cells, levels) if level}
             yield split, values, "\x1f".join(cells).encode()
 
 
