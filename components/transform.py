@@ -30,6 +30,11 @@ _NUMERIC_ARROW_TYPES = {pa_type.id for pa_type in (pa.int8(), pa.int16(), pa.int
                                                     pa.uint16(), pa.uint32(), pa.uint64(), pa.float16(),
                                                     pa.float32(), pa.float64())}
 
+# Examples per record batch. TFXIO's default grows batches from timings up to 1,000 rows; fixed larger
+# batches cut the per-batch cost of decoding, running the transform graph and encoding (300k wide rows:
+# 115 s -> 92 s with batches of 4,096 at load 2; peak memory about the same).
+BATCH_SIZE = 4096
+
 
 def _check_columns(schema, user_module, module):
     columns = {feature.name for feature in schema.feature}
@@ -88,8 +93,8 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
         # The train split is read once for the analyzers and again to transform it: one read feeding both
         # would be held in memory whole until the analyzers finish (Beam cannot stream it to a step that
         # waits for the transform graph), which grows with the data.
-        analyzed = pipeline | "Read[train, analyze]" >> sources[layout.TRAIN].BeamSource()
-        raw = {split: pipeline | f"Read[{split}]" >> source.BeamSource() for split, source in sources.items()}
+        analyzed = pipeline | "Read[train, analyze]" >> sources[layout.TRAIN].BeamSource(BATCH_SIZE)
+        raw = {split: pipeline | f"Read[{split}]" >> source.BeamSource(BATCH_SIZE) for split, source in sources.items()}
         train_config = sources[layout.TRAIN].TensorAdapterConfig()
         transform_fn = (analyzed, train_config) | "Analyze" >> tft_beam.AnalyzeDataset(
             _preprocessing_fn(user_module, module))
