@@ -9,6 +9,12 @@ import shlex
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+# Examples per Arrow record batch where transform and evaluate read tf.Examples. TFXIO's default grows
+# batches from timings up to 1,000; fixed larger batches cut the per-batch cost of decoding and of running
+# the graphs. Measured on 2 cores: transform on 300k wide rows 115 s -> 92 s (load 2); evaluate on 1M rows
+# 82 s -> 45 s (wide) and 33 s -> 20 s (demo, with a baseline), with the same metrics and about the
+# same peak memory.
+RECORD_BATCH_SIZE = 4096
 _LOCAL_DEFAULTS = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 

@@ -13,7 +13,7 @@ import tensorflow_model_analysis as tfma
 from tfx_bsl.public import tfxio
 
 from components import beam_runner, layout, tfma_metrics
-from components.beam_options import pipeline_options
+from components.beam_options import RECORD_BATCH_SIZE, pipeline_options
 from components.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, OVERALL, decide, value_threshold
 from components.autograph_rules import skip_autograph_for_libraries
 from components.schema import load_schema
@@ -189,7 +189,7 @@ def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam
                   else None)
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         _ = (pipeline
-             | "ReadEval" >> source.BeamSource()
+             | "ReadEval" >> source.BeamSource(RECORD_BATCH_SIZE)
              | "Evaluate" >> tfma.ExtractEvaluateAndWriteResults(
                  eval_shared_model=shared_models, eval_config=eval_config, extractors=extractors,
                  output_path=output_dir, tensor_adapter_config=source.TensorAdapterConfig(), schema=schema))
