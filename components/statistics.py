@@ -5,8 +5,6 @@ too, as the `serving` split, for the training-serving skew check in validate. Gi
 the statistics also hold one dataset per value of each column (e.g. per island), beside the overall
 one, so a biased split can be spotted.
 """
-import os
-
 import apache_beam as beam
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation import constants as tfdv_constants
