@@ -455,7 +455,7 @@ class _FileSource:
             self.columns = list(self.column_types)
 
     def read(self, pipeline, plan):
-        """(records of (split, values or serialized example[, hash key]), errors, a PCollection of {column: type}).
+        """(records, errors, a PCollection of {column: type}); see `_AssignSplit` for the records' forms.
 
         Each file (Parquet: each row group) is one element, reshuffled so that a distributed runner reads
         them on different workers instead of fusing them into the step that created them.
