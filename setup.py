@@ -18,6 +18,7 @@ setup(
         "apache-beam[gcp,aws]==2.59.0",
         "kfp>=2.13,<2.14",
         "google-cloud-storage",
+        "google-crc32c",  # TFRecord checksums in components/tfrecords.py
         "markdown",
         "palmerpenguins",
         "psycopg[binary]",
