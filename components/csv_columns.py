@@ -209,7 +209,10 @@ def _varint(value):
 
 def _varints(values):
     """Each unsigned 64-bit value's protobuf varint, as a pyarrow binary array."""
-    pieces, lengths = _varint_pieces(values)
+    return _varint_array(*_varint_pieces(values))
+
+
+def _varint_array(pieces, lengths):
     return _binary(pieces[np.arange(10) < lengths[:, None]], lengths)
 
 
@@ -258,8 +261,7 @@ def _feature_entries(name, values):
             entries = np.concatenate([table[lengths - 1], pieces], axis=1)
             used = np.arange(width + 10) < (width + lengths)[:, None]
             return _binary(entries[used], width + lengths, valid)
-        feature = _length_delimited(0x1A, _length_delimited(0x0A, _binary(pieces[np.arange(10) < lengths[:, None]],
-                                                                         lengths)))
+        feature = _length_delimited(0x1A, _length_delimited(0x0A, _varint_array(pieces, lengths)))
     else:  # Feature.bytes_list, BytesList.value
         text = pc.cast(pc.fill_null(values, ""), pa.large_binary())
         feature = _length_delimited(0x0A, _length_delimited(0x0A, text))
@@ -269,14 +271,14 @@ def _feature_entries(name, values):
     return pc.if_else(pa.array(valid), entries, pa.scalar(None, pa.large_binary()))
 
 
-def serialize_columns(named_values, order):
-    """Each row's serialized tf.train.Example from `{name: typed pyarrow array}`, as `serialize_example`.
+def serialize_columns(named_values, order, rows):
+    """Each of `rows` rows' serialized tf.train.Example from `{name: typed pyarrow array}`, as
+    `serialize_example` writes it.
 
     `order` is `feature_order` of (at least) the names; a row with no value at all is an empty Example.
     """
     entries = [_feature_entries(name, named_values[name]) for name in order if name in named_values]
     if not entries:
-        rows = len(next(iter(named_values.values()), []))
         return [b""] * rows
     features = pc.binary_join_element_wise(*entries, _EMPTY, null_handling="replace", null_replacement="")
     examples = _length_delimited(0x0A, features)  # Example.features

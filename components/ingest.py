@@ -274,7 +274,8 @@ class _ReadTypedRows(_ReadRows):
             for block in csv_columns.read_blocks(path, len(self._columns)):
                 values = {column: classifier.column_values(cells, level)
                           for column, cells, level in zip(self._columns, block, levels) if level}
-                yield split, ExampleBlock(csv_columns.serialize_columns(values, order), csv_columns.hash_keys(block))
+                examples = csv_columns.serialize_columns(values, order, len(block[0]))
+                yield split, ExampleBlock(examples, csv_columns.hash_keys(block))
         except csv_columns.RowPathNeeded:
             yield beam.pvalue.TaggedOutput(
                 "errors", f"{path} changed while ingest read it: run the pipeline again once it is complete.")

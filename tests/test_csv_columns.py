@@ -134,10 +134,11 @@ def test_column_wise_examples_are_the_bytes_serialize_example_writes():
     columns["f" * 300] = columns["weight_kg"]
     expected = [serialize_example({name: values[row].as_py() for name, values in columns.items()})
                 for row in range(rows)]
-    assert csv_columns.serialize_columns(columns, csv_columns.feature_order(list(columns))) == expected
+    assert csv_columns.serialize_columns(columns, csv_columns.feature_order(list(columns)), rows) == expected
 
     nothing = {"count": pa.array([None, None], pa.int64())}
-    assert csv_columns.serialize_columns(nothing, ["count"]) == [serialize_example({"count": None})] * 2
+    assert csv_columns.serialize_columns(nothing, ["count"], 2) == [serialize_example({"count": None})] * 2
+    assert csv_columns.serialize_columns({}, [], 3) == [serialize_example({})] * 3  # every column empty
 
 
 @pytest.mark.slow
