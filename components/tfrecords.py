@@ -62,6 +62,7 @@ class _GzippedTFRecordSink(filebasedsink.FileBasedSink):
     """A file-based sink whose elements are lists of serialized records."""
 
     def __init__(self, file_path_prefix, level):
+        # FileBasedSink wants a coder; `write_record` below frames each list itself and never calls it.
         super().__init__(file_path_prefix, coder=coders.PickleCoder(), file_name_suffix=".gz",
                          mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED)
         self._level = level
