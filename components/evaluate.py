@@ -42,11 +42,20 @@ def prediction_key(model_dir, problem_type):
     """The serving signature's output to evaluate: `probabilities` (classification) or `predictions`
     (regression) when it has it, as build_model exports do, else its only output (a run_fn module's own
     signature, e.g. TFX's `outputs`)."""
-    import tensorflow as tf
-
-    outputs = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE].structured_outputs
+    outputs = serving_outputs(model_dir)
     preferred = "probabilities" if problem_type == CLASSIFICATION else "predictions"
     return preferred if preferred in outputs or len(outputs) != 1 else next(iter(outputs))
+
+
+def serving_outputs(model_dir):
+    """The names of the serving signature's outputs, read from the SavedModel's file without loading it."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with tf.io.gfile.GFile(os.path.join(model_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB), "rb") as source:
+        saved_model = saved_model_pb2.SavedModel.FromString(source.read())
+    serving = [graph for graph in saved_model.meta_graphs if tf.saved_model.SERVING in graph.meta_info_def.tags]
+    return list((serving or saved_model.meta_graphs)[0].signature_def[SERVING_SIGNATURE].outputs)
 
 
 def evaluation_config(label_key, problem_type, slice_columns, with_baseline, binary=False, prediction_keys=None):
@@ -70,8 +79,10 @@ def evaluation_config(label_key, problem_type, slice_columns, with_baseline, bin
     prediction_keys = prediction_keys or {}
 
     def model_spec(name, is_baseline):
+        # Every model is evaluated through its signatures, whatever built it; a Keras model evaluated as
+        # `tf_keras` would be loaded twice more as a Keras model (once only to find out that it is one).
         return tfma.ModelSpec(
-            name=name, is_baseline=is_baseline, signature_name=SERVING_SIGNATURE,
+            name=name, is_baseline=is_baseline, model_type=tfma.TF_GENERIC, signature_name=SERVING_SIGNATURE,
             label_key=transformed_name(label_key),
             prediction_key=prediction_keys.get(name, default_key),
             preprocessing_function_names=[TRANSFORM_SIGNATURE])
