@@ -85,6 +85,11 @@ class WarmStages:
     def process_id(self):
         return self._process.pid
 
+    @property
+    def exit_status(self):
+        """The warm process's exit status once it has ended, else None."""
+        return self._process.poll()
+
     def applies(self, full_command):
         """The stage request for `full_command`, or None when it must run as a plain process."""
         if self._process.poll() is not None:

@@ -120,6 +120,14 @@ def test_a_forked_stage_keeps_its_exit_status(local_runs, capfd):
     assert "finished with status" in output and "FAILURE" in output
 
 
+def test_the_warm_process_ends_with_the_run_and_reports_success(local_runs):
+    with warm_stage_processes(LIGHT_IMPORTS) as stages:
+        describe_process(text="x")
+        assert stages.exit_status is None
+    assert stages.used == 1
+    assert stages.exit_status == 0
+
+
 def test_a_changed_environment_runs_the_stage_as_a_plain_process(local_runs, monkeypatch):
     with warm_stage_processes(LIGHT_IMPORTS) as stages:
         monkeypatch.setenv(VARIABLE, "set after the warm process started")
