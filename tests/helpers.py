@@ -15,6 +15,10 @@ def free_port():
 
 
 def tool(name):
-    """A command-line tool from this environment's bin folder (pip-installed), else from PATH."""
-    path = os.path.join(os.path.dirname(sys.executable), name)
-    return path if os.path.exists(path) else shutil.which(name)
+    """A command-line tool from this environment's bin folder (pip-installed), or its tools environment's
+    (`make test` keeps some there: Makefile, TEST_TOOLS), else from PATH."""
+    bin_folder = os.path.dirname(sys.executable)
+    for folder in (bin_folder, os.path.join(os.path.dirname(bin_folder), "tools", "bin")):
+        if os.path.exists(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return shutil.which(name)
