@@ -27,15 +27,15 @@ from kfp import compiler, dsl
 from kfp.dsl import Artifact, Metrics, Model
 
 from components import stages
-from components.beam_runner import RUNNERS, RunnerPreset, combine
-from components.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLDS
-from components.cluster import KFP_OBJECT_STORE, STATE_MOUNT_PATH, ObjectStore, configure_tasks
-from components.layout import DEFAULT_SPLIT_RATIOS
-from components.local_run import (LocalRunError, check_docker, container_arguments, quiet_stage_logs,
+from components.platform.beam_runner import RUNNERS, RunnerPreset, combine
+from components.evaluation.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLDS
+from components.platform.cluster import KFP_OBJECT_STORE, STATE_MOUNT_PATH, ObjectStore, configure_tasks
+from components.data.layout import DEFAULT_SPLIT_RATIOS
+from components.platform.local_run import (LocalRunError, check_docker, container_arguments, quiet_stage_logs,
                                   run_compiled_spec, summary)
 from components.penguins import curated_schema_path
-from components.schema import DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD
-from components.warm_stages import FRESH, WARM, warm_stage_processes
+from components.stage_logic.schema import DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD
+from components.platform.warm_stages import FRESH, WARM, warm_stage_processes
 
 PIPELINE_NAME = "living-pipeline"
 DEFAULT_MODULE = "components.penguins.module"
@@ -43,7 +43,7 @@ DEFAULT_MODEL_NAME = "penguins"
 DEFAULT_TRAIN_STEPS = 300
 DEFAULT_TOLERANCE = 0.01
 DEFAULT_QUERY_PARTITIONS = 4
-# Read by ingest from its own environment (components/postgres.py); named here for --help only.
+# Read by ingest from its own environment (components/data/postgres.py); named here for --help only.
 DATABASE_URL_VARIABLE = "LIVING_PIPELINE_DATABASE_URL"
 
 
@@ -62,7 +62,7 @@ class PipelineOutputs(NamedTuple):
 
 def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
     """The pipeline, with every stage running `image`; with `kfp_volume` or `object_store`, KFP-flavoured
-    (see components.cluster). `build_info` (JSON: image, git revision, spec digest) goes into the provenance
+    (see components.platform.cluster). `build_info` (JSON: image, git revision, spec digest) goes into the provenance
     record of each published version."""
     op = {stage.__name__: dsl.component(stage, base_image=image, install_kfp_package=False)
           for stage in stages.STAGES}
@@ -151,7 +151,7 @@ def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
 
 
 def _git_revision():
-    from components.submit import SubmissionError, git_revision
+    from components.platform.submit import SubmissionError, git_revision
 
     try:
         return git_revision(os.path.dirname(os.path.abspath(__file__)))
@@ -189,7 +189,7 @@ def run_locally(arguments, pipeline_root, runner="subprocess", image=None, stage
     """Compiles the pipeline into the pipeline root and runs that spec with kfp.local.
 
     With the subprocess runner and `stage_processes` "warm", the stages' processes are forked from a
-    warm process that imports the libraries while the spec compiles (components/warm_stages.py).
+    warm process that imports the libraries while the spec compiles (components/platform/warm_stages.py).
     Returns (outputs, stage log, path of the run report).
     """
     os.makedirs(pipeline_root, exist_ok=True)
@@ -247,7 +247,7 @@ def _write_json(path, value):
 
 def _run(args):
     from components.errors import StageError
-    from components.storage import refuse_credentials
+    from components.state.storage import refuse_credentials
 
     try:
         refuse_credentials(args.beam_args)
@@ -308,8 +308,8 @@ def _demo_living(args):
 
 def _models(args):
     from components.errors import StageError
-    from components.provenance import models_table, published_models
-    from components.storage import configure
+    from components.state.provenance import models_table, published_models
+    from components.state.storage import configure
 
     quiet_stage_logs()
     try:
@@ -337,7 +337,7 @@ def _compile(args):
 
 
 def _submit(args):
-    from components import submit
+    from components.platform import submit
 
     missing = [flag for flag, value in (("--project", args.project), ("--region", args.region),
                                         ("--pipeline-root", args.pipeline_root)) if not value]
@@ -367,7 +367,7 @@ def _submit(args):
 
 def _submit_spec(submit, spec_path, args):
     from components.errors import StageError
-    from components.storage import refuse_credentials
+    from components.state.storage import refuse_credentials
 
     spec, _ = submit.read_spec(spec_path)
     arguments = submit.pipeline_arguments(spec, args.param)

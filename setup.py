@@ -18,7 +18,7 @@ setup(
         "apache-beam[gcp,aws]==2.59.0",
         "kfp>=2.13,<2.14",
         "google-cloud-storage",
-        "google-crc32c",  # TFRecord checksums in components/tfrecords.py
+        "google-crc32c",  # TFRecord checksums in components/data/tfrecords.py
         "markdown",
         "palmerpenguins",
         "psycopg[binary]",

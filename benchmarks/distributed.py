@@ -4,7 +4,7 @@
 
 Generates the demo data (`generate.py`), puts it in SeaweedFS (`s3://`, on loopback), and runs
 `pipeline.py run` on it twice: with Beam inside each stage's process, then with `--beam-runner portable`
-against Beam's job service and a worker pool (`components.beam_boot --worker_pool`) in two containers of
+against Beam's job service and a worker pool (`components.platform.beam_boot --worker_pool`) in two containers of
 the project image, `--workers` SDK workers. For each run it records every stage's wall seconds and the
 stage process's peak memory, and for the portable run the peak memory of the worker-pool and
 job-service containers over the whole run (cgroup `memory.peak`). On this machine the portable run
@@ -91,7 +91,7 @@ def benchmark(rows, workers, work):
                     _docker("run", "-d", "--rm", "--name", names["jobs"], "--network", "host", IMAGE, "python", "-m",
                             "apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"),
                     _docker("run", "-d", "--rm", "--name", names["workers"], "--network", "host", *keys, IMAGE,
-                            "python", "-m", "components.beam_boot", "--worker_pool", f"--service_port={pool_port}")):
+                            "python", "-m", "components.platform.beam_boot", "--worker_pool", f"--service_port={pool_port}")):
                 if started.returncode != 0:
                     raise SystemExit(f"benchmarks.distributed: a container of {IMAGE} did not start: "
                                      f"{started.stderr.strip()}")

@@ -52,7 +52,7 @@ def demo_csv_folder(folder):
     """The demo's penguins CSV as TFX's CsvExampleGen reads it: NA cells empty (missing)."""
     import pandas as pd
 
-    from components.ingest import demo_data_pattern
+    from components.stage_logic.ingest import demo_data_pattern
 
     os.makedirs(folder, exist_ok=True)
     pd.read_csv(demo_data_pattern()).to_csv(os.path.join(folder, "penguins.csv"), index=False)
@@ -63,7 +63,7 @@ def example_csv_folder(folder):
     """TFX's penguin example data: four numeric features and the species as 0, 1, 2; complete rows."""
     import pandas as pd
 
-    from components.ingest import demo_data_pattern
+    from components.stage_logic.ingest import demo_data_pattern
 
     os.makedirs(folder, exist_ok=True)
     table = pd.read_csv(demo_data_pattern()).rename(columns=EXAMPLE_FEATURES)

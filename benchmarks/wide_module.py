@@ -3,7 +3,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.user_module import dense_feature, transformed_name
+from components.training.user_module import dense_feature, transformed_name
 
 LABEL_KEY = "label"
 PROBLEM_TYPE = "classification"

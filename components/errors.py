@@ -65,7 +65,7 @@ def read_error_line(line):
 
 
 def _unexpected_error_message(error):
-    from components.user_module import describe_user_error
+    from components.training.user_module import describe_user_error
 
     described = describe_user_error(error)
     if described:

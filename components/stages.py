@@ -32,10 +32,10 @@ def ingest(data_pattern: str, data_format: str, query: str, query_partition_colu
     Returns:
         examples: The gzipped tf.Examples, a Split-<name> folder per split; metadata: span, row counts, column types.
     """
-    from components.beam_runner import check_readable, output_uri, stage_beam_args
+    from components.platform.beam_runner import check_readable, output_uri, stage_beam_args
     from components.errors import reported_stage
-    from components.ingest import ingest_examples
-    from components.storage import configure
+    from components.stage_logic.ingest import ingest_examples
+    from components.state.storage import configure
 
     with reported_stage():
         configure(beam_args)
@@ -63,11 +63,11 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
         statistics: TFDV statistics (FeatureStats.pb) of every split and of the serving sample.
         statistics_report: Each feature's statistics, train and eval side by side.
     """
-    from components.beam_runner import check_readable, input_uri, mirror, output_uri, stage_beam_args
+    from components.platform.beam_runner import check_readable, input_uri, mirror, output_uri, stage_beam_args
     from components.errors import reported_stage
     from components.reports import write_text
-    from components.statistics import generate_statistics, statistics_report as build_report
-    from components.storage import configure
+    from components.stage_logic.statistics import generate_statistics, statistics_report as build_report
+    from components.state.storage import configure
 
     with reported_stage():
         configure(beam_args)
@@ -101,8 +101,8 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, statistic
     """
     from components.errors import reported_stage
     from components.reports import write_text
-    from components.schema import make_schema
-    from components.storage import configure
+    from components.stage_logic.schema import make_schema
+    from components.state.storage import configure
 
     with reported_stage():
         configure(beam_args)
@@ -132,8 +132,8 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
     """
     from components.errors import reported_stage
     from components.reports import write_text
-    from components.storage import configure
-    from components.validate import anomalies_markdown, validate_statistics
+    from components.state.storage import configure
+    from components.stage_logic.validate import anomalies_markdown, validate_statistics
 
     with reported_stage():
         configure(beam_args)
@@ -162,11 +162,11 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
     """
     import os
 
-    from components.beam_runner import input_uri, mirror, mirror_file, output_uri, stage_beam_args
+    from components.platform.beam_runner import input_uri, mirror, mirror_file, output_uri, stage_beam_args
     from components.errors import reported_stage
     from components.reports import write_text
-    from components.storage import configure, join
-    from components.transform import RANGES_FILE, transform_examples, transform_report as build_report
+    from components.state.storage import configure, join
+    from components.stage_logic.transform import RANGES_FILE, transform_examples, transform_report as build_report
 
     with reported_stage():
         configure(beam_args)
@@ -213,9 +213,9 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from components.errors import reported_stage
     from components.reports import write_text
-    from components.storage import configure
-    from components.beam_runner import local_view
-    from components.train import learning_curves_html, train_model
+    from components.state.storage import configure
+    from components.platform.beam_runner import local_view
+    from components.stage_logic.train import learning_curves_html, train_model
 
     with reported_stage():
         configure(beam_args)
@@ -263,14 +263,14 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
         evaluation_report: Overall and per-slice metrics, candidate against the serving model.
         blessing_report: The thresholds, each gate's outcome and the verdict.
     """
-    from components.blessing import write_blessing
+    from components.evaluation.blessing import write_blessing
     from components.errors import reported_stage
-    from components.evaluate import (blessing_markdown, confusion_matrix as read_confusion_matrix, evaluate_model,
+    from components.stage_logic.evaluate import (blessing_markdown, confusion_matrix as read_confusion_matrix, evaluate_model,
                                      evaluation_html, roc_curve)
     from components.reports import write_text
-    from components.beam_runner import beam_dirs_for_evaluate, stage_beam_args
-    from components.serving_root import baseline_model
-    from components.storage import configure
+    from components.platform.beam_runner import beam_dirs_for_evaluate, stage_beam_args
+    from components.state.serving_root import baseline_model
+    from components.state.storage import configure
 
     with reported_stage():
         configure(beam_args)
@@ -330,12 +330,12 @@ def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset
     """
     import json
 
-    from components.blessing import read_blessing
+    from components.evaluation.blessing import read_blessing
     from components.errors import reported_stage
-    from components.provenance import provenance_record
-    from components.push import push_markdown, push_model
+    from components.state.provenance import provenance_record
+    from components.stage_logic.push import push_markdown, push_model
     from components.reports import write_text
-    from components.storage import configure
+    from components.state.storage import configure
 
     with reported_stage():
         configure(beam_args)

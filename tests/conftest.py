@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from components.ingest import demo_data_pattern
+from components.stage_logic.ingest import demo_data_pattern
 from components.penguins import curated_schema_path
 from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
 
@@ -36,7 +36,7 @@ def artifacts(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def examples_dir(artifacts):
-    from components.ingest import ingest_examples
+    from components.stage_logic.ingest import ingest_examples
     path = str(artifacts / "examples")
     metadata = ingest_examples("", path)
     return path, metadata
@@ -44,7 +44,7 @@ def examples_dir(artifacts):
 
 @pytest.fixture(scope="session")
 def statistics_dir(artifacts, examples_dir):
-    from components.statistics import generate_statistics
+    from components.stage_logic.statistics import generate_statistics
     path = str(artifacts / "statistics")
     generate_statistics(examples_dir[0], path)
     return path
@@ -52,7 +52,7 @@ def statistics_dir(artifacts, examples_dir):
 
 @pytest.fixture(scope="session")
 def schema_dir(artifacts, statistics_dir):
-    from components.schema import make_schema
+    from components.stage_logic.schema import make_schema
     path = str(artifacts / "schema")
     make_schema(statistics_dir, path, curated_schema_path())
     return path
@@ -60,7 +60,7 @@ def schema_dir(artifacts, statistics_dir):
 
 @pytest.fixture(scope="session")
 def transform_dirs(artifacts, examples_dir, schema_dir):
-    from components.transform import transform_examples
+    from components.stage_logic.transform import transform_examples
     graph, transformed = str(artifacts / "transform_graph"), str(artifacts / "transformed_examples")
     transform_examples(examples_dir[0], schema_dir, PENGUIN_MODULE, graph, transformed)
     return graph, transformed
@@ -68,7 +68,7 @@ def transform_dirs(artifacts, examples_dir, schema_dir):
 
 @pytest.fixture(scope="session")
 def trained_model(artifacts, transform_dirs):
-    from components.train import train_model
+    from components.stage_logic.train import train_model
     path = str(artifacts / "model")
     result = train_model(transform_dirs[1], transform_dirs[0], PENGUIN_MODULE, path, train_steps=300)
     return path, result
@@ -77,7 +77,7 @@ def trained_model(artifacts, transform_dirs):
 @pytest.fixture(scope="session")
 def weak_model(artifacts, transform_dirs):
     """A deliberately bad candidate: one training step."""
-    from components.train import train_model
+    from components.stage_logic.train import train_model
     path = str(artifacts / "weak_model")
     train_model(transform_dirs[1], transform_dirs[0], PENGUIN_MODULE, path, train_steps=1)
     return path
@@ -108,6 +108,6 @@ def postgres_url():
 @pytest.fixture
 def database_url(postgres_url, monkeypatch):
     """Points ingest at the test server the way a user does: through the environment."""
-    from components.postgres import DATABASE_URL_VARIABLE
+    from components.data.postgres import DATABASE_URL_VARIABLE
     monkeypatch.setenv(DATABASE_URL_VARIABLE, postgres_url)
     return postgres_url

@@ -23,8 +23,8 @@ import subprocess
 import sys
 import time
 
-from components import serving_root, statistics_store, storage
-from components.serving_root import BaselineChanged, publish_model, published_versions
+from components.state import serving_root, statistics_store, storage
+from components.state.serving_root import BaselineChanged, publish_model, published_versions
 
 
 def _die():

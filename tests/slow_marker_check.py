@@ -3,8 +3,8 @@
 A test is slow when it, or a fixture set up for it, does one of these:
 - runs a whole pipeline: starts `pipeline.py run` or `pipeline.py demo-living`, the benchmarks
   (`-m benchmarks.run`), a stage under kfp.local (`kfp.dsl.executor_main`) or the warm process that
-  forks stages (`-m components.warm_stages`); or, in its own process, trains or evaluates a model
-  (`components.train.train_model`, `components.evaluate.evaluate_model`), which needs every stage
+  forks stages (`-m components.platform.warm_stages`); or, in its own process, trains or evaluates a model
+  (`components.stage_logic.train.train_model`, `components.stage_logic.evaluate.evaluate_model`), which needs every stage
   before them;
 - starts a server: SeaweedFS (`weed`), the GCS emulator (`gcp-storage-emulator`), PostgreSQL (`initdb`,
   `pg_ctl`, `postgres`), a Docker engine (`dockerd`) or Beam's job service;
@@ -45,14 +45,14 @@ SLOW_MODULES = {
     "benchmarks.run": "the benchmarks",
     "kfp.dsl.executor_main": "a pipeline stage (kfp.local)",
     "apache_beam.runners.portability.local_job_service_main": "Beam's job service",
-    "components.warm_stages": "the warm process that forks pipeline stages",
+    "components.platform.warm_stages": "the warm process that forks pipeline stages",
 }
 # `pipeline.py` subcommands that run a whole pipeline.
 PIPELINE_RUNS = {"run", "demo-living"}
 # Functions that train or evaluate a model in the test's own process, by module.
 IN_PROCESS_STAGES = {
-    "components.train": {"train_model": "model training in the test's process (train_model)"},
-    "components.evaluate": {"evaluate_model": "model evaluation in the test's process (evaluate_model)"},
+    "components.stage_logic.train": {"train_model": "model training in the test's process (train_model)"},
+    "components.stage_logic.evaluate": {"evaluate_model": "model evaluation in the test's process (evaluate_model)"},
 }
 
 _ORIGINAL_POPEN_INIT = "_slow_marker_check_original_init"

@@ -5,9 +5,9 @@ import csv
 import pytest
 
 from components.errors import StageError
-from components.ingest import ingest_examples
-from components.statistics import generate_statistics
-from components.validate import validate_statistics
+from components.stage_logic.ingest import ingest_examples
+from components.stage_logic.statistics import generate_statistics
+from components.stage_logic.validate import validate_statistics
 
 TEN_MB = 10 * 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""Runner presets and the URIs the Beam stages hand Beam (components/beam_runner.py).
+"""Runner presets and the URIs the Beam stages hand Beam (components/platform/beam_runner.py).
 
 Each stage's options for Dataflow and for the portable runner are validated offline by Beam's own
 PipelineOptionsValidator (for Dataflow against a GCS emulator: Beam looks at the temp bucket); the database
@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 from kfp.dsl import Artifact
 
-from components import beam_runner
-from components.beam_runner import RunnerPreset, combine
+from components.platform import beam_runner
+from components.platform.beam_runner import RunnerPreset, combine
 from components.errors import StageError
 from helpers import REPO
 
@@ -69,7 +69,7 @@ def test_dataflow_options_of_every_stage_pass_beams_validation(tmp_path, monkeyp
 
 
 def beam_runner_database_variable():
-    from components.postgres import DATABASE_URL_VARIABLE
+    from components.data.postgres import DATABASE_URL_VARIABLE
 
     return DATABASE_URL_VARIABLE
 
@@ -195,7 +195,7 @@ def test_run_and_submit_take_the_preset_flags():
 def test_local_artifacts_reach_remote_workers_and_their_outputs_come_back(tmp_path, monkeypatch):
     """A pod-local artifact is uploaded under the temp root for remote workers; what they wrote there is read
     back as files (train's download, the mirror into the artifact's folder), and nothing is fetched twice."""
-    from components import storage
+    from components.state import storage
     from object_stores import s3_client, s3_environment, seaweedfs
 
     (tmp_path / "weed").mkdir()
@@ -236,8 +236,8 @@ def test_transform_runs_on_beam_worker_processes_with_a_module_file(tmp_path, ex
     import json
 
     import components.penguins.module as penguins
-    from components.layout import examples_pattern
-    from components.transform import RANGES_FILE, transform_examples
+    from components.data.layout import examples_pattern
+    from components.stage_logic.transform import RANGES_FILE, transform_examples
 
     module = tmp_path / "my_penguins.py"
     with open(penguins.__file__) as source:

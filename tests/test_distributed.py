@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from components import storage
-from components.statistics import load_statistics
+from components.state import storage
+from components.stage_logic.statistics import load_statistics
 from helpers import REPO, free_port
 from object_stores import WRITER, s3_client, s3_environment, seaweedfs
 
@@ -73,7 +73,7 @@ def beam_cluster(s3_endpoint):
     with _container(f"lp-beam-jobs-{suffix}", {}, "python", "-m",
                     "apache_beam.runners.portability.local_job_service_main", f"--port={job_port}") as jobs, \
             _container(f"lp-beam-workers-{suffix}", keys, "python", "-m",
-                       "components.beam_boot", "--worker_pool", f"--service_port={pool_port}") as workers:
+                       "components.platform.beam_boot", "--worker_pool", f"--service_port={pool_port}") as workers:
         yield f"localhost:{job_port}", f"localhost:{pool_port}", jobs, workers
 
 
@@ -91,7 +91,7 @@ def test_beam_stages_run_on_the_portable_runner_with_the_project_image_as_worker
     storage.configure(f"--s3_endpoint_url={s3_endpoint}")
     bucket = f"lp-{uuid.uuid4().hex[:8]}"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)
-    from components.ingest import demo_data_pattern
+    from components.stage_logic.ingest import demo_data_pattern
 
     data = f"s3://{bucket}/landing/penguins.csv"
     with open(storage.match(demo_data_pattern(), "--data")[0], "rb") as source:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from components.local_run import LocalRunError, container_arguments
+from components.platform.local_run import LocalRunError, container_arguments
 from components.penguins import curated_schema_path
 from helpers import REPO
 

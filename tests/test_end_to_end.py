@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from browser import rendered_dom, screenshot
 from report_pages import read_page, table_with_header
-from components.ingest import demo_data_pattern
+from components.stage_logic.ingest import demo_data_pattern
 from helpers import REPO
 
 # Every test here runs pipeline.py or reads what a whole run wrote.

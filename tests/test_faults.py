@@ -11,9 +11,11 @@ import time
 
 import pytest
 
-from components import layout, serving_root, storage
-from components.serving_root import BaselineChanged, baseline_model, publish_model, published_versions
-from components.statistics_store import previous_span, store_span_statistics, stored_spans
+from components.data import layout
+
+from components.state import serving_root, storage
+from components.state.serving_root import BaselineChanged, baseline_model, publish_model, published_versions
+from components.state.statistics_store import previous_span, store_span_statistics, stored_spans
 from publish_child import checksums, run_one, write_fake_model
 from test_object_storage import gcs_host, gcs_store, s3_endpoint, s3_store, store  # noqa: F401 (fixtures)
 from test_object_storage import bucket_checksums

@@ -6,9 +6,9 @@ import os
 import pytest
 import tensorflow as tf
 
-from components import layout
+from components.data import layout
 from components.errors import StageError
-from components.ingest import ingest_examples, parse_split_ratios, resolve_input
+from components.stage_logic.ingest import ingest_examples, parse_split_ratios, resolve_input
 
 HEADER = ["species", "island", "bill_length_mm", "body_mass_g"]
 

@@ -19,12 +19,12 @@ import uuid
 import pytest
 import tensorflow as tf
 
-from components import storage
+from components.state import storage
 from components.errors import StageError
 from components.penguins import curated_schema_path
 from components.penguins.demo import write_demo_spans
-from components.serving_root import BaselineChanged, latest_published_model, publish_model, published_versions
-from components.statistics_store import store_span_statistics, stored_spans
+from components.state.serving_root import BaselineChanged, latest_published_model, publish_model, published_versions
+from components.state.statistics_store import store_span_statistics, stored_spans
 from object_stores import READER, WRITER, gcs_client, gcs_emulator, s3_client, s3_environment, seaweedfs
 from publish_child import run_one, run_together, write_fake_model
 from test_end_to_end import example_from_row
@@ -294,7 +294,7 @@ def test_a_candidate_compared_with_an_old_version_is_not_published_to_a_bucket(s
 
 def test_publishing_streams_a_model_larger_than_the_push_stages_memory(s3_store, tmp_path, monkeypatch):
     """A 2.5 GB asset (sparse here) goes to a bucket and a local root; the publisher's memory stays small."""
-    from components.cluster import STAGE_RESOURCES
+    from components.platform.cluster import STAGE_RESOURCES
 
     big = int(2.5 * 1024 ** 3)
     assert big > int(STAGE_RESOURCES["push"].memory_limit.rstrip("G")) * 1000 ** 3
@@ -340,7 +340,7 @@ def test_credentials_in_beam_args_are_refused_before_anything_runs(tmp_path, fla
 
 
 def test_a_missing_bucket_names_the_uri(store):
-    from components.ingest import resolve_input
+    from components.stage_logic.ingest import resolve_input
 
     missing = store.uri(f"no-such-bucket-{uuid.uuid4().hex[:8]}", "spans/span-{SPAN}/*.csv")
     with pytest.raises(StageError, match=r"^--data '.*no-such-bucket-\w+/spans/span-\{SPAN\}/\*\.csv': "
@@ -349,9 +349,9 @@ def test_a_missing_bucket_names_the_uri(store):
 
 
 def test_a_missing_object_names_the_uri(store):
-    from components.ingest import resolve_input
-    from components.schema import read_curated_schema
-    from components.user_module import load_user_module
+    from components.stage_logic.ingest import resolve_input
+    from components.stage_logic.schema import read_curated_schema
+    from components.training.user_module import load_user_module
 
     bucket = store.bucket("code")
     with pytest.raises(StageError, match=r"^--schema '.*/schema.pbtxt' does not exist"):
@@ -363,8 +363,8 @@ def test_a_missing_object_names_the_uri(store):
 
 
 def test_a_user_module_and_schema_load_from_a_bucket(store):
-    from components.schema import read_curated_schema
-    from components.user_module import load_user_module
+    from components.stage_logic.schema import read_curated_schema
+    from components.training.user_module import load_user_module
 
     bucket = store.bucket("code")
     upload(MODULE_FILE, store.uri(bucket, "module.py"))
@@ -394,7 +394,7 @@ def test_denied_access_names_the_uri_and_publishes_nothing(s3_store, monkeypatch
     ("gs://", "STORAGE_EMULATOR_HOST", "cannot reach Google Cloud Storage"),
 ])
 def test_an_unreachable_endpoint_fails_fast_naming_the_uri(scheme, variable, expected, monkeypatch):
-    from components.ingest import resolve_input
+    from components.stage_logic.ingest import resolve_input
 
     monkeypatch.setenv(variable, f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "any")
@@ -421,7 +421,7 @@ def test_a_run_against_a_missing_bucket_stops_at_ingest_with_one_line(s3_store, 
     ("parquet", write_parquet), ("avro", write_avro), ("tfrecord.gz", write_tfrecord)])
 def test_typed_sources_in_a_bucket_ingest_like_local_files(store, tmp_path, extension, write):
     """Parquet, Avro and TFRecords read through Beam's readers from a bucket, spans and given splits included."""
-    from components.ingest import ingest_examples
+    from components.stage_logic.ingest import ingest_examples
 
     bucket = store.bucket("lake")
     for split in ("train", "eval"):

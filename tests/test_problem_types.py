@@ -9,13 +9,13 @@ import tensorflow_model_analysis as tfma
 
 from google.protobuf import json_format
 
-from components.evaluate import (BASELINE, CANDIDATE, class_names, confusion_matrix, evaluate_model, evaluation_config,
+from components.stage_logic.evaluate import (BASELINE, CANDIDATE, class_names, confusion_matrix, evaluate_model, evaluation_config,
                                  evaluation_html, prediction_key, roc_curve, run_tfma)
-from components.ingest import demo_data_pattern, ingest_examples
-from components.schema import make_schema
-from components.statistics import generate_statistics
-from components.train import SERVING_SIGNATURE, train_model
-from components.transform import transform_examples
+from components.stage_logic.ingest import demo_data_pattern, ingest_examples
+from components.stage_logic.schema import make_schema
+from components.stage_logic.statistics import generate_statistics
+from components.stage_logic.train import SERVING_SIGNATURE, train_model
+from components.stage_logic.transform import transform_examples
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REGRESSION = os.path.join(HERE, "regression_module.py")

@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from components import storage
-from components.evaluate import evaluate_model
-from components.provenance import PROVENANCE_FILE, provenance_record, read_provenance
-from components.push import push_model
-from components.serving_root import publish_model
-from components.warmup import WARMUP_FOLDER
+from components.state import storage
+from components.stage_logic.evaluate import evaluate_model
+from components.state.provenance import PROVENANCE_FILE, provenance_record, read_provenance
+from components.stage_logic.push import push_model
+from components.state.serving_root import publish_model
+from components.serving.warmup import WARMUP_FOLDER
 from object_stores import s3_client, s3_environment, seaweedfs
 from pipeline import DEFAULT_MODULE as PENGUIN_MODULE, main
 

@@ -1,7 +1,7 @@
 """The stage reports as a person reads them, built from real statistics, blessings and schemas.
 
 Statistics come from TFDV on the Palmer penguins rows (train: 2007 and 2008, eval: 2009), the blessing
-from `components.blessing.decide`, the schema from the curated penguin schema. Each test reads the page
+from `components.evaluation.blessing.decide`, the schema from the curated penguin schema. Each test reads the page
 (headings, table cells, chart series) and asserts what a reader sees there; the browser tests at the
 end open pages in headless Chromium.
 """
@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 
 from components import reports
-from components.blessing import decide
-from components.evaluate import evaluation_html
-from components.ingest import demo_data_pattern
-from components.run_report import write_run_report
-from components.statistics import statistics_html
-from components.train import learning_curves_html
-from components.validate import anomalies_markdown
+from components.evaluation.blessing import decide
+from components.stage_logic.evaluate import evaluation_html
+from components.stage_logic.ingest import demo_data_pattern
+from components.platform.run_report import write_run_report
+from components.stage_logic.statistics import statistics_html
+from components.stage_logic.train import learning_curves_html
+from components.stage_logic.validate import anomalies_markdown
 from report_pages import read_page, table_with_header
 
 SLICE_PREFIX = "island_"
@@ -219,7 +219,7 @@ def test_validation_markdown_page_has_one_title_and_near_zero_distances_print_as
 
 def test_schema_markdown_writes_an_open_ended_domain_in_words():
     from components.penguins import curated_schema_path
-    from components.schema import load_schema, schema_markdown
+    from components.stage_logic.schema import load_schema, schema_markdown
 
     schema = load_schema(os.path.dirname(curated_schema_path()))
     page = read_page(reports.markdown_page("schema: schema report", schema_markdown(schema, "curated")))

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from components import serving_root
+from components.state import serving_root
 from components.errors import StageError
-from components.serving_root import (BaselineChanged, baseline_model, latest_published_model, publish_model,
+from components.state.serving_root import (BaselineChanged, baseline_model, latest_published_model, publish_model,
                                      published_versions)
 
 

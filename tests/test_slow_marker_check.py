@@ -49,7 +49,7 @@ def test_unmarked_quick_command():
 
 
 def test_unmarked_training_in_process():
-    from components.train import train_model
+    from components.stage_logic.train import train_model
     with pytest.raises(Exception):
         train_model("/nonexistent/transformed", "/nonexistent/graph", "/nonexistent/module.py", "/nonexistent/model")
 '''
@@ -78,8 +78,8 @@ def test_an_unmarked_slow_test_fails_and_names_what_it_ran(pytester, monkeypatch
     ([sys.executable, "-m", "benchmarks.run", "--sizes", "10000"], "the benchmarks (-m benchmarks.run)"),
     ([sys.executable, "-m", "kfp.dsl.executor_main", "--executor_input", "{}"],
      "a pipeline stage (kfp.local) (-m kfp.dsl.executor_main)"),
-    ([sys.executable, "-m", "components.warm_stages", "3", "kfp.dsl.executor"],
-     "the warm process that forks pipeline stages (-m components.warm_stages)"),
+    ([sys.executable, "-m", "components.platform.warm_stages", "3", "kfp.dsl.executor"],
+     "the warm process that forks pipeline stages (-m components.platform.warm_stages)"),
     (["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "start"], "PostgreSQL (postgres)"),
     ("/usr/bin/gcp-storage-emulator start --port=1", "the GCS emulator (gcp-storage-emulator)"),
     ([sys.executable, "tests/publish_child.py", "publish"], "a publish in a process of its own (publish_child.py)"),

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from components import layout
+from components.data import layout
 from components.errors import StageError
-from components.ingest import ingest_examples
+from components.stage_logic.ingest import ingest_examples
 
 UTC = datetime.timezone.utc
 COLUMNS = ["id", "species", "bill_length_mm", "body_mass_g", "observed_on"]
@@ -489,7 +489,7 @@ def test_a_query_that_writes_or_holds_several_statements_fails_with_one_line_and
 @pytest.mark.slow
 def test_the_partition_readers_cannot_write_either(tmp_path, database_url):
     """The readers on the Beam workers, given writing text directly (as if describe had been bypassed)."""
-    from components.postgres import QuerySource, ReadQueryPartitions
+    from components.data.postgres import QuerySource, ReadQueryPartitions
 
     load_table(database_url)
     marker = str(tmp_path / "copy-to-program-ran")
@@ -505,7 +505,7 @@ def test_the_partition_readers_cannot_write_either(tmp_path, database_url):
 @pytest.mark.slow
 def test_the_session_itself_is_read_only(database_url):
     """Even a statement that escaped the transaction could not write: the session starts read-only."""
-    from components.postgres import _connect
+    from components.data.postgres import _connect
 
     load_table(database_url)
     with _connect(database_url) as connection:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from components.ingest import demo_data_pattern
+from components.stage_logic.ingest import demo_data_pattern
 from postgres_server import PASSWORD
 from test_end_to_end import NUMERIC, run_pipeline
 

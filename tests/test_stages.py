@@ -6,17 +6,17 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import layout
-from components.blessing import read_blessing, write_blessing
+from components.data import layout
+from components.evaluation.blessing import read_blessing, write_blessing
 from components.errors import StageError
-from components.evaluate import evaluate_model
-from components.push import push_model
-from components.schema import load_schema, make_schema
-from components.serving_root import latest_published_model, published_versions
-from components.statistics import generate_statistics, load_statistics
-from components.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
-from components.transform import transform_examples
-from components.validate import validate_statistics
+from components.stage_logic.evaluate import evaluate_model
+from components.stage_logic.push import push_model
+from components.stage_logic.schema import load_schema, make_schema
+from components.state.serving_root import latest_published_model, published_versions
+from components.stage_logic.statistics import generate_statistics, load_statistics
+from components.stage_logic.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
+from components.stage_logic.transform import transform_examples
+from components.stage_logic.validate import validate_statistics
 
 from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
 
@@ -71,7 +71,7 @@ def test_clean_data_has_no_anomalies(tmp_path, statistics_dir, schema_dir):
 @pytest.fixture(scope="module")
 def corrupted_statistics(tmp_path_factory, penguin_rows):
     """Statistics of penguin rows with a new island, body mass as text and far too heavy birds."""
-    from components.ingest import ingest_examples
+    from components.stage_logic.ingest import ingest_examples
     root = tmp_path_factory.mktemp("corrupted")
     rows = [dict(row) for row in penguin_rows]
     for i, row in enumerate(rows):

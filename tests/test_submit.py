@@ -7,9 +7,9 @@ import sys
 import pytest
 import yaml
 
-from components.cluster import (KEY_VARIABLES, KFP_OBJECT_STORE, STAGE_RESOURCES, STATE_MOUNT_PATH,
+from components.platform.cluster import (KEY_VARIABLES, KFP_OBJECT_STORE, STAGE_RESOURCES, STATE_MOUNT_PATH,
                                 STATE_STAGES)
-from components.submit import (SubmissionError, check_schedule, git_revision, kfp_cron, pipeline_arguments,
+from components.platform.submit import (SubmissionError, check_schedule, git_revision, kfp_cron, pipeline_arguments,
                                read_spec, version_name)
 from pipeline import main
 from helpers import REPO, free_port

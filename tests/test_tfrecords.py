@@ -6,7 +6,7 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
 
-from components.tfrecords import WriteGzippedTFRecords
+from components.data.tfrecords import WriteGzippedTFRecords
 
 
 def test_batches_of_records_read_back_in_order_with_tensorflow_and_beam(tmp_path):

@@ -2,7 +2,7 @@
 import pytest
 
 from components.errors import StageError
-from components.user_module import load_user_module, slice_columns, transformed_name
+from components.training.user_module import load_user_module, slice_columns, transformed_name
 
 COMPLETE = '''
 LABEL_KEY = "y"

@@ -17,7 +17,7 @@ from kfp import dsl, local
 from kfp.dsl import Artifact, Output
 from kfp.local import subprocess_task_handler
 
-from components.warm_stages import stage_request, warm_stage_processes
+from components.platform.warm_stages import stage_request, warm_stage_processes
 
 pytestmark = pytest.mark.slow
 

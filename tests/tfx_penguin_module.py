@@ -1,7 +1,7 @@
 """A TFX Trainer module, in the style of TFX's penguin Keras example, ported by changing its tfx import only.
 
 In TFX this file would start with `from tfx import v1 as tfx`; here that one line reads
-`from components.fn_args import v1 as tfx` (see docs/training.md). Everything else is as a TFX user
+`from components.training.fn_args import v1 as tfx` (see docs/training.md). Everything else is as a TFX user
 writes it: its own `_input_fn` over `fn_args.data_accessor`, `_make_keras_model(hparams)`, a
 TensorBoard callback on `fn_args.model_run_dir`, a distribution strategy, and its own serving
 signatures. `preprocessing_fn` meets the Transform contract of this project (a measurement that may be
@@ -14,8 +14,8 @@ from tensorflow import keras
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
-from components.fn_args import v1 as tfx
-from components.user_module import dense_feature
+from components.training.fn_args import v1 as tfx
+from components.training.user_module import dense_feature
 
 LABEL_KEY = "species"
 PROBLEM_TYPE = "classification"

@@ -9,10 +9,10 @@ import math
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components import train
+from components.stage_logic import train
 from components.penguins import module
 from components.penguins.module import preprocessing_fn  # noqa: F401 (TFX's Transform calls it)
-from components.user_module import transformed_name
+from components.training.user_module import transformed_name
 
 SEED = 42
 

@@ -9,7 +9,7 @@ import csv
 import os
 import random
 
-from components.ingest import demo_data_pattern
+from components.stage_logic.ingest import demo_data_pattern
 
 SPAN_YEARS = {1: "2007", 2: "2008", 3: "2009"}
 FILE_NAME = "penguins.csv"

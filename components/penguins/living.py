@@ -16,7 +16,7 @@ import shutil
 from components.penguins import curated_schema_path
 from components.penguins.demo import (SPAN_YEARS, demo_pattern, write_corrupted_span, write_demo_span,
                                       write_serving_sample, write_shuffled_span)
-from components.serving_root import published_versions
+from components.state.serving_root import published_versions
 
 MODEL_NAME = "penguins"
 MARKER = ".living-demo"

@@ -1,6 +1,6 @@
 """The demo user module: a penguin's species from its measurements, island and sex.
 
-It follows the contract in `components/user_module.py`. Measurements are scaled to z-scores over the
+It follows the contract in `components/training/user_module.py`. Measurements are scaled to z-scores over the
 values present in the training data (a full-pass TensorFlow Transform analyzer); a missing measurement
 then becomes 0, the training mean, so no magic number enters the model.
 """
@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.user_module import dense_feature, transformed_name
+from components.training.user_module import dense_feature, transformed_name
 
 LABEL_KEY = "species"
 PROBLEM_TYPE = "classification"

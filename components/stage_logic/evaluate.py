@@ -1,0 +1,322 @@
+"""Evaluate (TFX's Evaluator): TFMA on the eval split, and the blessing decision.
+
+Raw eval examples go through the model's serving signature; the label comes from its
+`transform_features` signature, so evaluation sees exactly what serving sees. The candidate is blessed
+when its blessing metric (accuracy for classification, R² for regression) passes the
+absolute threshold and, when a model is already published, is not worse than that baseline by more
+than the tolerance. The reasons (metric, candidate, baseline, threshold) go with the decision.
+"""
+import os
+
+import apache_beam as beam
+import tensorflow_model_analysis as tfma
+from tfx_bsl.public import tfxio
+
+from components.data import layout
+
+from components.evaluation import tfma_metrics
+
+from components.platform import beam_runner
+from components.platform.beam_options import RECORD_BATCH_SIZE, pipeline_options
+from components.evaluation.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, OVERALL, decide, value_threshold
+from components.training.autograph_rules import skip_autograph_for_libraries
+from components.stage_logic.schema import load_schema
+from components.evaluation.tfma_batches import batched_extractors
+from components.stage_logic.statistics import TELEMETRY
+from components.stage_logic.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
+from components.training.user_module import CLASSIFICATION, load_user_module, transformed_name
+
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+POSITIVE_CLASS_ID = 1
+
+
+def _lean_metric(class_name):
+    return tfma.MetricConfig(class_name=class_name, module=tfma_metrics.__name__)
+
+
+def _blessing_metric(problem_type):
+    """(TFMA metric config, metric name) of the metric the blessing is decided on; higher is better."""
+    if problem_type == CLASSIFICATION:
+        return _lean_metric("SparseCategoricalAccuracy"), tfma_metrics.ACCURACY_NAME
+    return _lean_metric("RSquared"), tfma_metrics.R_SQUARED_NAME
+
+
+def prediction_key(model_dir, problem_type):
+    """The serving signature's output to evaluate: `probabilities` (classification) or `predictions`
+    (regression) when it has it, as build_model exports do, else its only output (a run_fn module's own
+    signature, e.g. TFX's `outputs`)."""
+    outputs = serving_outputs(model_dir)
+    preferred = "probabilities" if problem_type == CLASSIFICATION else "predictions"
+    return preferred if preferred in outputs or len(outputs) != 1 else next(iter(outputs))
+
+
+def serving_outputs(model_dir):
+    """The names of the serving signature's outputs, read from the SavedModel's file without loading it."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with tf.io.gfile.GFile(os.path.join(model_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB), "rb") as source:
+        saved_model = saved_model_pb2.SavedModel.FromString(source.read())
+    serving = [graph for graph in saved_model.meta_graphs if tf.saved_model.SERVING in graph.meta_info_def.tags]
+    return list((serving or saved_model.meta_graphs)[0].signature_def[SERVING_SIGNATURE].outputs)
+
+
+def evaluation_config(label_key, problem_type, slice_columns, with_baseline, binary=False, prediction_keys=None):
+    """The TFMA EvalConfig: metrics for the problem type, on the whole eval split and each slice.
+
+    The blessing is decided from these metrics by `components.evaluation.blessing`, not by TFMA's thresholds, so
+    that slices gate only when asked. The serving signature returns class probabilities for every kind
+    of classifier (train normalises sigmoid and logit outputs), so one set of metrics fits them all. For
+    a binary classifier, the confusion matrices at many thresholds (the ROC curve) are computed as well.
+    """
+    blessing_metric, _ = _blessing_metric(problem_type)
+    metrics = [_lean_metric("LeanExampleCount"), blessing_metric]
+    # The reports show the candidate's confusion matrix and ROC curve; the baseline's would cost as much.
+    candidate_plots = []
+    if problem_type == CLASSIFICATION:
+        candidate_plots.append(_lean_metric("LeanMultiClassConfusionMatrixPlot"))
+    else:
+        metrics += [_lean_metric("LeanMeanSquaredError"), _lean_metric("LeanMeanAbsoluteError")]
+
+    default_key = "probabilities" if problem_type == CLASSIFICATION else "predictions"
+    prediction_keys = prediction_keys or {}
+
+    def model_spec(name, is_baseline):
+        # Every model is evaluated through its signatures, whatever built it; a Keras model evaluated as
+        # `tf_keras` would be loaded twice more as a Keras model (once only to find out that it is one).
+        return tfma.ModelSpec(
+            name=name, is_baseline=is_baseline, model_type=tfma.TF_GENERIC, signature_name=SERVING_SIGNATURE,
+            label_key=transformed_name(label_key),
+            prediction_key=prediction_keys.get(name, default_key),
+            preprocessing_function_names=[TRANSFORM_SIGNATURE])
+
+    model_specs = [model_spec(CANDIDATE, False)]
+    if with_baseline:
+        model_specs.append(model_spec(BASELINE, True))
+    metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
+    if candidate_plots:
+        metrics_specs.append(tfma.MetricsSpec(metrics=candidate_plots, model_names=[CANDIDATE]))
+    if binary:
+        metrics_specs.append(tfma.MetricsSpec(
+            metrics=[tfma.MetricConfig(class_name="ConfusionMatrixPlot")], model_names=[CANDIDATE],
+            binarize=tfma.BinarizationOptions(class_ids={"values": [POSITIVE_CLASS_ID]})))
+    # Only the metrics above: where `tf.keras` is Keras 2, TFMA would load the model as a Keras model and
+    # add its compiled loss and metrics ("default metrics"); where it is Keras 3 (the stages' default) it
+    # cannot, so the two would differ.
+    from google.protobuf import wrappers_pb2
+
+    return tfma.EvalConfig(
+        options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
+        model_specs=model_specs,
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[c]) for c in slice_columns],
+        metrics_specs=metrics_specs)
+
+
+def _scalar_metrics(metrics_for_slice):
+    """{model name: {metric name: value}} for the scalar metrics of one slice."""
+    values = {}
+    for item in metrics_for_slice.metric_keys_and_values:
+        if item.key.HasField("sub_key") or item.key.is_diff or not item.value.HasField("double_value"):
+            continue
+        values.setdefault(item.key.model_name or CANDIDATE, {})[item.key.name] = item.value.double_value.value
+    return values
+
+
+def _slice_name(metrics_for_slice):
+    return tfma.slicer.stringify_slice_key(tfma.slicer.deserialize_slice_key(metrics_for_slice.slice_key))
+
+
+def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, baseline_dir=None,
+                   slice_columns=None, threshold=DEFAULT_THRESHOLD, tolerance=0.0, beam_args="",
+                   baseline_version=0, slice_threshold=0.0, min_slice_examples=DEFAULT_MIN_SLICE_EXAMPLES,
+                   class_count=0, output_kind="", beam_dirs=None):
+    """Runs TFMA on the eval split; returns the blessing, its reasons, and overall and per-slice metrics.
+
+    `class_count` is the number of classes the model's probabilities have (train's metadata; 0: unknown);
+    `output_kind` what its serving output is (train's metadata: a run_fn model may serve logits, which
+    get no ROC curve). `beam_dirs` gives the bucket URIs Beam's workers use instead of the local
+    folders (`model`, `baseline`, `examples`, `output`) when they run elsewhere; the output is then
+    copied into `output_dir`, which everything after the Beam run reads.
+    """
+    beam_dirs = beam_dirs or {}
+    user_module = load_user_module(module)
+    skip_autograph_for_libraries()
+    if slice_columns is None:
+        slice_columns = list(getattr(user_module, "SLICE_COLUMNS", []))
+    with_baseline = bool(baseline_dir)
+    names = class_names(model_dir, user_module.LABEL_KEY)
+    binary = (user_module.PROBLEM_TYPE == CLASSIFICATION and (class_count or len(names or ())) == 2
+              and output_kind not in ("logits", "logit"))
+    prediction_keys = {CANDIDATE: prediction_key(model_dir, user_module.PROBLEM_TYPE)}
+    if with_baseline:
+        prediction_keys[BASELINE] = prediction_key(baseline_dir, user_module.PROBLEM_TYPE)
+    eval_config = evaluation_config(user_module.LABEL_KEY, user_module.PROBLEM_TYPE, slice_columns,
+                                    with_baseline, binary, prediction_keys)
+    model_dirs = {CANDIDATE: beam_dirs.get("model", model_dir),
+                  **({BASELINE: beam_dirs.get("baseline", baseline_dir)} if with_baseline else {})}
+    run_tfma(eval_config, model_dirs, beam_dirs.get("examples", examples_dir), schema_dir,
+             beam_dirs.get("output", output_dir), beam_args)
+    beam_runner.mirror(beam_dirs.get("output", output_dir), output_dir)
+
+    slices = {_slice_name(m): _scalar_metrics(m) for m in tfma.load_metrics(output_dir)}
+    _, metric_name = _blessing_metric(user_module.PROBLEM_TYPE)
+    threshold = value_threshold(threshold, user_module.PROBLEM_TYPE)
+    blessed, reasons, rows = decide(slices, metric_name, threshold, tolerance,
+                                    f"serving model version {baseline_version}" if baseline_version
+                                    else "the baseline model", slice_threshold, min_slice_examples)
+    overall = dict(slices.get(OVERALL, {}))
+    if with_baseline:
+        overall["diff"] = {name: value - overall[BASELINE][name]
+                           for name, value in overall.get(CANDIDATE, {}).items() if name in overall.get(BASELINE, {})}
+    return {
+        "blessed": bool(blessed),
+        "reasons": reasons,
+        "metric": metric_name,
+        "threshold": threshold,
+        "tolerance": tolerance,
+        "slice_threshold": slice_threshold,
+        "min_slice_examples": min_slice_examples,
+        "classes": names or [],
+        "baseline": baseline_dir or "",
+        "baseline_version": baseline_version if with_baseline else 0,
+        "overall": overall,
+        "slices": rows,
+    }
+
+
+def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam_args="", grouped=True):
+    """Runs TFMA on the eval split with the models {name: serving model folder}, writing its results to
+    `output_dir`.
+
+    `grouped`: each batch's examples reach the metrics in groups that share their slices
+    (`components.evaluation.tfma_batches`), which the metrics of `components.evaluation.tfma_metrics` take; without it, one at
+    a time, as TFMA's default extraction sends them (its own metrics need that).
+    """
+    models = [tfma.default_eval_shared_model(path, eval_config=eval_config, model_name=name)
+              for name, path in model_dirs.items()]
+    shared_models = models if len(models) > 1 else models[0]
+    schema = load_schema(schema_dir)
+    source = tfxio.TFExampleRecord(
+        file_pattern=layout.examples_pattern(examples_dir, layout.EVAL), schema=schema,
+        raw_record_column_name=tfma.ARROW_INPUT_COLUMN, telemetry_descriptors=TELEMETRY)
+    extractors = (batched_extractors(shared_models, eval_config, source.TensorAdapterConfig()) if grouped
+                  else None)
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+        _ = (pipeline
+             | "ReadEval" >> source.BeamSource(RECORD_BATCH_SIZE)
+             | "Evaluate" >> tfma.ExtractEvaluateAndWriteResults(
+                 eval_shared_model=shared_models, eval_config=eval_config, extractors=extractors,
+                 output_path=output_dir, tensor_adapter_config=source.TensorAdapterConfig(), schema=schema))
+
+
+def class_names(model_dir, label_key):
+    """The label's vocabulary, as saved with the serving model's transform graph, or None."""
+    path = os.path.join(model_dir, "assets", label_key)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as source:
+        return [line.rstrip("\n") for line in source]
+
+
+def _overall_candidate_plots(output_dir):
+    """The candidate's plot values on the whole eval split (not a slice of it)."""
+    for plots in tfma.load_plots(output_dir):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for item in plots.plot_keys_and_values:
+            if item.key.model_name in ("", CANDIDATE):
+                yield item.value
+
+
+def confusion_matrix(output_dir, names=None):
+    """(categories, matrix[actual][predicted]) of the candidate on the whole eval split, or None."""
+    for plot in _overall_candidate_plots(output_dir):
+        matrices = plot.multi_class_confusion_matrix_at_thresholds.matrices
+        if not matrices:
+            continue
+        entries = matrices[0].entries
+        size = max([max(e.actual_class_id, e.predicted_class_id) for e in entries] + [len(names or []) - 1]) + 1
+        matrix = [[0] * size for _ in range(size)]
+        for entry in entries:
+            if entry.actual_class_id >= 0 and entry.predicted_class_id >= 0:
+                matrix[entry.actual_class_id][entry.predicted_class_id] = int(entry.num_weighted_examples)
+        categories = names[:size] if names and len(names) >= size else [str(i) for i in range(size)]
+        return categories, matrix
+    return None
+
+
+def roc_curve(output_dir):
+    """(false positive rates, true positive rates, thresholds) of a binary candidate, or None."""
+    for plot in _overall_candidate_plots(output_dir):
+        matrices = plot.confusion_matrix_at_thresholds.matrices
+        if matrices:
+            points = sorted((m.false_positive_rate, m.recall, m.threshold) for m in matrices)
+            return tuple(list(values) for values in zip(*points))
+    return None
+
+
+def decisive_slices(slices):
+    """The slices that decided the blessing: any slice that failed its gate, else the whole eval split."""
+    failed = [name for name, row in slices.items() if name != OVERALL and row["gate"].startswith("FAILS")]
+    return failed or [name for name, row in slices.items() if row["gate"] == "decides"]
+
+
+def confusion_matrix_html(categories, matrix):
+    """The confusion matrix as a table: a row per actual class, a column per predicted one."""
+    from components import reports
+
+    return ("<p class=\"muted\">rows: actual class, columns: predicted class</p>" + reports.html_table(
+        ["actual \\ predicted", *categories], [(category, *row) for category, row in zip(categories, matrix)],
+        numeric=tuple(range(1, len(categories) + 1))))
+
+
+def evaluation_html(decision, roc=None, confusion=None):
+    """An HTML page: the verdict and its reasons; overall metrics (candidate, baseline, difference); per
+    slice the examples, candidate, baseline and difference, the deciding slice marked; the confusion
+    matrix `(categories, matrix)` and the ROC curve when given."""
+    from components import reports
+
+    overall = decision["overall"]
+    models = [model for model in (CANDIDATE, BASELINE, "diff") if model in overall]
+    metrics = sorted({name for model in models for name in overall[model]})
+    overall_table = reports.html_table(
+        ["metric", *("difference" if m == "diff" else m for m in models)],
+        [(name, *(reports.number(overall[m].get(name)) for m in models)) for name in metrics],
+        numeric=tuple(range(1, len(models) + 1)))
+    slices = sorted(decision["slices"].items(), key=lambda item: (item[0] != OVERALL, item[0]))
+    decisive = set(decisive_slices(decision["slices"]))
+    baseline = (f"baseline (serving version {decision['baseline_version']})" if decision.get("baseline_version")
+                else "baseline")
+    slice_table = reports.html_table(
+        ["slice", "examples", "candidate", baseline, "difference", "gate"],
+        [(reports.Raw(f"{reports.escape(name)} <span class=\"decided\">◀ decided the blessing</span>")
+          if name in decisive else name,
+          row["examples"], reports.number(row["candidate"]), reports.number(row["baseline"]),
+          reports.number(row["difference"]), row["gate"] or "not gated") for name, row in slices],
+        numeric=(1, 2, 3, 4), row_classes=["decisive" if name in decisive else "" for name, _ in slices])
+    verdict = ("<p class=\"ok\">BLESSED</p>" if decision["blessed"] else "<p class=\"bad\">NOT BLESSED</p>")
+    reasons = "".join(f"<li>{reports.escape(reason)}</li>" for reason in decision["reasons"])
+    no_baseline = ("" if BASELINE in overall else
+                   "<p class=\"muted\">No model was serving: no baseline to compare with.</p>")
+    sections = [verdict, f"<ul>{reasons}</ul>", "<h2>Overall</h2>", overall_table,
+                f"<h2>Slices: {reports.escape(decision['metric'])}</h2>", no_baseline, slice_table]
+    if confusion:
+        sections += ["<h2>Confusion matrix (whole eval split)</h2>", confusion_matrix_html(*confusion)]
+    if roc:
+        sections += ["<h2>ROC curve</h2>", reports.svg_roc_curve(roc[0], roc[1])]
+    return reports.html_page("Evaluation", *sections)
+
+
+def blessing_markdown(decision):
+    from components.reports import markdown_table, number
+
+    metric = decision["metric"]
+    overall = decision["overall"]
+    rows = [("candidate", number(overall.get(CANDIDATE, {}).get(metric)))]
+    if BASELINE in overall:
+        rows.append((f"serving model ({decision['baseline']})", number(overall[BASELINE].get(metric))))
+    lines = ["# Blessing", "", f"**{'BLESSED' if decision['blessed'] else 'NOT BLESSED'}**", "",
+             *[f"- {reason}" for reason in decision["reasons"]], "",
+             markdown_table(["model", metric], rows), ""]
+    return "\n".join(lines)

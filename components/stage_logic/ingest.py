@@ -1,0 +1,649 @@
+"""Ingest (TFX's ExampleGen): data where it lives becomes gzipped TFRecords of `tf.train.Example`, split.
+
+Sources: CSV, Parquet, Avro and TFRecords of tf.Examples (by `--data-format`, or the pattern's
+extension), or a PostgreSQL query (`components/data/postgres.py`). A file pattern may hold `{SPAN}` and
+`{VERSION}` (as in TFX): the latest span, and its latest version, is taken unless a span is asked for.
+CSV column types are inferred over all rows (int, float or string, as TFX's CsvExampleGen does) and
+missing values ("", NA, N/A, NULL) become absent features; Parquet, Avro and database columns are
+typed from their schema (`components/data/sources.py` has the mapping); tf.Examples pass through unchanged.
+
+Splits (TFX's input_config / output_config):
+- hash (default): each row goes to a split by a hash of its content, weighted by `split_ratios`, so
+  the split is deterministic and needs no shuffle (CSV rows hash their text; other sources their
+  tf.Example, so the same rows from Parquet, Avro, TFRecords or a table split alike);
+- given: a `{SPLIT}` in the pattern (`data/{SPLIT}/*.csv`, `data/{SPLIT}.parquet`) keeps the splits the
+  files already have; `train` and `eval` must be among them;
+- by column: with `split_column` and `split_cutoff`, rows whose value is below the cut-off train and
+  the rest evaluate (numbers compare as numbers, strings and ISO dates as text, and a timestamp column
+  takes an ISO date or time); with `split_column` alone, rows are hashed by that column's value, so rows
+  that share it (one user, one day) share a split.
+"""
+import csv
+import dataclasses
+import datetime
+import hashlib
+import importlib.resources
+import io
+import json
+import os
+import re
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+
+from components.data import csv_columns, layout, postgres, sources
+
+from components.state import storage
+from components.platform.beam_options import pipeline_options
+from components.errors import StageError
+from components.data.tf_example import canonical_bytes, example_values, serialize_example
+from components.data.tfrecords import WriteGzippedTFRecords
+
+SPAN_TOKEN = "{SPAN}"
+VERSION_TOKEN = "{VERSION}"
+SPLIT_TOKEN = "{SPLIT}"
+_SPLIT_NAME = r"[A-Za-z0-9_]+"
+MISSING_VALUES = csv_columns.MISSING_VALUES
+_COUNTER_NAMESPACE = "ingest"
+SERVING_SPLIT = layout.SERVING
+_ERRORS_FILE = "_errors"
+_MAX_FIELD_BYTES = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedInput:
+    """The files of one span (and version) of an input pattern."""
+    files: list
+    span: int
+    version: int | None
+
+
+def demo_data_pattern():
+    """The Palmer penguins CSV shipped inside the `palmerpenguins` package."""
+    return str(importlib.resources.files("palmerpenguins") / "data" / "penguins.csv")
+
+
+def _pattern_regex(pattern):
+    regex = ""
+    for part in re.split(r"(\{SPAN\}|\{VERSION\}|\{SPLIT\}|\*|\?)", pattern):
+        regex += {SPAN_TOKEN: r"(?P<span>[0-9]+)", VERSION_TOKEN: r"(?P<version>[0-9]+)",
+                  SPLIT_TOKEN: f"(?P<split>{_SPLIT_NAME})", "*": r"[^/]*", "?": r"[^/]"}.get(part, re.escape(part))
+    return re.compile(regex + r"\Z")
+
+
+def resolve_input(pattern, span=0, flag="--data"):
+    """Finds the files to ingest: those of `span`, or of the latest span when `span` is 0.
+
+    `flag` names the setting the pattern came from, for error messages.
+    """
+    if not pattern:
+        raise StageError(f"The data pattern is empty: pass {flag} with a CSV path or pattern.")
+    if VERSION_TOKEN in pattern and SPAN_TOKEN not in pattern:
+        raise StageError(f"{flag} {pattern!r} has {VERSION_TOKEN} without {SPAN_TOKEN}: "
+                         "versions belong to spans, add {SPAN} to the pattern.")
+    glob = pattern.replace(SPAN_TOKEN, "*").replace(VERSION_TOKEN, "*")
+    storage.check_location(pattern, flag)
+    matched = storage.match(glob, flag)
+    if not matched:
+        raise StageError(f"No file matches {flag} {pattern!r}: check the path"
+                         + (", or run 'python pipeline.py run' without --data for the demo data."
+                            if flag == "--data" else "."))
+    if SPAN_TOKEN not in pattern:
+        if span:
+            raise StageError(f"--span {span} was given but {flag} {pattern!r} has no {SPAN_TOKEN}.")
+        return ResolvedInput(files=matched, span=0, version=None)
+
+    regex = _pattern_regex(pattern)
+    by_span = {}
+    for path in matched:
+        match = regex.match(path)
+        if match:
+            version = int(match["version"]) if VERSION_TOKEN in pattern else None
+            by_span.setdefault(int(match["span"]), {}).setdefault(version, []).append(path)
+    if not by_span:
+        raise StageError(f"Files match {flag} {pattern!r} but none has a number where {SPAN_TOKEN} is.")
+    chosen_span = span or max(by_span)
+    if chosen_span not in by_span:
+        available = ", ".join(str(s) for s in sorted(by_span))
+        raise StageError(f"Span {chosen_span} not found for {flag} {pattern!r}: "
+                         f"available spans are {available}.")
+    versions = by_span[chosen_span]
+    chosen_version = max(versions) if VERSION_TOKEN in pattern else None
+    return ResolvedInput(files=versions[chosen_version], span=chosen_span, version=chosen_version)
+
+
+def parse_split_ratios(text):
+    """'train:2,eval:1' -> [('train', 2), ('eval', 1)]; train and eval must be there."""
+    splits = []
+    for item in text.split(","):
+        name, _, ratio = item.strip().partition(":")
+        if not re.fullmatch(_SPLIT_NAME, name) or not ratio.strip().isdigit() or int(ratio) < 1:
+            raise StageError(f"--split-ratios {text!r}: write it as name:weight pairs, "
+                             "e.g. 'train:2,eval:1' (positive whole weights).")
+        splits.append((name, int(ratio)))
+    names = [name for name, _ in splits]
+    if len(set(names)) != len(names) or not {layout.TRAIN, layout.EVAL} <= set(names):
+        raise StageError(f"--split-ratios {text!r} must name 'train' and 'eval' once each.")
+    return splits
+
+
+def _open_text(path):
+    return io.TextIOWrapper(csv_columns.open_binary(path), encoding="utf-8", newline="")
+
+
+def read_header(path):
+    """The column names on the first line of a CSV file."""
+    csv.field_size_limit(_MAX_FIELD_BYTES)
+    try:
+        with _open_text(path) as text:
+            header = next(csv.reader(text), None)
+    except UnicodeDecodeError:
+        raise StageError(f"{path} is not UTF-8 text: re-encode it as UTF-8.") from None
+    if not header or not any(name.strip() for name in header):
+        raise StageError(f"{path} is empty: a CSV file must start with a header line of column names.")
+    names = [name.strip() for name in header]
+    if any(not name for name in names):
+        raise StageError(f"{path}: the header has an empty column name: name every column.")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise StageError(f"{path}: the header names {', '.join(duplicates)} more than once.")
+    return names
+
+
+class _ReadRows(beam.DoFn):
+    """(path, split) -> (split, path, line number, cells) for each data row; bad rows go to 'errors'."""
+
+    def __init__(self, columns):
+        self._columns = columns
+
+    def process(self, element):
+        path, split = element
+        csv.field_size_limit(_MAX_FIELD_BYTES)
+        line = 1
+        try:
+            with _open_text(path) as text:
+                reader = csv.reader(text)
+                next(reader, None)
+                for cells in reader:
+                    line = reader.line_num
+                    if not cells:
+                        continue
+                    if len(cells) != len(self._columns):
+                        yield beam.pvalue.TaggedOutput("errors", (
+                            f"{path}, line {line}: {len(cells)} fields where the header has "
+                            f"{len(self._columns)}: fix the row or quote fields that hold commas."))
+                        continue
+                    yield split, path, line, cells
+        except UnicodeDecodeError:
+            yield beam.pvalue.TaggedOutput(
+                "errors", f"{path}, after line {line}: not UTF-8 text: re-encode the file as UTF-8.")
+        except csv.Error as error:
+            yield beam.pvalue.TaggedOutput("errors", f"{path}, line {line}: unreadable CSV ({error}).")
+
+
+class _InferColumnTypes(beam.CombineFn):
+    """The widest type each column needs over every file, and the files pyarrow could not read.
+
+    Inputs are one (type levels, files to read row by row) pair per file.
+    """
+
+    def __init__(self, width):
+        self._width = width
+
+    def create_accumulator(self):
+        return [csv_columns.MISSING] * self._width, []
+
+    def add_input(self, accumulator, file_levels):
+        return self.merge_accumulators([accumulator, file_levels])
+
+    def merge_accumulators(self, accumulators):
+        accumulators = list(accumulators)
+        return ([max(levels) for levels in zip(*(levels for levels, _ in accumulators))],
+                sorted(path for _, paths in accumulators for path in paths))
+
+    def extract_output(self, accumulator):
+        levels, row_path_files = accumulator
+        return [csv_columns.TYPE_NAMES[level] for level in levels], row_path_files
+
+
+class _FileColumnTypes(_ReadRows):
+    """(path, split) -> (the widest type level of each column in that file, [path] if read row by row).
+
+    pyarrow reads the file a block at a time; a file it cannot read as Python's csv module does is read
+    row by row instead (its errors are reported by the second read, which writes the examples).
+    """
+
+    def process(self, element):
+        path, _ = element
+        try:
+            yield self._levels_by_blocks(path), []
+        except csv_columns.RowPathNeeded:
+            yield self._levels_by_rows(element), [path]
+
+    def _levels_by_blocks(self, path):
+        levels, classifier = [csv_columns.MISSING] * len(self._columns), csv_columns.Classifier()
+        for block in csv_columns.read_blocks(path, len(self._columns)):
+            for index, column in enumerate(block):
+                if levels[index] < csv_columns.STRING:
+                    levels[index] = max(levels[index], classifier.column_level(column))
+        return levels
+
+    def _levels_by_rows(self, element):
+        levels = [csv_columns.MISSING] * len(self._columns)
+        for row in super().process(element):
+            if isinstance(row, beam.pvalue.TaggedOutput):
+                continue
+            for index, cell in enumerate(row[-1]):
+                if levels[index] < csv_columns.STRING:
+                    levels[index] = max(levels[index], csv_columns.cell_level(cell))
+        return levels
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleBlock:
+    """Consecutive rows of one file: their serialized tf.Examples and their hash keys."""
+    examples: list
+    keys: list
+
+
+class _ReadTypedRows(_ReadRows):
+    """Reads a file's rows and yields (split, an ExampleBlock) per block of rows, or per row
+    (split, {column: typed value}, its hash key).
+
+    The hash key is the row's text. pyarrow reads the file a block at a time and the examples are built a
+    column at a time (`components.data.csv_columns`), unless `by_rows` is set or the types pass could not read
+    the file that way: then each row is read and converted on its own, as {column: typed value}.
+    Reading and converting in one step streams each file: rows are never held back waiting for the column
+    types, which arrive as a side input from a first, separate read of the files.
+    """
+
+    def __init__(self, columns, by_rows=False):
+        super().__init__(columns)
+        self._by_rows = by_rows
+
+    def process(self, element, inferred):
+        column_types, row_path_files = inferred
+        path, split = element
+        levels = [csv_columns.TYPE_NAMES.index(column_type) for column_type in column_types]
+        if self._by_rows or path in row_path_files:
+            yield from self._rows(element, levels)
+            return
+        classifier = csv_columns.Classifier()
+        order = csv_columns.feature_order(self._columns)
+        try:
+            for block in csv_columns.read_blocks(path, len(self._columns)):
+                values = {column: classifier.column_values(cells, level)
+                          for column, cells, level in zip(self._columns, block, levels) if level}
+                examples = csv_columns.serialize_columns(values, order, len(block[0]))
+                yield split, ExampleBlock(examples, csv_columns.hash_keys(block))
+        except csv_columns.RowPathNeeded:
+            yield beam.pvalue.TaggedOutput(
+                "errors", f"{path} changed while ingest read it: run the pipeline again once it is complete.")
+
+    def _rows(self, element, levels):
+        for row in super().process(element):
+            if isinstance(row, beam.pvalue.TaggedOutput):
+                yield row
+                continue
+            split, _, _, cells = row
+            values = {column: csv_columns.cell_value(cell, level)
+                      for column, cell, level in zip(self._columns, cells, levels) if level}
+            yield split, values, "\x1f".join(cells).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """How rows go to splits: `given` by the files, by `column` (a cut-off or a hash), or by a row hash."""
+    names: tuple
+    weights: tuple = ()
+    given: bool = False
+    column: str = ""
+    cutoff: str = ""
+
+    @property
+    def mode(self):
+        if self.given:
+            return "given"
+        if self.column:
+            return "column cutoff" if self.cutoff else "column hash"
+        return "hash"
+
+
+def split_plan(split_ratios=layout.DEFAULT_SPLIT_RATIOS, split_column="", split_cutoff="", given_names=()):
+    """The split plan from the settings; `given_names` are the splits a `{SPLIT}` pattern found."""
+    if split_cutoff and not split_column:
+        raise StageError(f"--split-cutoff {split_cutoff!r} needs --split-column: name the column to cut.")
+    if given_names:
+        if split_column:
+            raise StageError(f"--split-column {split_column!r} and a {SPLIT_TOKEN} pattern both split the data: "
+                             "keep one.")
+        if not {layout.TRAIN, layout.EVAL} <= set(given_names):
+            raise StageError(f"The {SPLIT_TOKEN} pattern found the splits {', '.join(sorted(given_names))}: "
+                             f"name the folders or files of two of them '{layout.TRAIN}' and '{layout.EVAL}'.")
+        others = sorted(set(given_names) - {layout.TRAIN, layout.EVAL})
+        return SplitPlan(names=(layout.TRAIN, layout.EVAL, *others), given=True)
+    if split_column and split_cutoff:
+        return SplitPlan(names=(layout.TRAIN, layout.EVAL), column=split_column, cutoff=split_cutoff)
+    splits = parse_split_ratios(split_ratios)
+    return SplitPlan(names=tuple(name for name, _ in splits), weights=tuple(weight for _, weight in splits),
+                     column=split_column)
+
+
+def _cutoff_number(text):
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return sources.timestamp_micros(datetime.datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+class _AssignSplit(beam.DoFn):
+    """(given split, {column: value}, a serialized tf.Example or an ExampleBlock[, hash key]) -> lists of
+    serialized tf.Examples, each tagged with its split.
+
+    The hash split hashes the row's tf.Example, so the same rows from Parquet, Avro, TFRecords or a
+    database go to the same splits; CSV rows come with their text as the hash key, as before sources
+    other than CSV existed, so a CSV data set keeps the splits it always had.
+    """
+
+    def __init__(self, plan):
+        self._plan = plan
+        self._counters = {name: Metrics.counter(_COUNTER_NAMESPACE, f"rows_{name}") for name in plan.names}
+        self._bounds, upper = [], 0
+        for name, weight in zip(plan.names, plan.weights):
+            upper += weight
+            self._bounds.append((upper, name))
+        self._total = upper
+        self._cutoff_number = _cutoff_number(plan.cutoff) if plan.cutoff else None
+
+    def _bucket(self, key):
+        bucket = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % self._total
+        return next(name for upper, name in self._bounds if bucket < upper)
+
+    def _by_cutoff(self, value):
+        plan = self._plan
+        if isinstance(value, (int, float)):
+            if self._cutoff_number is None:
+                return None, (f"--split-cutoff {plan.cutoff!r} is not a number, date or time, but --split-column "
+                              f"{plan.column!r} holds numbers: give a cut-off of the column's type.")
+            return (layout.TRAIN if value < self._cutoff_number else layout.EVAL), None
+        cutoff = plan.cutoff.encode() if isinstance(value, bytes) else plan.cutoff
+        return (layout.TRAIN if value < cutoff else layout.EVAL), None
+
+    def _assign_block(self, given_split, block):
+        """An ExampleBlock's examples, one list per split (a block is never split by a column's values)."""
+        if self._plan.given:
+            by_split = {given_split: block.examples}
+        else:
+            by_split = {}
+            for example, key in zip(block.examples, block.keys):
+                by_split.setdefault(self._bucket(key), []).append(example)
+        for split, examples in by_split.items():
+            self._counters[split].inc(len(examples))
+            yield beam.pvalue.TaggedOutput(split, examples)
+
+    def process(self, element):
+        given_split, record, *hash_key = element
+        if isinstance(record, ExampleBlock):
+            yield from self._assign_block(given_split, record)
+            return
+        if isinstance(record, bytes):
+            serialized, values = record, None
+        else:
+            serialized, values = serialize_example(record), record
+        plan, error = self._plan, None
+        if plan.given:
+            split = given_split
+        elif plan.column:
+            value = (values if values is not None else example_values(serialized)).get(plan.column)
+            if value is None:
+                split, error = None, (f"A row has no value in --split-column {plan.column!r}: fill it in every "
+                                      "row, or split by another column.")
+            elif plan.cutoff:
+                split, error = self._by_cutoff(value)
+            else:
+                split = self._bucket(serialize_example({plan.column: value}))
+        else:
+            key = hash_key[0] if hash_key else serialized if values is not None else canonical_bytes(serialized)
+            split = self._bucket(key)
+        if error:
+            yield beam.pvalue.TaggedOutput("errors", error)
+            return
+        self._counters[split].inc()
+        yield beam.pvalue.TaggedOutput(split, [serialized])
+
+
+def _write_json(value, path):
+    with FileSystems.create(path) as sink:
+        sink.write(json.dumps(value).encode())
+
+
+def _check_headers(files, description):
+    headers = {path: read_header(path) for path in files}
+    columns = headers[files[0]]
+    for path, header in headers.items():
+        if header != columns:
+            raise StageError(f"{path} has columns {header}, but {files[0]} has {columns}: "
+                             f"every file of {description} needs the same header.")
+    return columns
+
+
+def _check_split_column(plan, columns):
+    if plan.column and columns is not None and plan.column not in columns:
+        raise StageError(f"--split-column {plan.column!r} is not a column of the data: choose one of "
+                         f"{', '.join(columns)}.")
+
+
+class _FileSource:
+    """Files of one format, each with the split it belongs to (None unless the splits are given)."""
+
+    def __init__(self, file_splits, file_format, description):
+        self.file_splits = file_splits
+        self.format = file_format
+        self.description = description
+        files = list(file_splits)
+        self.columns, self.row_groups = None, None
+        if file_format == sources.CSV:
+            self.columns = _check_headers(files, description)
+        elif file_format == sources.PARQUET:
+            self.column_types, self.row_groups = sources.parquet_columns(files)
+            self.columns = list(self.column_types)
+        elif file_format == sources.AVRO:
+            self.column_types = sources.avro_columns(files)
+            self.columns = list(self.column_types)
+
+    def read(self, pipeline, plan):
+        """(records, errors, a PCollection of {column: type}); see `_AssignSplit` for the records' forms.
+
+        Each file (Parquet: each row group) is one element, reshuffled so that a distributed runner reads
+        them on different workers instead of fusing them into the step that created them.
+        """
+        if self.format == sources.CSV:
+            # A split by a column's value compares the row's own values, so those rows are read one by one.
+            return self._read_csv(pipeline, by_rows=bool(plan.column))
+        return {sources.PARQUET: self._read_parquet, sources.AVRO: self._read_avro,
+                sources.TFRECORD: self._read_tfrecord}[self.format](pipeline)
+
+    def _files(self, pipeline):
+        """(path, given split) for each file, one element each."""
+        return pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
+
+    def _read_csv(self, pipeline, by_rows):
+        files = self._files(pipeline)
+        columns = self.columns
+        inferred = (files | "ReadFilesForTypes" >> beam.ParDo(_FileColumnTypes(columns))
+                    | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns))))
+        records = files | "ReadRows" >> beam.ParDo(
+            _ReadTypedRows(columns, by_rows), beam.pvalue.AsSingleton(inferred)
+        ).with_outputs("errors", main="records")
+        named_types = inferred | "NameTypes" >> beam.Map(lambda types_and_files: dict(zip(columns, types_and_files[0])))
+        return records.records, records.errors, named_types
+
+    def _read_parquet(self, pipeline):
+        groups = [(path, group, self.file_splits[path]) for path, group in self.row_groups]
+        records = (pipeline | "RowGroups" >> beam.Create(groups) | "Spread" >> beam.Reshuffle()
+                   | "ReadParquet" >> beam.ParDo(sources.ReadParquetRowGroups()).with_outputs(
+                       "errors", main="records"))
+        return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
+
+    def _read_avro(self, pipeline):
+        records = self._files(pipeline) | "ReadAvro" >> beam.ParDo(sources.ReadAvroFiles()).with_outputs(
+            "errors", main="records")
+        return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
+
+    def _read_tfrecord(self, pipeline):
+        records = self._files(pipeline) | "ReadTFRecord" >> beam.ParDo(sources.ReadTFRecordFiles()).with_outputs(
+            "errors", main="records")
+        column_types = (records.records
+                        | "FeatureTypes" >> beam.Map(lambda record: sources.example_feature_types(record[1]))
+                        | "InferTypes" >> beam.CombineGlobally(sources.InferExampleTypes()))
+        return records.records, records.errors, column_types
+
+
+class _QuerySource:
+    """A PostgreSQL query, read in the partitions `components.data.postgres.describe_query` found."""
+
+    def __init__(self, query, partition_column, partitions):
+        self.query_source = postgres.describe_query(query, partition_column, partitions)
+        self.partition_column = partition_column
+        self.columns = list(self.query_source.column_types)
+        self.description = f"the query {query!r}"
+
+    def read(self, pipeline, plan):
+        del plan  # rows from a database are split by the example's own values
+        records = (pipeline | "Partitions" >> beam.Create(self.query_source.partitions)
+                   | "Spread" >> beam.Reshuffle()
+                   | "ReadQuery" >> beam.ParDo(postgres.ReadQueryPartitions(
+                       self.query_source, self.partition_column)).with_outputs("errors", main="records"))
+        return records.records, records.errors, pipeline | "Types" >> beam.Create([self.query_source.column_types])
+
+
+def write_examples(source, plan, output_dir, beam_args=""):
+    """The rows of `source` -> gzipped tf.Examples in one folder per split; returns (row counts, types)."""
+    _check_split_column(plan, source.columns)
+    if not storage.is_remote(output_dir):  # a bucket URI when Beam's workers run elsewhere
+        os.makedirs(output_dir, exist_ok=True)
+    types_path = os.path.join(output_dir, "column_types.json")
+    errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    records, read_errors, column_types = source.read(pipeline, plan)
+    column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
+    examples = records | "AssignSplit" >> beam.ParDo(_AssignSplit(plan)).with_outputs("errors", *plan.names)
+    ((read_errors, examples.errors) | "Errors" >> beam.Flatten()
+     # No file when there is no error: an object store refuses to complete an empty multipart upload.
+     | "WriteErrors" >> beam.io.WriteToText(errors_prefix, num_shards=1, shard_name_template="", skip_if_empty=True))
+    for name in plan.names:
+        examples[name] | f"Write{name}" >> WriteGzippedTFRecords(
+            os.path.join(layout.split_dir(output_dir, name), "data_tfrecord"))
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    errors = []
+    if FileSystems.exists(errors_prefix):
+        with FileSystems.open(errors_prefix) as errors_file:
+            errors = errors_file.read().decode().splitlines()
+        FileSystems.delete([errors_prefix])
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise StageError(f"{errors[0]}{more}")
+    counters = result.metrics().query(MetricsFilter().with_namespace(_COUNTER_NAMESPACE))["counters"]
+    row_counts = {name: 0 for name in plan.names}
+    for counter in counters:
+        row_counts[counter.key.metric.name[len("rows_"):]] += counter.committed
+    with FileSystems.open(types_path) as types_file:
+        types = json.load(types_file)
+    mixed = sorted(name for name, kind in types.items() if "/" in kind)
+    if mixed:
+        kinds = types[mixed[0]].split("/")
+        raise StageError(f"Feature {mixed[0]!r} of {source.description} is {kinds[0]} in some examples and "
+                         f"{kinds[1]} in others: give it one type in every example.")
+    return row_counts, types
+
+
+def _given_splits(pattern, files):
+    """{file: split} from the `{SPLIT}` part of the pattern."""
+    regex = _pattern_regex(pattern)
+    file_splits = {}
+    for path in files:
+        match = regex.match(path)
+        if not match:
+            raise StageError(f"{path} matches --data {pattern!r} but its {SPLIT_TOKEN} part is not a split name "
+                             "(letters, digits and _): rename the folder or file.")
+        file_splits[path] = match["split"]
+    return file_splits
+
+
+def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAULT_SPLIT_RATIOS, beam_args="",
+                    data_format="", query="", query_partition_column="",
+                    query_partitions=postgres.DEFAULT_QUERY_PARTITIONS, split_column="",
+                    split_cutoff=""):
+    """Runs ingest; returns the metadata of the examples written under `output_dir`.
+
+    The source is the files matched by `data_pattern` (the demo data when it and `query` are empty), in
+    `data_format` or the one their extension says, or the rows of the PostgreSQL `query`.
+    """
+    if query:
+        if data_pattern:
+            raise StageError("--data and --query are both given: ingest reads one source, leave one out.")
+        if span:
+            raise StageError(f"--span {span} applies to --data patterns with {SPAN_TOKEN}, not to --query.")
+        plan = split_plan(split_ratios, split_column, split_cutoff)
+        source = _QuerySource(query, query_partition_column, query_partitions)
+        provenance = {"span": 0, "version": None, "source": "postgresql", "query": query,
+                      "query_partitions": len(source.query_source.partitions)}
+    else:
+        if query_partition_column:
+            raise StageError("--query-partition-column is given without --query: it partitions a query.")
+        pattern = data_pattern or demo_data_pattern()
+        resolved = resolve_input(pattern.replace(SPLIT_TOKEN, "*"), span)
+        given = SPLIT_TOKEN in pattern
+        file_splits = _given_splits(pattern, resolved.files) if given else dict.fromkeys(resolved.files)
+        given_names = sorted(set(file_splits.values())) if given else ()
+        plan = split_plan(split_ratios, split_column, split_cutoff, given_names)
+        file_format = sources.data_format(pattern, data_format)
+        source = _FileSource(file_splits, file_format, "a span")
+        provenance = {"span": resolved.span, "version": resolved.version, "source": file_format,
+                      "files": resolved.files}
+    row_counts, column_types = write_examples(source, plan, output_dir, beam_args)
+    if not sum(row_counts.values()):
+        raise StageError(f"--query {query!r} returns no rows." if query else
+                         f"The files matched by --data {data_pattern!r} hold "
+                         f"{'a header but ' if source.format == sources.CSV else ''}no data rows.")
+    empty = [name for name in plan.names if not row_counts[name]]
+    if empty:
+        counts = ", ".join(f"{name} {row_counts[name]}" for name in plan.names)
+        if plan.mode == "given":
+            how, remedy = f"the {SPLIT_TOKEN} pattern", "add its files"
+        elif plan.cutoff:
+            how, remedy = f"--split-cutoff {split_cutoff!r} on --split-column {split_column!r}", "move the cut-off"
+        else:
+            how = f"--split-ratios {split_ratios!r}" + (f" on --split-column {split_column!r}" if split_column else "")
+            remedy = "add rows (a hash split needs a few dozen at least) or change --split-ratios"
+        raise StageError(f"The {empty[0]} split has no rows: {sum(row_counts.values())} rows split with {how} "
+                         f"gave {counts}; every split needs rows: {remedy}.")
+    return {
+        **provenance,
+        "split_mode": plan.mode,
+        "split_names": list(plan.names),
+        "row_counts": row_counts,
+        "column_types": column_types,
+    }
+
+
+def ingest_serving_sample(pattern, output_dir, beam_args=""):
+    """A sample of serving requests (CSV) -> the `serving` split of tf.Examples under `output_dir`.
+
+    Column types are inferred from the sample itself, so a type that differs from training shows up
+    as skew or an anomaly rather than as a conversion error.
+    """
+    resolved = resolve_input(pattern, flag="--serving-data")
+    source = _FileSource(dict.fromkeys(resolved.files), sources.CSV, "the serving sample")
+    row_counts, _ = write_examples(source, SplitPlan(names=(SERVING_SPLIT,), weights=(1,)), output_dir, beam_args)
+    if not row_counts[SERVING_SPLIT]:
+        raise StageError(f"The serving sample {pattern!r} holds a header but no data rows.")
+    return row_counts[SERVING_SPLIT]

@@ -1,0 +1,262 @@
+"""Schema (TFX's SchemaGen and ImportSchemaGen): a curated file, the schema kept for this data, or one
+inferred from the span.
+
+The schema lives with the spans. The first run with a statistics store (`--statistics-root`) infers it
+from the statistics of every split of its span, so the span it came from always passes, and validate
+keeps it in the store once the span passes; later spans are validated against that kept schema, so a
+new category, a type change, a dropped or new column and a missing label are anomalies, not a new
+truth. `--update-schema` accepts a deliberate change: the schema is inferred again from this span and
+kept as the next version. A curated `--schema` always wins. Without a store the schema is inferred from
+each span anew, and the summary says that later spans are not held to it.
+
+An inferred schema keeps what TFDV infers about types, category values and which columns exist, but
+not how often a feature may be missing, which one span cannot tell: only the label must be in every
+training example (if it was in the train split). A category domain tolerates new values in up to
+`1 - DOMAIN_MASS` of a span's values (TFDV's `min_domain_mass`), so a rare new category is not an
+anomaly and a new common one is. A text column whose values are mostly unique (free text) gets no
+domain at all. Features get no fixed shape, so a value missing in any split is a missing value, not a
+parse error; a curated schema can be stricter. The schema has TFDV's TRAINING and SERVING environments,
+with the label left out of SERVING, so that serving requests (which carry no label) validate cleanly.
+"""
+import os
+
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+
+from components.data import layout
+
+from components.state import storage
+from components.errors import StageError
+from components.state.statistics_store import keep_schema, kept_schema
+
+SCHEMA_FILE = "schema.pbtxt"
+TRAINING_ENVIRONMENT = "TRAINING"
+SERVING_ENVIRONMENT = "SERVING"
+# The share of a span's values of a categorical feature that must be in the schema's domain.
+DOMAIN_MASS = 0.99
+# Where a schema sets no threshold (an inferred or kept one), drift and skew are measured with these:
+# L-infinity distance for categories, Jensen-Shannon divergence for numbers, both between 0 and 1.
+DEFAULT_DRIFT_THRESHOLD = 0.25
+DEFAULT_SKEW_THRESHOLD = 0.25
+_COLUMN_DROPPED = "SCHEMA_MISSING_COLUMN"
+
+
+def schema_file(schema_dir):
+    return os.path.join(schema_dir, SCHEMA_FILE)
+
+
+def read_schema_text(path):
+    with open(path) as source:
+        return text_format.Parse(source.read(), schema_pb2.Schema())
+
+
+def load_schema(schema_dir):
+    return read_schema_text(schema_file(schema_dir))
+
+
+def read_curated_schema(path):
+    """Loads a schema in text format (a path or a gs:// or s3:// URI), with an error naming the file."""
+    if not (storage.exists(path, "--schema") if storage.is_remote(path) else os.path.isfile(path)):
+        raise StageError(f"--schema {path!r} does not exist: give the path of a schema.pbtxt, "
+                         "or leave --schema out to infer one from the data.")
+    try:
+        return text_format.Parse(storage.read_text(path, "--schema"), schema_pb2.Schema())
+    except text_format.ParseError as error:
+        raise StageError(f"--schema {path!r} is not a TFDV schema in text format: {error}") from None
+
+
+def _span_statistics(statistics_dir):
+    """{split: DatasetFeatureStatistics over all its examples} of the span's splits (not the serving sample).
+
+    Read as protos, without TFDV: a kept or curated schema then needs neither TFDV nor TensorFlow.
+    """
+    found = {}
+    for split in layout.split_names(statistics_dir):
+        if split == layout.SERVING:
+            continue
+        statistics = statistics_pb2.DatasetFeatureStatisticsList()
+        with open(layout.statistics_file(statistics_dir, split), "rb") as source:
+            statistics.ParseFromString(source.read())
+        overall = [d for d in statistics.datasets if d.name in ("", "All Examples")] or statistics.datasets[:1]
+        found[split] = overall[0]
+    return found
+
+
+def _statistics_name(feature):
+    """A feature's name in statistics (a path of one step for tf.Examples; `name` in older statistics)."""
+    return ".".join(feature.path.step) or feature.name
+
+
+def _feature_names(dataset):
+    return sorted(_statistics_name(feature) for feature in dataset.features)
+
+
+def check_label(statistics, label_key, module):
+    """Stops with one line when the span has no label column (in any split, or in the train split)."""
+    if not label_key:
+        return
+    train = statistics.get(layout.TRAIN)
+    if train is not None and label_key in _feature_names(train):
+        return
+    columns = sorted({name for dataset in statistics.values() for name in _feature_names(dataset)})
+    shown = ", ".join(columns[:20]) + (f" and {len(columns) - 20} more" if len(columns) > 20 else "")
+    where = "has no values in the train split" if any(
+        label_key in _feature_names(d) for d in statistics.values()) else "is not a column of the data"
+    raise StageError(f"The label {label_key!r} (LABEL_KEY of --module {module!r}) {where}: the data's columns "
+                     f"are {shown}; fix the data, or set LABEL_KEY to the column to predict.")
+
+
+def _is_free_text(feature_statistics):
+    """True when most distinct values of a string feature occur once: text, not categories."""
+    if not feature_statistics.HasField("string_stats"):
+        return False
+    stats = feature_statistics.string_stats
+    buckets = stats.rank_histogram.buckets
+    if stats.unique > len(buckets):
+        return True
+    return 2 * sum(1 for bucket in buckets if bucket.sample_count <= 1) > stats.unique
+
+
+def _drop_domain(schema, feature):
+    domains = [domain for domain in schema.string_domain if domain.name != feature.domain]
+    feature.ClearField("domain")
+    del schema.string_domain[:]
+    schema.string_domain.extend(domains)
+
+
+def infer_schema(statistics, label_key):
+    """A schema inferred from every split's statistics, that every one of those splits passes."""
+    # TFDV (and with it TensorFlow) is imported only when a schema is inferred.
+    import tensorflow_data_validation as tfdv
+
+    def as_list(dataset):
+        return statistics_pb2.DatasetFeatureStatisticsList(datasets=[dataset])
+
+    train = statistics[layout.TRAIN]
+    schema = tfdv.infer_schema(as_list(train), infer_feature_shape=False)
+    for split, dataset in statistics.items():
+        if split != layout.TRAIN:
+            schema = tfdv.update_schema(schema, as_list(dataset), infer_feature_shape=False)
+    by_name = {_statistics_name(f): f for d in statistics.values() for f in d.features}
+    schema.default_environment.extend([TRAINING_ENVIRONMENT, SERVING_ENVIRONMENT])
+    for feature in schema.feature:
+        if feature.domain and feature.name in by_name and _is_free_text(by_name[feature.name]):
+            _drop_domain(schema, feature)
+        if feature.domain:
+            feature.distribution_constraints.min_domain_mass = DOMAIN_MASS
+        if feature.name == label_key:
+            feature.not_in_environment.append(SERVING_ENVIRONMENT)
+        else:
+            feature.presence.ClearField("min_fraction")
+    # A column that some split of this span lacks (rarely filled in) is optional, not dropped.
+    features = {feature.name: feature for feature in schema.feature}
+    for dataset in statistics.values():
+        anomalies = tfdv.validate_statistics(as_list(dataset), schema, TRAINING_ENVIRONMENT)
+        for name, info in anomalies.anomaly_info.items():
+            kinds = {type(info).Type.Name(reason.type) for reason in info.reason}
+            if _COLUMN_DROPPED in kinds and name in features and name != label_key:
+                features[name].presence.ClearField("min_count")
+    return schema
+
+
+def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", statistics_root="",
+                update_schema=False):
+    """Writes `schema.pbtxt` under `output_dir`; returns where it came from, its version and features.
+
+    `keep_as_version` (0: none) is the version validate keeps the schema as once the span passes.
+    """
+    version, kept_text = (0, "") if curated_schema_path else kept_schema(statistics_root)
+    keep_as_version = 0
+    if curated_schema_path:
+        schema = read_curated_schema(curated_schema_path)
+        origin, description = "curated", f"curated: {curated_schema_path}"
+    elif version and not update_schema:
+        schema = text_format.Parse(kept_text, schema_pb2.Schema())
+        origin, description = "kept", f"kept schema version {version} from the statistics store {statistics_root}"
+    else:
+        # Inferring needs the label (required, and left out of SERVING); a curated or kept schema names
+        # it already, and without importing the module (and TensorFlow) the stage takes a fraction of a second.
+        from components.training.user_module import load_user_module
+
+        statistics = _span_statistics(statistics_dir)
+        label_key = load_user_module(module).LABEL_KEY if module else ""
+        check_label(statistics, label_key, module)
+        schema = infer_schema(statistics, label_key)
+        if statistics_root:
+            keep_as_version = version + 1
+            origin = "updated" if version else "inferred"
+            description = (f"inferred from this span (--update-schema), to be kept as version {keep_as_version} "
+                           f"in {statistics_root} once the span passes validation" if version else
+                           f"inferred from this span's {', '.join(statistics)} statistics; kept in {statistics_root} "
+                           "once the span passes validation, and later spans are validated against it")
+        else:
+            origin = "inferred"
+            description = ("inferred from this span and not kept: no statistics store (--statistics-root ''), "
+                           "so later spans are not validated against it")
+    os.makedirs(output_dir, exist_ok=True)
+    with open(schema_file(output_dir), "w") as sink:
+        sink.write(text_format.MessageToString(schema))
+    return {"origin": origin, "description": description, "schema_version": keep_as_version or version,
+            "keep_as_version": keep_as_version, "statistics_root": statistics_root if keep_as_version else "",
+            "features": [feature.name for feature in schema.feature],
+            "report": schema_markdown(schema, description)}
+
+
+def keep_inferred_schema(schema_dir, metadata):
+    """Keeps a schema that was inferred for the statistics store (after its span passed); returns where."""
+    version = int(metadata.get("keep_as_version", 0))
+    if not version:
+        return ""
+    with open(schema_file(schema_dir)) as source:
+        return keep_schema(metadata["statistics_root"], version, source.read())
+
+
+def _value_range(domain):
+    """A numeric domain in words: "25 to 70", "at least 2007", "at most 7000", or "any value"."""
+    from components.reports import number
+
+    low = number(domain.min) if domain.HasField("min") else None
+    high = number(domain.max) if domain.HasField("max") else None
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    if low is not None:
+        return f"at least {low}"
+    return f"at most {high}" if high is not None else "any value"
+
+
+def _domain(schema, feature):
+    if feature.HasField("int_domain"):
+        return _value_range(feature.int_domain)
+    if feature.HasField("float_domain"):
+        return _value_range(feature.float_domain)
+    if feature.domain:
+        values = next((d.value for d in schema.string_domain if d.name == feature.domain), [])
+        return ", ".join(values)
+    return ""
+
+
+def _threshold(comparator):
+    if comparator.HasField("infinity_norm"):
+        return f"L-inf {comparator.infinity_norm.threshold:g}"
+    if comparator.HasField("jensen_shannon_divergence"):
+        return f"JSD {comparator.jensen_shannon_divergence.threshold:g}"
+    return ""
+
+
+def schema_markdown(schema, origin):
+    """The schema as a Markdown table: type, presence, domain, environments, drift and skew thresholds."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from components.reports import markdown_table
+
+    rows = []
+    for feature in schema.feature:
+        presence = (f"at least {feature.presence.min_fraction:.0%}" if feature.presence.HasField("min_fraction")
+                    else "optional")
+        environments = ", ".join(env for env in schema.default_environment
+                                 if env not in feature.not_in_environment) or "all"
+        rows.append((feature.name, schema_pb2.FeatureType.Name(feature.type), presence, _domain(schema, feature),
+                     environments, _threshold(feature.drift_comparator), _threshold(feature.skew_comparator)))
+    return (f"# Schema\n\n{len(schema.feature)} features, {origin}.\n\n"
+            + markdown_table(["feature", "type", "presence", "domain", "environments", "drift", "skew"], rows)
+            + "\n")

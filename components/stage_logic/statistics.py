@@ -1,0 +1,202 @@
+"""Statistics (TFX's StatisticsGen): TFDV statistics of every split, in one Beam pipeline.
+
+Given a sample of serving requests (CSV, or TFRecords of tf.Examples), its statistics are computed
+too, as the `serving` split, for the training-serving skew check in validate. Given slice columns,
+the statistics also hold one dataset per value of each column (e.g. per island), beside the overall
+one, so a biased split can be spotted.
+"""
+import apache_beam as beam
+import tensorflow_data_validation as tfdv
+from tensorflow_data_validation import constants as tfdv_constants
+from tfx_bsl.public import tfxio
+
+from components.data import layout
+
+from components.platform import beam_runner
+
+from components.state import storage
+from components.platform.beam_options import pipeline_options
+from components.errors import StageError
+from components.stage_logic.ingest import SERVING_SPLIT, ingest_serving_sample
+
+TELEMETRY = ["living-pipeline"]
+_TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
+
+
+def _serving_examples_pattern(serving_data, scratch_dir, beam_args):
+    """The file pattern of tf.Examples for the serving sample, converting a CSV sample first."""
+    if serving_data.endswith(".csv"):
+        ingest_serving_sample(serving_data, scratch_dir, beam_args)
+        return layout.examples_pattern(scratch_dir, SERVING_SPLIT)
+    if serving_data.endswith(_TFRECORD_SUFFIXES):
+        if not storage.match(serving_data, "--serving-data"):
+            raise StageError(f"No file matches --serving-data {serving_data!r}: check the path.")
+        return serving_data
+    raise StageError(f"--serving-data {serving_data!r}: give CSV files (.csv) or TFRecord files of "
+                     f"tf.Examples ({', '.join(_TFRECORD_SUFFIXES)}).")
+
+
+def _stats_options(slice_columns):
+    slicers = [tfdv.experimental_get_feature_value_slicer({column: None}) for column in slice_columns]
+    return tfdv.StatsOptions(experimental_slice_functions=slicers or None)
+
+
+def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=(), serving_data=""):
+    """Writes `Split-<name>/FeatureStats.pb` for each split (and the serving sample); returns the splits."""
+    patterns = {split: layout.examples_pattern(examples_dir, split) for split in layout.split_names(examples_dir)}
+    with beam_runner.scratch(output_dir) as scratch_dir:  # in a bucket when Beam's workers run elsewhere
+        if serving_data:
+            patterns[SERVING_SPLIT] = _serving_examples_pattern(serving_data, scratch_dir, beam_args)
+        options = _stats_options(slice_columns)
+        with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+            for split, pattern in patterns.items():
+                source = tfxio.TFExampleRecord(file_pattern=pattern, telemetry_descriptors=TELEMETRY)
+                _ = (pipeline
+                     | f"Read[{split}]" >> source.BeamSource()
+                     | f"Statistics[{split}]" >> tfdv.GenerateStatistics(options)
+                     | f"Write[{split}]" >> tfdv.WriteStatisticsToBinaryFile(
+                         layout.statistics_file(output_dir, split)))
+    return sorted(patterns)
+
+
+def load_all_statistics(statistics_dir, split):
+    """A split's statistics with every slice."""
+    return tfdv.load_stats_binary(layout.statistics_file(statistics_dir, split))
+
+
+def load_statistics(statistics_dir, split):
+    """A split's statistics over all its examples (the overall slice when there are slices)."""
+    statistics = load_all_statistics(statistics_dir, split)
+    if len(statistics.datasets) > 1:
+        return tfdv.get_slice_stats(statistics, tfdv_constants.DEFAULT_SLICE_KEY)
+    return statistics
+
+
+def ordered_splits(splits):
+    """Train first, then eval and serving, then any other split by name: the order a report reads in."""
+    first = [split for split in (layout.TRAIN, layout.EVAL, layout.SERVING) if split in splits]
+    return first + sorted(set(splits) - set(first))
+
+
+def _feature_name(feature):
+    return ".".join(feature.path.step) or feature.name
+
+
+def _find_feature(dataset, name):
+    return next((f for f in dataset.features if _feature_name(f) == name), None)
+
+
+def _numeric_rows(features, num_examples):
+    """The summary rows of a numeric feature, one column per split; min, mean, median and max alike,
+    and the standard deviations alike."""
+    from components import reports
+
+    stats = {split: feature.num_stats for split, feature in features.items()}
+    decimals = reports.decimals_for([value for s in stats.values() for value in (s.min, s.max)])
+    rows = [("count", *(reports.number(s.common_stats.num_non_missing) for s in stats.values())),
+            ("missing", *(f"{100 * s.common_stats.num_missing / max(num_examples[split], 1):.1f}%"
+                          for split, s in stats.items()))]
+    for label in ("min", "mean", "median", "max"):
+        rows.append((label, *(reports.fixed(getattr(s, label), decimals) for s in stats.values())))
+    std_decimals = reports.decimals_for([s.std_dev for s in stats.values()], digits=3)
+    rows.append(("std", *(reports.fixed(s.std_dev, std_decimals) for s in stats.values())))
+    return rows
+
+
+def _categorical_rows(features, num_examples):
+    from components import reports
+
+    stats = {split: feature.string_stats for split, feature in features.items()}
+    return [("count", *(reports.number(s.common_stats.num_non_missing) for s in stats.values())),
+            ("missing", *(f"{100 * s.common_stats.num_missing / max(num_examples[split], 1):.1f}%"
+                          for split, s in stats.items())),
+            ("unique", *(reports.number(s.unique) for s in stats.values()))]
+
+
+def _slice_value(feature):
+    """A slice's one-cell summary of a feature: its mean, or its most frequent value and that value's share."""
+    from components import reports
+
+    if feature is None:
+        return "-"
+    if feature.HasField("num_stats"):
+        return reports.number(feature.num_stats.mean)
+    stats = feature.string_stats
+    if not stats.top_values:
+        return "-"
+    top = stats.top_values[0]
+    return f"{top.value} ({100 * top.frequency / max(stats.common_stats.num_non_missing, 1):.0f}%)"
+
+
+def _feature_card(name, overall, slices):
+    """One feature: a table with a column per split, every split in one chart, and a row per slice."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    from components import reports
+
+    present = {split: _find_feature(dataset, name) for split, dataset in overall.items()}
+    features = {split: feature for split, feature in present.items() if feature is not None}
+    num_examples = {split: dataset.num_examples for split, dataset in overall.items()}
+    kind = statistics_pb2.FeatureNameStatistics.Type.Name(next(iter(features.values())).type)
+    numeric = any(f.HasField("num_stats") for f in features.values())
+    features = {split: f for split, f in features.items() if f.HasField("num_stats") == numeric}
+    if numeric:
+        rows = _numeric_rows(features, num_examples)
+        chart = reports.svg_overlaid_histograms(
+            {split: [(b.low_value, b.high_value, b.sample_count)
+                     for b in next((h.buckets for h in f.num_stats.histograms if h.type == h.STANDARD), [])]
+             for split, f in features.items()}, x_label=name)
+    else:
+        rows = _categorical_rows(features, num_examples)
+        chart = reports.svg_grouped_top_values(
+            {split: [(v.value, v.frequency) for v in f.string_stats.top_values] for split, f in features.items()})
+    table = reports.html_table(["", *features], rows, numeric=tuple(range(1, len(features) + 1)))
+    absent = [split for split in overall if split not in features]
+    note = (f"<p class=\"muted\">not in {reports.escape(', '.join(absent))}</p>" if absent else "")
+    by_slice = ""
+    slice_names = sorted({slice_name for datasets in slices.values() for slice_name in datasets})
+    if slice_names:
+        what = "mean" if numeric else "most frequent value"
+        by_slice = (f"<p class=\"muted\">{what} by slice</p>" + reports.html_table(
+            ["slice", *slices], [(slice_name, *(_slice_value(_find_feature(slices[split][slice_name], name))
+                                                if slice_name in slices[split] else "-" for split in slices))
+                                 for slice_name in slice_names], numeric=tuple(range(1, len(slices) + 1)) if numeric
+            else ()))
+    return (f"<div class=\"feature\" id=\"feature-{reports.escape(name)}\"><h2>{reports.escape(name)} "
+            f"<span class=\"muted\">{reports.escape(kind)}</span></h2>{note}"
+            f"<div class=\"splits\"><div class=\"split\">{table}</div><div class=\"split\">{chart}</div></div>"
+            f"{by_slice}</div>")
+
+
+def statistics_html(statistics_by_split):
+    """An HTML page from {split: DatasetFeatureStatisticsList}: per feature, a column per split (train
+    first, then eval, serving and the rest), all splits in one chart, and each slice's summary."""
+    from components import reports
+
+    overall, slices = {}, {}
+    for split in ordered_splits(statistics_by_split):
+        datasets = list(statistics_by_split[split].datasets)
+        if len(datasets) > 1:
+            main = next((d for d in datasets if d.name == tfdv_constants.DEFAULT_SLICE_KEY), datasets[0])
+            slices[split] = {d.name: d for d in datasets if d is not main}
+        else:
+            main = datasets[0]
+        overall[split] = main
+    names = sorted({_feature_name(f) for d in overall.values() for f in d.features})
+    summary = reports.html_table(["split", "examples", "features"],
+                                 [(split, reports.number(d.num_examples), len(d.features))
+                                  for split, d in overall.items()], numeric=(1, 2))
+    sections = [summary]
+    if slices:
+        slice_names = sorted({name for datasets in slices.values() for name in datasets})
+        sections += ["<h2>Slices</h2>", reports.html_table(
+            ["slice", *(f"{split} examples" for split in slices)],
+            [(name, *(reports.number(slices[split][name].num_examples) if name in slices[split] else "-"
+                      for split in slices)) for name in slice_names], numeric=tuple(range(1, len(slices) + 1)))]
+    sections += [_feature_card(name, overall, slices) for name in names]
+    return reports.html_page("Statistics", *sections)
+
+
+def statistics_report(statistics_dir, splits):
+    """The statistics page of the splits written under `statistics_dir`, with their slices."""
+    return statistics_html({split: load_all_statistics(statistics_dir, split) for split in splits})

@@ -1,0 +1,295 @@
+"""Validate (TFX's ExampleValidator): anomalies, drift and skew, from the statistics.
+
+- Schema: every split against the schema, in its environment (the serving sample in SERVING, so
+  serving requests without the label are fine).
+- Drift: this span's train split against that of the last earlier span that passed validation, found
+  in the statistics store, on every feature: with the thresholds the schema sets, or where it sets none
+  (an inferred or kept schema) with the default ones (`--drift-threshold`): L-infinity distance for
+  categories, Jensen-Shannon divergence for numbers. The train split is compared because it is the
+  larger and the one the model learns.
+- Skew: the serving sample, when given, against the train split, the same way (`--skew-threshold`).
+
+Every feature's distance and threshold is in the result and the report; a check that could not run
+says why ("NOT CHECKED: ..."), never that it passed. Each schema anomaly carries the share of the split's
+examples it concerns, where the statistics tell it (missing, of the wrong type, outside the domain).
+
+Anomalies block the run by default, with a message listing each one; with `blocking=False` they are
+reported as warnings and the run goes on. A span that passes is stored for the next span's check.
+"""
+import os
+
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+
+from components.data import layout
+from components.errors import StageError
+from components.stage_logic.schema import (DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD, SERVING_ENVIRONMENT,
+                               TRAINING_ENVIRONMENT, keep_inferred_schema, load_schema)
+from components.stage_logic.statistics import load_statistics
+from components.state.statistics_store import local_span_statistics, previous_span, store_span_statistics
+
+ANOMALIES_FILE = "SchemaDiff.pb"
+_COMPARATOR_PREFIX = "COMPARATOR_"
+_MAX_DETAIL = 500
+
+
+def _shorten(text):
+    """TFDV quotes offending values in full; a report keeps the first few hundred characters."""
+    if len(text) <= _MAX_DETAIL:
+        return text
+    return f"{text[:_MAX_DETAIL]}... ({len(text) - _MAX_DETAIL} more characters)"
+
+
+def _measurements(anomalies, check):
+    """{feature: (measured value, threshold)} of the drift or skew measurements."""
+    found = {}
+    for info in anomalies.drift_skew_info:
+        measurements = info.drift_measurements if check == "drift" else info.skew_measurements
+        if measurements:
+            worst = max(measurements, key=lambda m: m.value - m.threshold)
+            found[".".join(info.path.step)] = (worst.value, worst.threshold)
+    return found
+
+
+_ABSENCE_KINDS = {"FEATURE_TYPE_LOW_FRACTION_PRESENT", "FEATURE_TYPE_LOW_NUMBER_PRESENT", "FEATURE_TYPE_NOT_PRESENT",
+                  "SCHEMA_MISSING_COLUMN"}
+_WRONG_TYPE_KINDS = {"FLOAT_TYPE_NOT_FLOAT", "INT_TYPE_NOT_INT_STRING", "INT_TYPE_NOT_STRING", "UNEXPECTED_DATA_TYPE",
+                     "BOOL_TYPE_UNEXPECTED_STRING", "BOOL_TYPE_UNEXPECTED_FLOAT"}
+_OUT_OF_RANGE_KINDS = {"INT_TYPE_SMALL_INT", "INT_TYPE_BIG_INT", "FLOAT_TYPE_SMALL_FLOAT", "FLOAT_TYPE_BIG_FLOAT"}
+
+
+def _out_of_range_count(feature, schema_feature):
+    """About how many values lie outside the schema's numeric range, from the standard histogram
+    (a bucket across a bound counts in proportion)."""
+    domain = (schema_feature.int_domain if schema_feature.HasField("int_domain") else
+              schema_feature.float_domain if schema_feature.HasField("float_domain") else None)
+    histogram = next((h for h in feature.num_stats.histograms if h.type == h.STANDARD), None)
+    if domain is None or histogram is None:
+        return None
+    low = domain.min if domain.HasField("min") else float("-inf")
+    high = domain.max if domain.HasField("max") else float("inf")
+    outside = 0.0
+    for bucket in histogram.buckets:
+        width = bucket.high_value - bucket.low_value
+        inside_low, inside_high = max(bucket.low_value, low), min(bucket.high_value, high)
+        if width <= 0:
+            inside = 1.0 if low <= bucket.low_value <= high else 0.0
+        else:
+            inside = max(inside_high - inside_low, 0.0) / width
+        outside += bucket.sample_count * (1.0 - inside)
+    return outside
+
+
+def affected_share(dataset, schema, feature_name, kind):
+    """The share of the split's examples an anomaly concerns, where the statistics tell it, else None:
+    examples without the feature, with values of the wrong type, out of the domain or out of range."""
+    feature = next((f for f in dataset.features if ".".join(f.path.step) == feature_name), None)
+    schema_feature = next((f for f in schema.feature if f.name == feature_name), None)
+    examples = dataset.num_examples
+    if feature is None or not examples:
+        return 1.0 if feature is None and examples and kind in _ABSENCE_KINDS else None
+    stats = feature.num_stats if feature.HasField("num_stats") else feature.string_stats
+    common = stats.common_stats
+    if kind in _ABSENCE_KINDS:
+        return common.num_missing / examples
+    if kind in _WRONG_TYPE_KINDS:
+        return common.num_non_missing / examples
+    if kind == "ENUM_TYPE_UNEXPECTED_STRING_VALUES" and schema_feature is not None and feature.HasField("string_stats"):
+        domain = set(next((d.value for d in schema.string_domain if d.name == schema_feature.domain), []))
+        domain |= set(schema_feature.string_domain.value)
+        counts = ([(b.label, b.sample_count) for b in feature.string_stats.rank_histogram.buckets]
+                  or [(v.value, v.frequency) for v in feature.string_stats.top_values])
+        return sum(count for value, count in counts if value not in domain) / examples
+    if kind in _OUT_OF_RANGE_KINDS and schema_feature is not None and feature.HasField("num_stats"):
+        outside = _out_of_range_count(feature, schema_feature)
+        return None if outside is None else outside / examples
+    return None
+
+
+def _anomaly_rows(split, anomalies, check="schema", compared_with="", comparisons_only=False, dataset=None,
+                  schema=None):
+    """One row per anomaly reason; drift and skew rows carry the measured value and threshold, schema
+    rows the share of the split's examples concerned (given the split's statistics and the schema)."""
+    rows = []
+    infos = list(anomalies.anomaly_info.items())
+    if anomalies.HasField("dataset_anomaly_info"):
+        infos.append(("(dataset)", anomalies.dataset_anomaly_info))
+    measured = _measurements(anomalies, check) if check != "schema" else {}
+    for feature, info in sorted(infos):
+        for reason in info.reason:
+            kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
+            is_comparison = kind.startswith(_COMPARATOR_PREFIX)
+            if comparisons_only and not is_comparison:
+                continue
+            row = {"split": f"{split} ({check} against {compared_with})" if is_comparison else split,
+                   "feature": feature, "check": check if is_comparison else "schema",
+                   "kind": kind, "detail": _shorten(reason.description or reason.short_description)}
+            if is_comparison and feature in measured:
+                row["measured"], row["threshold"] = measured[feature]
+            if not is_comparison and dataset is not None and schema is not None:
+                row["share"] = affected_share(dataset, schema, feature, kind)
+            rows.append(row)
+    return rows
+
+
+def format_anomalies(rows):
+    return "\n".join(f"  - {r['split']}: feature '{r['feature']}': {r['kind']}: {r['detail']}" for r in rows)
+
+
+def _write_anomalies(output_dir, name, anomalies):
+    os.makedirs(layout.split_dir(output_dir, name), exist_ok=True)
+    with open(os.path.join(layout.split_dir(output_dir, name), ANOMALIES_FILE), "wb") as sink:
+        sink.write(anomalies.SerializeToString())
+
+
+def with_default_comparators(schema, drift_threshold, skew_threshold, curated):
+    """A copy of `schema` with a drift and a skew comparator on every feature that has none.
+
+    L-infinity distance for strings (categories), Jensen-Shannon divergence for numbers. A curated schema
+    is taken as its author wrote it: its features without a comparator stay unchecked, and are reported
+    so. A threshold of 0 adds none of that kind. The label has no skew comparator: serving data has no label.
+    """
+    checked = schema_pb2.Schema()
+    checked.CopyFrom(schema)
+    if curated:
+        return checked
+    for feature in checked.feature:
+        categorical = feature.type == schema_pb2.BYTES or feature.int_domain.is_categorical
+        for kind, threshold in (("drift_comparator", drift_threshold), ("skew_comparator", skew_threshold)):
+            comparator = getattr(feature, kind)
+            if not threshold or comparator.ListFields():
+                continue
+            if kind == "skew_comparator" and SERVING_ENVIRONMENT in feature.not_in_environment:
+                continue
+            if categorical:
+                comparator.infinity_norm.threshold = threshold
+            else:
+                comparator.jensen_shannon_divergence.threshold = threshold
+    return checked
+
+
+def _comparator_threshold(comparator):
+    for measure, field in (("L-infinity", "infinity_norm"), ("Jensen-Shannon", "jensen_shannon_divergence")):
+        if comparator.HasField(field):
+            return measure, getattr(comparator, field).threshold
+    return None, None
+
+
+def compared_features(schema, anomalies, check):
+    """One row per feature of `schema`: the distance measured (or why none), the threshold, the verdict."""
+    measured = _measurements(anomalies, check)
+    rows = []
+    for feature in schema.feature:
+        measure, threshold = _comparator_threshold(
+            feature.drift_comparator if check == "drift" else feature.skew_comparator)
+        row = {"feature": feature.name, "measure": measure, "threshold": threshold}
+        if measure is None:
+            row.update(distance=None, outcome="not checked: no threshold for it in the schema")
+        elif feature.name not in measured:
+            row.update(distance=None, outcome="not checked: absent from one of the two data sets")
+        else:
+            distance = measured[feature.name][0]
+            row.update(distance=distance, outcome="ABOVE THRESHOLD" if distance > threshold else "ok")
+        rows.append(row)
+    return rows
+
+
+def _check_summary(rows, compared_with):
+    checked = [row for row in rows if row["distance"] is not None]
+    above = [row["feature"] for row in checked if row["outcome"] != "ok"]
+    if not checked:
+        return f"not checked: no feature has a threshold and values in both ({compared_with})"
+    return (f"{len(checked)} of {len(rows)} features checked against {compared_with}; "
+            + (f"above the threshold: {', '.join(above)}" if above else "none above its threshold"))
+
+
+def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, span=0, statistics_root="",
+                        drift_threshold=DEFAULT_DRIFT_THRESHOLD, skew_threshold=DEFAULT_SKEW_THRESHOLD,
+                        schema_metadata=None):
+    """Checks schema, drift and skew; returns the anomaly rows, each feature's drift and skew, and what
+    each check compared (or why it did not)."""
+    schema_metadata = schema_metadata or {}
+    schema = with_default_comparators(load_schema(schema_dir), drift_threshold, skew_threshold,
+                                      curated=schema_metadata.get("origin") == "curated")
+    environment = (lambda name: name) if schema.default_environment else (lambda name: None)
+    splits = layout.split_names(statistics_dir)
+    serving = load_statistics(statistics_dir, layout.SERVING) if layout.SERVING in splits else None
+    earlier = previous_span(statistics_root, span) if statistics_root and span else None
+    rows, checks, compared = [], {}, {"drift": [], "skew": []}
+
+    for split in splits:
+        statistics = load_statistics(statistics_dir, split)
+        if split == layout.SERVING:
+            anomalies = tfdv.validate_statistics(statistics, schema, environment(SERVING_ENVIRONMENT))
+            rows.extend(_anomaly_rows(split, anomalies, dataset=statistics.datasets[0], schema=schema))
+        elif split == layout.TRAIN and earlier is not None:
+            with local_span_statistics(statistics_root, earlier) as earlier_dir:
+                previous = load_statistics(earlier_dir, layout.TRAIN)
+            anomalies = tfdv.validate_statistics(
+                statistics, schema, environment(TRAINING_ENVIRONMENT), previous_statistics=previous)
+            rows.extend(_anomaly_rows(split, anomalies, "drift", f"span {earlier}", dataset=statistics.datasets[0],
+                                      schema=schema))
+            compared["drift"] = compared_features(schema, anomalies, "drift")
+        else:
+            anomalies = tfdv.validate_statistics(statistics, schema, environment(TRAINING_ENVIRONMENT))
+            rows.extend(_anomaly_rows(split, anomalies, dataset=statistics.datasets[0], schema=schema))
+        _write_anomalies(output_dir, split, anomalies)
+
+    if serving is not None:
+        skew = tfdv.validate_statistics(load_statistics(statistics_dir, layout.TRAIN), schema,
+                                        environment(TRAINING_ENVIRONMENT), serving_statistics=serving)
+        rows.extend(_anomaly_rows("serving", skew, "skew", "train", comparisons_only=True))
+        compared["skew"] = compared_features(schema, skew, "skew")
+        _write_anomalies(output_dir, "skew", skew)
+
+    baseline = f"span {earlier}, the last span before {span} that passed validation"
+    checks["drift"] = (_check_summary(compared["drift"], f"{baseline} (train split)") if earlier is not None else
+                       "NOT CHECKED: the data has no spans ({SPAN} in --data)" if not span else
+                       "NOT CHECKED: no statistics store (--statistics-root '')" if not statistics_root else
+                       f"NOT CHECKED: no span before {span} has passed validation yet (first span)")
+    checks["skew"] = (_check_summary(compared["skew"], "the serving sample (train split)") if serving is not None
+                      else "NOT CHECKED: no serving sample (--serving-data)")
+    for check, outcome in checks.items():
+        print(f"{check}: {outcome}")
+
+    if rows and blocking:
+        raise StageError(
+            f"Validation found {len(rows)} anomalies; fix the data or the schema, "
+            f"or pass --warn-on-anomalies to go on:\n{format_anomalies(rows)}")
+    if rows:
+        print(f"Warning: validation found {len(rows)} anomalies (not blocking):\n{format_anomalies(rows)}")
+    kept = ""
+    if statistics_root and span:
+        store_span_statistics(statistics_dir, statistics_root, span,
+                              [split for split in splits if split != layout.SERVING])
+    if statistics_root:
+        kept = keep_inferred_schema(schema_dir, schema_metadata)
+    return {"anomalies": rows, "checks": checks, "drift": compared["drift"], "skew": compared["skew"],
+            "schema": schema_metadata.get("description", ""),
+            "drift_baseline_span": earlier or 0, "kept_schema": kept,
+            "warnings": format_anomalies(rows).splitlines() if rows else []}
+
+
+def anomalies_markdown(result):
+    """The validation outcome as Markdown: what was compared, each feature's drift and skew, each anomaly."""
+    from components.reports import markdown_table, number
+
+    def share(row):
+        return "-" if row.get("share") is None else f"{100 * row['share']:.1f}%"
+
+    rows = result["anomalies"]
+    lines = ["# Validation", "",
+             f"**{len(rows)} anomalies.**" if rows else "**No anomalies.**", "",
+             f"- Drift: {result['checks']['drift']}", f"- Skew: {result['checks']['skew']}", ""]
+    if rows:
+        lines.append(markdown_table(
+            ["split", "feature", "kind", "rows", "check", "measured", "threshold", "detail"],
+            [(r["split"], r["feature"], r["kind"], share(r), r["check"], number(r.get("measured")),
+              number(r.get("threshold")), r["detail"]) for r in rows]))
+    for check in ("drift", "skew"):
+        if result.get(check):
+            lines += ["", f"## {check.capitalize()}, feature by feature", "", markdown_table(
+                ["feature", "measure", "distance", "threshold", "outcome"],
+                [(r["feature"], r["measure"] or "-", number(r["distance"]), number(r["threshold"]), r["outcome"])
+                 for r in sorted(result[check], key=lambda r: -(r["distance"] or 0))])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,347 @@
+"""Locations outside the pipeline root: local paths, `gs://` and `s3://` URIs.
+
+The data landing zone, the serving sample, the curated schema, the user module, the statistics store
+and the serving root may each be a local path or a bucket. Bucket operations go through Beam's
+FileSystems, the layer Beam's own readers use, so one library serves both; local paths use the OS
+directly, so stages that touch no bucket do not pay for importing Beam. Credentials come
+from the standard chains and never from the pipeline's parameters: application default credentials
+for `gs://` (`STORAGE_EMULATOR_HOST` points at a GCS emulator, as for Google's own client), and
+the AWS environment or profile for `s3://`, with `AWS_ENDPOINT_URL` (or the Beam flag
+`--s3_endpoint_url`) for S3-compatible stores such as SeaweedFS or MinIO.
+
+Beam retries a failing bucket operation for minutes. So before a stage first touches a bucket,
+`check_location` lists it once with the provider's client and no retries: a missing bucket, denied
+access, missing credentials or an unreachable endpoint end the stage in seconds with one line naming
+the URI.
+"""
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import tempfile
+
+from components.errors import StageError
+
+GCS_SCHEME = "gs://"
+S3_SCHEME = "s3://"
+_REMOTE_SCHEMES = (GCS_SCHEME, S3_SCHEME)
+_CHECK_TIMEOUT_SECONDS = 20
+# Files are copied as they are: Beam would otherwise (de)compress a `.gz` name on the way.
+_BYTE_EXACT = "uncompressed"
+# Files are streamed in pieces of this size, never read whole (a model's variables can be gigabytes).
+_STREAM_CHUNK_BYTES = 8 * 1024 * 1024
+_state = {"beam_args": "", "options": None, "checked": set()}
+# Beam options that carry secrets (S3 keys, Azure's connection string), and any option named like one.
+_CREDENTIAL_FLAGS = ("--s3_access_key_id", "--s3_secret_access_key", "--s3_session_token", "--azure_connection_string")
+_CREDENTIAL_NAME = re.compile(r"secret|password|passwd|token|access_key|connection_string|credential", re.I)
+# A URL with a password in it (a database URL such as postgresql://user:password@host/db).
+_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]+:[^/@\s]+@", re.I)
+
+
+def is_remote(path):
+    return str(path).startswith(_REMOTE_SCHEMES)
+
+
+def refuse_credentials(beam_args, flag="--beam-args"):
+    """Raises StageError if the Beam arguments hold a credential; the line never shows its value.
+
+    Credentials passed as pipeline parameters would be in the compiled spec, the run's parameters, the
+    logs and KFP's database. The stages take them from their environment or the workload's identity.
+    """
+    try:
+        args = shlex.split(beam_args or "")
+    except ValueError as error:
+        raise StageError(f"{flag} cannot be read ({error}): quote it as a shell would.") from None
+    names = [arg.split("=", 1)[0] for arg in args if arg.startswith("--")]
+    for arg in args:
+        if _URL_WITH_PASSWORD.search(arg):
+            raise StageError(
+                f"{flag} holds a URL with a password ({arg.split('=', 1)[0] if arg.startswith('--') else 'a value'}): "
+                "a database URL reaches ingest and Beam's workers only through their environment "
+                "(LIVING_PIPELINE_DATABASE_URL, from a Kubernetes secret on a cluster), never the job's options.")
+    for name in names:
+        if name.lower() in _CREDENTIAL_FLAGS or _CREDENTIAL_NAME.search(name):
+            raise StageError(
+                f"{flag} holds {name}, a credential: credentials are never pipeline parameters (they would be "
+                "in the compiled spec, the run's parameters and logs); give the stages AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (or GOOGLE_APPLICATION_CREDENTIALS) as environment "
+                "variables, on KFP from a Kubernetes secret, or use the workload's identity.")
+
+
+def configure(beam_args=""):
+    """Makes bucket operations use the run's storage settings, the Beam options in `beam_args`
+    (e.g. `--s3_endpoint_url`, `--s3_region_name`); every stage that touches a bucket calls it.
+    Credentials are refused there: they come from the environment or the workload's identity."""
+    refuse_credentials(beam_args)
+    _state.update(beam_args=beam_args, options=None, checked=set())
+
+
+def _filesystems():
+    """Beam's FileSystems, set up with the stage's Beam options on first use."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if _state["options"] is None:
+        from components.platform.beam_options import pipeline_options
+
+        _state["options"] = pipeline_options(_state["beam_args"])
+        FileSystems.set_options(_state["options"])
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            _use_anonymous_gcs_credentials()
+    return FileSystems
+
+
+def _options():
+    _filesystems()
+    return _state["options"]
+
+
+def _use_anonymous_gcs_credentials():
+    """A GCS emulator takes no credentials; without this, Beam spends ~20 s retrying to find some."""
+    from apache_beam.internal.gcp import auth
+
+    credentials = getattr(auth, "_Credentials", None)
+    if credentials is not None and hasattr(credentials, "_credentials_init"):
+        with credentials._credentials_lock:
+            credentials._credentials, credentials._credentials_init = None, True
+
+
+def join(base, *parts):
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *(part.strip("/") for part in parts)])
+    return os.path.join(base, *parts)
+
+
+def _bucket_and_key(uri):
+    scheme = GCS_SCHEME if uri.startswith(GCS_SCHEME) else S3_SCHEME
+    bucket, _, key = uri[len(scheme):].partition("/")
+    return scheme, bucket, key
+
+
+def _literal_prefix(key):
+    cut = min((key.find(char) for char in "*?[{" if char in key), default=len(key))
+    return key[:cut]
+
+
+def check_location(uri, flag):
+    """Lists the bucket of `uri` once (no retries); raises StageError naming `flag` and `uri` on failure."""
+    if not is_remote(uri):
+        return
+    scheme, bucket, key = _bucket_and_key(uri)
+    if not bucket:
+        raise StageError(f"{flag} {uri!r} names no bucket: write it as {scheme}BUCKET/PATH.")
+    if (scheme, bucket) in _state["checked"]:
+        return
+    if scheme == S3_SCHEME:
+        _check_s3_bucket(uri, flag, bucket, _literal_prefix(key))
+    else:
+        _check_gcs_bucket(uri, flag, bucket, _literal_prefix(key))
+    _state["checked"].add((scheme, bucket))
+
+
+def _check_s3_bucket(uri, flag, bucket, prefix):
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+    from apache_beam.options.pipeline_options import S3Options
+
+    s3_options = _options().view_as(S3Options)
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=s3_options.s3_endpoint_url, region_name=s3_options.s3_region_name,
+        config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
+                                      connect_timeout=_CHECK_TIMEOUT_SECONDS, read_timeout=_CHECK_TIMEOUT_SECONDS))
+    try:
+        client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    except botocore.exceptions.NoCredentialsError:
+        raise StageError(f"{flag} {uri!r}: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+                         "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.") from None
+    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ReadTimeoutError) as error:
+        raise StageError(f"{flag} {uri!r}: cannot reach the S3 endpoint ({error}): check AWS_ENDPOINT_URL "
+                         "and the network.") from None
+    except botocore.exceptions.ClientError as error:
+        raise _classified(flag, uri, bucket, error.response.get("Error", {}).get("Code", ""),
+                          error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"), error) from None
+
+
+def _check_gcs_bucket(uri, flag, bucket, prefix):
+    import google.auth.exceptions
+    import requests
+    from google.api_core import exceptions as api_exceptions
+    from google.cloud import storage
+
+    try:
+        client = (storage.Client.create_anonymous_client() if os.environ.get("STORAGE_EMULATOR_HOST")
+                  else storage.Client())
+        next(iter(client.list_blobs(bucket, prefix=prefix, max_results=1, timeout=_CHECK_TIMEOUT_SECONDS,
+                                    retry=None)), None)
+    except google.auth.exceptions.DefaultCredentialsError:
+        raise StageError(f"{flag} {uri!r}: no Google credentials found: run 'gcloud auth application-default "
+                         "login' or set GOOGLE_APPLICATION_CREDENTIALS.") from None
+    except requests.exceptions.RequestException as error:
+        raise StageError(f"{flag} {uri!r}: cannot reach Google Cloud Storage ({type(error).__name__}): "
+                         "check the network (and STORAGE_EMULATOR_HOST if you use an emulator).") from None
+    except api_exceptions.GoogleAPICallError as error:
+        raise _classified(flag, uri, bucket, type(error).__name__, error.code, error) from None
+
+
+def _classified(flag, uri, bucket, code, status, error):
+    if status == 404 or code in ("NoSuchBucket", "NotFound"):
+        return StageError(f"{flag} {uri!r}: bucket {bucket!r} does not exist: create it or correct the URI.")
+    if status in (401, 403) or code in ("AccessDenied", "Forbidden", "InvalidAccessKeyId",
+                                        "SignatureDoesNotMatch", "Unauthorized"):
+        return StageError(f"{flag} {uri!r}: access denied to bucket {bucket!r} ({code or status}): "
+                          "check the credentials and their permissions on the bucket.")
+    return StageError(f"{flag} {uri!r}: the storage service answered {code or status}: {error}")
+
+
+def _failure(error, uri, flag):
+    """A StageError naming `uri` for an exception from Beam's FileSystems."""
+    from apache_beam.io.filesystem import BeamIOError
+
+    while isinstance(error, BeamIOError) and error.exception_details:
+        error = next(iter(error.exception_details.values()))
+    if isinstance(error, FileNotFoundError) or getattr(error, "code", None) == 404:
+        return StageError(f"{flag} {uri!r} does not exist: check the path.")
+    status = getattr(error, "code", None)
+    if status in (401, 403):
+        return StageError(f"{flag} {uri!r}: access denied: check the credentials and their permissions.")
+    return StageError(f"{flag} {uri!r}: {type(error).__name__}: {error}")
+
+
+@contextlib.contextmanager
+def _reported(uri, flag):
+    """Beam's FileSystems for an operation on `uri`; its failures become one StageError naming `uri`."""
+    from apache_beam.io.filesystem import BeamIOError
+
+    check_location(uri, flag)
+    try:
+        yield _filesystems()
+    except StageError:
+        raise
+    except (BeamIOError, OSError) as error:
+        raise _failure(error, uri, flag) from None
+    except Exception as error:  # Beam's S3 and GCS clients raise their own types, not OSError.
+        if type(error).__module__.startswith(("apache_beam.io.aws", "google.", "botocore", "requests")):
+            raise _failure(error, uri, flag) from None
+        raise
+
+
+def match(pattern, flag):
+    """The sorted paths that match a glob (`*`, `?`; `**` crosses folders)."""
+    with _reported(pattern, flag) as filesystems:
+        return sorted(metadata.path for metadata in filesystems.match([pattern])[0].metadata_list)
+
+
+def exists(path, flag):
+    if not is_remote(path):
+        return os.path.exists(path)
+    with _reported(path, flag) as filesystems:
+        return filesystems.exists(path)
+
+
+def read_bytes(path, flag):
+    if not is_remote(path):
+        try:
+            with open(path, "rb") as source:
+                return source.read()
+        except OSError as error:
+            raise _failure(error, path, flag) from None
+    with _reported(path, flag) as filesystems, filesystems.open(path, compression_type=_BYTE_EXACT) as source:
+        return source.read()
+
+
+def read_text(path, flag):
+    return read_bytes(path, flag).decode("utf-8")
+
+
+def write_bytes(path, data, flag):
+    """Writes a whole file (an object store shows the new object only once it is complete)."""
+    if not is_remote(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "wb") as sink:
+            sink.write(data)
+        return
+    with _reported(path, flag) as filesystems, filesystems.create(path, compression_type=_BYTE_EXACT) as sink:
+        sink.write(data)
+
+
+def files_under(folder, flag):
+    """Every file below `folder`, as (path, path relative to `folder`)."""
+    prefix = folder.rstrip("/") + "/"
+    if not is_remote(folder):
+        return sorted((os.path.join(root, name), os.path.relpath(os.path.join(root, name), folder))
+                      for root, _, names in os.walk(folder) for name in names)
+    return [(path, path[len(prefix):]) for path in match(prefix + "**", flag)]
+
+
+def copy(sources, destinations, flag, uri):
+    """Copies files within one store (server-side for buckets)."""
+    with _reported(uri, flag) as filesystems:
+        filesystems.copy(sources, destinations)
+
+
+def delete(paths, flag, uri):
+    if paths:
+        with _reported(uri, flag) as filesystems:
+            filesystems.delete(paths)
+
+
+def folders_holding(root, relative, flag):
+    """The names of `root`'s subfolders that hold the file `relative` (e.g. `saved_model.pb`)."""
+    if is_remote(root):
+        prefix = root.rstrip("/") + "/"
+        return [path[len(prefix):].split("/", 1)[0] for path in match(join(root, "*", relative), flag)]
+    if not os.path.isdir(root):
+        return []
+    return [name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, relative))]
+
+
+def upload_file(local_path, uri, flag):
+    """Copies one local file to `uri`, streamed: memory stays at a few buffers whatever the file's size."""
+    if not is_remote(uri):
+        os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
+        shutil.copyfile(local_path, uri)
+        return
+    with open(local_path, "rb") as source, _reported(uri, flag) as filesystems, \
+            filesystems.create(uri, compression_type=_BYTE_EXACT) as sink:
+        shutil.copyfileobj(source, sink, _STREAM_CHUNK_BYTES)
+
+
+def upload_folder(local_folder, uri, flag):
+    """Copies a local folder's files to `uri`; returns what it wrote, as (URI, path relative to `uri`)."""
+    uploaded = []
+    for path, relative in files_under(local_folder, flag):
+        upload_file(path, join(uri, relative), flag)
+        uploaded.append((join(uri, relative), relative))
+    return uploaded
+
+
+def download_file(uri, local_path, flag):
+    """Copies the file at `uri` to a local file, streamed."""
+    if not is_remote(uri):
+        shutil.copyfile(uri, local_path)
+        return
+    with _reported(uri, flag) as filesystems, filesystems.open(uri, compression_type=_BYTE_EXACT) as source, \
+            open(local_path, "wb") as sink:
+        shutil.copyfileobj(source, sink, _STREAM_CHUNK_BYTES)
+
+
+@contextlib.contextmanager
+def local_folder(path, flag):
+    """A local folder holding the folder `path`'s files: `path` itself when local, else a temporary download."""
+    if not is_remote(path):
+        yield path
+        return
+    found = files_under(path, flag)
+    if not found:
+        raise StageError(f"{flag} {path!r} does not exist or holds no files: check the path.")
+    scratch = tempfile.mkdtemp(prefix="living-pipeline-")
+    try:
+        for remote, relative in found:
+            local = os.path.join(scratch, relative)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            download_file(remote, local, flag)
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,170 @@
+"""The user module contract, shared by transform, train and evaluate.
+
+A user module is a Python module, named by import path (`my_project.penguin_module`), by file path
+(`path/to/module.py`) or by a file in a bucket (`gs://bucket/module.py`, `s3://bucket/module.py`),
+that defines:
+
+- `LABEL_KEY` (str): the raw column to predict.
+- `PROBLEM_TYPE` (str): "classification" or "regression".
+- `preprocessing_fn(inputs)`: the TensorFlow Transform function, raw features in (a feature that may
+  be missing, and every feature of an inferred schema, arrives as a SparseTensor: `dense_feature`
+  below fills it in), transformed features out (full-pass analyzers such as `tft.scale_to_z_score` and `tft.compute_and_apply_vocabulary` are
+  fine). It returns the label under `transformed_name(LABEL_KEY)`; for classification, an integer class
+  id, and if it builds the label's vocabulary with `vocab_filename=LABEL_KEY`, the serving model also
+  returns class names.
+- the training entry point, one of two contracts (`docs/training.md` sets them side by side):
+  - `build_model(tf_transform_output)`: returns a compiled Keras 2 (`tf_keras`) model whose inputs are
+    named after the transformed features it uses; the train stage fits and exports it. For
+    classification its output is class probabilities, for regression one value per example. It may
+    also take `hyperparameters=None` and `custom_config=None` (dicts from `--hyperparameters` and
+    `--custom-config`).
+  - `run_fn(fn_args)`: TFX's Trainer contract (`components.training.fn_args.FnArgs`): the module trains as it
+    likes and saves the model to `fn_args.serving_model_dir` with a `serving_default` signature that
+    takes serialized raw tf.Examples. A module that defines both is trained by `run_fn`.
+
+and optionally:
+
+- `SLICE_COLUMNS` (list of raw column names): evaluation slices (default: none).
+- `TRAIN_BATCH_SIZE` (int): the training batch size (default 32).
+
+`components/penguins/module.py` is a complete example.
+"""
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+import traceback
+
+from components.state import storage
+from components.errors import StageError
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+_REQUIRED = {
+    "LABEL_KEY": "the name of the label column, e.g. LABEL_KEY = 'species'",
+    "PROBLEM_TYPE": "PROBLEM_TYPE = 'classification' or 'regression'",
+    "preprocessing_fn": "def preprocessing_fn(inputs): the TensorFlow Transform function",
+}
+_ENTRY_POINTS = ("run_fn", "build_model")
+
+
+def transformed_name(key):
+    """The name of a feature after the transform."""
+    return f"{key}_xf"
+
+
+def _module_name(origin):
+    return f"living_pipeline_user_module_{hashlib.sha256(origin.encode()).hexdigest()[:16]}"
+
+
+# The files of the user modules this process imported, and the flag value each came from: an error
+# raised in one of them is reported as that file and line.
+_USER_FILES = {}
+
+
+def _user_frame(error):
+    """The innermost frame of `error`'s traceback (or of its causes) in a user module, or None."""
+    while error is not None:
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename in _USER_FILES]
+        if frames:
+            return frames[-1]
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def describe_user_error(error):
+    """One line for an error raised in user module code (its file, line and function), or None."""
+    if isinstance(error, SyntaxError) and error.filename in _USER_FILES:
+        return (f"--module {_USER_FILES[error.filename]!r}: syntax error in {error.filename}, line "
+                f"{error.lineno}: {error.msg}: fix the module.")
+    frame = _user_frame(error)
+    if frame is None:
+        return None
+    text = " ".join(str(error).split()) or "no message"
+    return (f"--module {_USER_FILES[frame.filename]!r}: {type(error).__name__}: {text[:300]} in "
+            f"{frame.name} ({frame.filename}, line {frame.lineno}): fix the module.")
+
+
+def _import_file(path, origin, module):
+    name = _module_name(origin)
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    _USER_FILES[spec.origin] = module
+    try:
+        spec.loader.exec_module(loaded)
+    except Exception as error:  # anything the module's own code raises while it is imported
+        del sys.modules[name]
+        raise StageError(describe_user_error(error) or f"--module {module!r} failed to import: "
+                         f"{type(error).__name__}: {error}") from error
+    return loaded
+
+
+def _import(module):
+    if storage.is_remote(module):
+        if not storage.exists(module, "--module"):
+            raise StageError(f"--module {module!r}: no such file.")
+        # The download stays for the process: TensorFlow reads the module's source when it traces it.
+        local = os.path.join(tempfile.mkdtemp(prefix="living-pipeline-module-"), f"{_module_name(module)}.py")
+        storage.download_file(module, local, "--module")
+        return _import_file(local, module, module)
+    if module.endswith(".py") or os.sep in module:
+        if not os.path.isfile(module):
+            raise StageError(f"--module {module!r}: no such file.")
+        return _import_file(module, os.path.abspath(module), module)
+    _USER_FILES[_find_spec(module).origin] = module
+    try:
+        return importlib.import_module(module)
+    except Exception as error:  # anything the module's own code raises while it is imported
+        raise StageError(describe_user_error(error) or f"--module {module!r} failed to import: "
+                         f"{type(error).__name__}: {error}") from error
+
+
+def _find_spec(module):
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # a parent package is missing
+        spec = None
+    if spec is None:
+        raise StageError(f"--module {module!r}: no module of that name is importable; "
+                         "give an import path or the path of a .py file.")
+    return spec
+
+
+def load_user_module(module):
+    """Imports a user module and checks that it meets the contract."""
+    loaded = _import(module)
+    for attribute, hint in _REQUIRED.items():
+        if not hasattr(loaded, attribute):
+            raise StageError(f"--module {module!r} has no {attribute}: define {hint}.")
+    if not any(hasattr(loaded, name) for name in _ENTRY_POINTS):
+        raise StageError(f"--module {module!r} has no build_model nor run_fn: define def build_model("
+                         "tf_transform_output) returning a compiled tf_keras model, or TFX's def run_fn(fn_args).")
+    if loaded.PROBLEM_TYPE not in (CLASSIFICATION, REGRESSION):
+        raise StageError(f"--module {module!r}: PROBLEM_TYPE is {loaded.PROBLEM_TYPE!r}; "
+                         f"use {CLASSIFICATION!r} or {REGRESSION!r}.")
+    return loaded
+
+
+def dense_feature(feature, default_value):
+    """A [batch] tensor of a one-value feature, with `default_value` where it is missing.
+
+    For use in `preprocessing_fn`: a feature that may be missing arrives as a SparseTensor.
+    """
+    import tensorflow as tf
+
+    if isinstance(feature, tf.sparse.SparseTensor):
+        feature = tf.sparse.to_dense(
+            tf.SparseTensor(feature.indices, feature.values, [feature.dense_shape[0], 1]),
+            default_value=default_value)
+    return tf.reshape(feature, [-1])
+
+
+def slice_columns(user_module):
+    return list(getattr(user_module, "SLICE_COLUMNS", []))
+
+
+def train_batch_size(user_module):
+    return int(getattr(user_module, "TRAIN_BATCH_SIZE", 32))
