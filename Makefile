@@ -61,12 +61,14 @@ run: $(VENV)/.installed ## run the demo end to end on this machine (kfp.local), 
 # Test files run in parallel, each file in one worker (its module fixtures are built once).
 TEST_WORKERS ?= 2
 
-test: $(VENV)/.installed-test ## install what the tests need (Debian packages as root) and run the test suite (all but make test-docker's)
+test: $(VENV)/.installed-test ## install what the tests need (Debian packages as root), lint the Python (ruff) and run the test suite (all but make test-docker's)
 	PYTHON='$(PYTHON)' scripts/system-packages.sh test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not docker" tests
 
-test-fast: $(VENV)/.installed-test ## the tests that start no whole pipeline, server or browser (pytest -m "not slow"; minutes)
+test-fast: $(VENV)/.installed-test ## ruff, and the tests that start no whole pipeline, server or browser (pytest -m "not slow"; minutes)
 	PYTHON='$(PYTHON)' scripts/system-packages.sh test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not docker" tests
 
 test-docker: $(VENV)/.installed-test ## the tests that need a Docker engine and the project image (installs, starts and builds them; root)

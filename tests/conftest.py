@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from components.stage_logic.ingest import demo_data_pattern
 from components.penguins import curated_schema_path
+from components.stage_logic.ingest import demo_data_pattern
 from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
 
 # slow_marker_check fails a test that starts a pipeline, a server or a browser without the `slow` marker;
@@ -108,6 +108,6 @@ def postgres_url():
 @pytest.fixture
 def database_url(postgres_url, monkeypatch):
     """Points ingest at the test server the way a user does: through the environment."""
-    from components.data.postgres import DATABASE_URL_VARIABLE
+    from components.data.database import DATABASE_URL_VARIABLE
     monkeypatch.setenv(DATABASE_URL_VARIABLE, postgres_url)
     return postgres_url

@@ -112,9 +112,9 @@ def gcs_emulator(workdir):
 
 
 def gcs_client(host):
+    from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
-    from google.api_core.client_options import ClientOptions
 
     return storage.Client(project="living-pipeline-tests", credentials=AnonymousCredentials(),
                           client_options=ClientOptions(api_endpoint=host))

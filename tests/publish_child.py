@@ -23,8 +23,9 @@ import subprocess
 import sys
 import time
 
-from components.state import serving_root, statistics_store, storage
+from components.state import serving_root, statistics_store
 from components.state.serving_root import BaselineChanged, publish_model, published_versions
+from components.state.storage import Storage
 
 
 def _die():
@@ -65,17 +66,17 @@ def _die_in_staging_copy():
 
 def _die_before_cleanup():
     """Bucket: dies once saved_model.pb is copied into the version, before staging and claim are removed."""
-    original_copy, original_delete, copied = storage.copy, storage.delete, []
+    original_copy, original_delete, copied = Storage.copy, Storage.delete, []
 
-    def copy(sources, destinations, *args):
-        original_copy(sources, destinations, *args)
+    def copy(self, sources, destinations, *args):
+        original_copy(self, sources, destinations, *args)
         copied.extend(destinations)
 
     def delete(*args):
         if any(path.endswith("/" + serving_root.SAVED_MODEL_FILE) for path in copied):
             _die()
         original_delete(*args)
-    storage.copy, storage.delete = copy, delete
+    Storage.copy, Storage.delete = copy, delete
 
 
 KILL_POINTS = {
@@ -84,14 +85,14 @@ KILL_POINTS = {
     "local-before-lock": lambda: _die_before(serving_root, "_publish_lock"),
     "local-before-rename": lambda: _die_before(os, "rename"),
     # Bucket serving root.
-    "bucket-upload": lambda: _die_after(storage, "upload_file"),
+    "bucket-upload": lambda: _die_after(Storage, "upload_file"),
     "bucket-before-claim": lambda: _die_before(serving_root, "_claim_version"),
     "bucket-after-claim": lambda: _die_after(serving_root, "_claim_version"),
-    "bucket-copy": lambda: _die_after(storage, "copy"),
+    "bucket-copy": lambda: _die_after(Storage, "copy"),
     "bucket-before-cleanup": _die_before_cleanup,
     # Statistics store: after the first split's file is in place.
     "statistics-local-between-splits": lambda: _die_after(os, "replace"),
-    "statistics-bucket-between-splits": lambda: _die_after(storage, "write_bytes"),
+    "statistics-bucket-between-splits": lambda: _die_after(Storage, "write_bytes"),
 }
 
 
@@ -175,7 +176,6 @@ def main():
     parser.add_argument("--barrier", default="")
     parser.add_argument("--kill-at", choices=sorted(KILL_POINTS), default="")
     args = parser.parse_args()
-    storage.configure()
     if args.action == "store-statistics":
         statistics_store.stored_spans(args.root)
         if args.kill_at:

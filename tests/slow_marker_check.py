@@ -4,8 +4,8 @@ A test is slow when it, or a fixture set up for it, does one of these:
 - runs a whole pipeline: starts `pipeline.py run` or `pipeline.py demo-living`, the benchmarks
   (`-m benchmarks.run`), a stage under kfp.local (`kfp.dsl.executor_main`) or the warm process that
   forks stages (`-m components.platform.warm_stages`); or, in its own process, trains or evaluates a model
-  (`components.stage_logic.train.train_model`, `components.stage_logic.evaluate.evaluate_model`), which needs every stage
-  before them;
+  (`components.stage_logic.train.train_model`, `components.stage_logic.evaluate.evaluate_model`), which
+  needs every stage before them;
 - starts a server: SeaweedFS (`weed`), the GCS emulator (`gcp-storage-emulator`), PostgreSQL (`initdb`,
   `pg_ctl`, `postgres`), a Docker engine (`dockerd`) or Beam's job service;
 - starts a browser (Chromium or Chrome);

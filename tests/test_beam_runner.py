@@ -15,9 +15,9 @@ import pytest
 import tensorflow as tf
 from kfp.dsl import Artifact
 
+from components.errors import StageError
 from components.platform import beam_runner
 from components.platform.beam_runner import RunnerPreset, combine
-from components.errors import StageError
 from helpers import REPO
 
 BEAM_STAGES = ("ingest", "statistics", "transform", "evaluate")
@@ -39,6 +39,7 @@ def _options(args):
 @pytest.mark.slow  # starts a GCS emulator
 def test_dataflow_options_of_every_stage_pass_beams_validation(tmp_path, monkeypatch):
     from apache_beam.options.pipeline_options import GoogleCloudOptions, WorkerOptions
+
     from object_stores import gcs_client, gcs_emulator
 
     with gcs_emulator(str(tmp_path)) as host:
@@ -69,7 +70,7 @@ def test_dataflow_options_of_every_stage_pass_beams_validation(tmp_path, monkeyp
 
 
 def beam_runner_database_variable():
-    from components.data.postgres import DATABASE_URL_VARIABLE
+    from components.data.database import DATABASE_URL_VARIABLE
 
     return DATABASE_URL_VARIABLE
 
@@ -142,8 +143,8 @@ def test_beam_gets_artifact_folders_in_process_and_bucket_uris_otherwise(tmp_pat
                                          r"and the artifacts of this run are local folders .*--beam-temp-root"):
         beam_runner.output_uri(_artifact(str(tmp_path / "a" / "b" / "c")), without_root)
     # TensorFlow writes the transform graph itself, and has no s3:// file system: a gs:// temp root, or one line.
-    with pytest.raises(StageError, match=r"^TensorFlow itself reads and writes this stage's "
-                                         r"transform_graph on the workers, and TensorFlow 2.16 has no s3:// file system"):
+    with pytest.raises(StageError, match=r"^TensorFlow itself reads and writes this stage's transform_graph "
+                                         r"on the workers, and TensorFlow 2.16 has no s3:// file system"):
         beam_runner.output_uri(_artifact(str(tmp_path / "run" / "transform" / "transform_graph")), remote_args,
                                tensorflow=True)
     gcs_args = combine(RunnerPreset(runner="portable", temp_root="gs://lp-beam/runs", job_endpoint="j:1",
@@ -177,7 +178,7 @@ def test_database_url_is_in_neither_the_options_nor_the_spec(tmp_path):
 
 
 def test_run_and_submit_take_the_preset_flags():
-    from pipeline import beam_runner_args, parse_args
+    from pipeline_cli import beam_runner_args, parse_args
 
     flags = ["--beam-runner", "dataflow", "--dataflow-project", "my-project", "--dataflow-region", "europe-west4",
              "--beam-temp-root", "gs://lp-dataflow-temp/runs", "--worker-image", DATAFLOW.worker_image,
@@ -195,7 +196,7 @@ def test_run_and_submit_take_the_preset_flags():
 def test_local_artifacts_reach_remote_workers_and_their_outputs_come_back(tmp_path, monkeypatch):
     """A pod-local artifact is uploaded under the temp root for remote workers; what they wrote there is read
     back as files (train's download, the mirror into the artifact's folder), and nothing is fetched twice."""
-    from components.state import storage
+    from components.state.storage import Storage, StorageSettings
     from object_stores import s3_client, s3_environment, seaweedfs
 
     (tmp_path / "weed").mkdir()
@@ -204,26 +205,26 @@ def test_local_artifacts_reach_remote_workers_and_their_outputs_come_back(tmp_pa
             monkeypatch.setenv(name, value)
         s3_client(endpoint).create_bucket(Bucket="lp-beam")
         remote_args = combine(PORTABLE.args(), f"--s3_endpoint_url={endpoint}")
-        storage.configure(f"--s3_endpoint_url={endpoint}")
+        storage = Storage(StorageSettings(s3_endpoint_url=endpoint))
 
         folder = tmp_path / "run-1" / "ingest" / "examples"
         (folder / "Split-train").mkdir(parents=True)
         (folder / "Split-train" / "data.gz").write_bytes(b"examples")
-        uri = beam_runner.input_uri(_artifact(str(folder)), remote_args)
+        uri = beam_runner.input_uri(_artifact(str(folder)), remote_args, storage=storage)
         assert uri == "s3://lp-beam/runs/artifacts/run-1/ingest/examples"
         assert storage.read_bytes(uri + "/Split-train/data.gz", "--test") == b"examples"
 
         written = _artifact(str(tmp_path / "run-1" / "transform" / "transformed_examples"))
         out = beam_runner.output_uri(written, remote_args)
         storage.write_bytes(out + "/Split-eval/part.gz", b"transformed", "--test")
-        with beam_runner.local_view(written) as local:
+        with beam_runner.local_view(written, storage) as local:
             assert open(os.path.join(local, "Split-eval", "part.gz"), "rb").read() == b"transformed"
-        beam_runner.mirror(out, written.path)
+        beam_runner.mirror(out, written.path, storage)
         assert open(os.path.join(written.path, "Split-eval", "part.gz"), "rb").read() == b"transformed"
         # A file already in the artifact's folder (Vertex AI's /gcs view of the bucket) is left as it is.
         with open(os.path.join(written.path, "Split-eval", "part.gz"), "wb") as sink:
             sink.write(b"kept")
-        beam_runner.mirror(out, written.path)
+        beam_runner.mirror(out, written.path, storage)
         assert open(os.path.join(written.path, "Split-eval", "part.gz"), "rb").read() == b"kept"
 
 

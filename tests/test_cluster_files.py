@@ -15,9 +15,15 @@ import sys
 import pytest
 import yaml
 
-from components.platform.cluster import KEY_VARIABLES, KFP_OBJECT_STORE, KFP_SERVING_ROOT, KFP_STATISTICS_ROOT, STATE_MOUNT_PATH
-from pipeline import DEFAULT_MODEL_NAME, default_image
+from components.platform.cluster import (
+    KEY_VARIABLES,
+    KFP_OBJECT_STORE,
+    KFP_SERVING_ROOT,
+    KFP_STATISTICS_ROOT,
+    STATE_MOUNT_PATH,
+)
 from helpers import REPO, tool
+from pipeline import DEFAULT_MODEL_NAME, default_image
 
 SCRIPTS = ["scripts/build-base-image.sh", "scripts/build-image.sh", "scripts/kind-up.sh", "scripts/kind-down.sh",
            "scripts/system-packages.sh", "scripts/check-fresh-machine.sh", ".ci/run"]
@@ -147,7 +153,8 @@ def test_dockerfile_builds_a_non_root_image_on_a_chosen_base_without_baking_in_t
     # The build and the image on BASE_IMAGE; Beam's SDK image only for its boot; the last stage picks one.
     assert stages == ["${BEAM_SDK_IMAGE} AS beam-sdk", "${BASE_IMAGE} AS build", "${BASE_IMAGE} AS image-none",
                       "image-none AS image-dataflow", "image-${BEAM_BOOT}"]
-    final_stage = dockerfile[dockerfile.index("\nFROM ${BASE_IMAGE} AS image-none"):dockerfile.index("\nFROM image-none")]
+    final_stage = dockerfile[dockerfile.index("\nFROM ${BASE_IMAGE} AS image-none"):
+                             dockerfile.index("\nFROM image-none")]
     users = re.findall(r"^USER (\S+)$", final_stage, re.MULTILINE)
     assert users and not users[-1].startswith(("root", "0:", "0 ")) and users[-1] != "0"
     assert "org.opencontainers.image.version" in final_stage and "org.opencontainers.image.revision" in final_stage
@@ -461,7 +468,7 @@ def _docs():
 
 
 def test_documented_commands_are_ones_pipeline_py_accepts():
-    from pipeline import parse_args
+    from pipeline_cli import parse_args
 
     blocks, block, in_block = [], [], False
     for line in _docs().splitlines():

@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 
 from components.data import csv_columns, layout
+from components.data.tf_example import serialize_example
 from components.errors import StageError
 from components.stage_logic.ingest import ingest_examples
-from components.data.tf_example import serialize_example
 
 # Cells a hand-made or exported CSV holds, with what the row path makes of each column.
 MESSY_COLUMNS = {

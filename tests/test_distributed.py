@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from components.state import storage
 from components.stage_logic.statistics import load_statistics
+from components.state.storage import Storage, StorageSettings, join
 from helpers import REPO, free_port
 from object_stores import WRITER, s3_client, s3_environment, seaweedfs
 
@@ -88,7 +88,7 @@ def test_beam_stages_run_on_the_portable_runner_with_the_project_image_as_worker
     environment = s3_environment(s3_endpoint)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    storage.configure(f"--s3_endpoint_url={s3_endpoint}")
+    storage = Storage(StorageSettings(s3_endpoint_url=s3_endpoint))
     bucket = f"lp-{uuid.uuid4().hex[:8]}"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)
     from components.stage_logic.ingest import demo_data_pattern
@@ -99,7 +99,8 @@ def test_beam_stages_run_on_the_portable_runner_with_the_project_image_as_worker
 
     common = ["--data", data, "--schema", os.path.join(REPO, "components", "penguins", "schema.pbtxt"),
               "--statistics-root", "", "--stage-processes", "fresh"]
-    local = _run([*common, "--pipeline-root", str(tmp_path / "local"), "--serving-root", str(tmp_path / "local-serving"),
+    local = _run([*common, "--pipeline-root", str(tmp_path / "local"),
+                  "--serving-root", str(tmp_path / "local-serving"),
                   f"--beam-args=--s3_endpoint_url={s3_endpoint}"], environment)
     assert local.returncode == 0, local.stderr[-3000:]
 
@@ -111,7 +112,7 @@ def test_beam_stages_run_on_the_portable_runner_with_the_project_image_as_worker
     # Ingest and statistics ran on the workers: their outputs are in the bucket, and equal the in-process ones.
     run_dirs = {name: next(path for path in (tmp_path / name).iterdir() if path.name.startswith("living-pipeline-"))
                 for name in ("local", "remote")}
-    remote_examples = storage.join(temp_root, "artifacts", run_dirs["remote"].name, "ingest", "examples")
+    remote_examples = join(temp_root, "artifacts", run_dirs["remote"].name, "ingest", "examples")
     remote_files = storage.files_under(remote_examples, "--test")
     assert {relative.split("/")[0] for _, relative in remote_files} >= {"Split-train", "Split-eval"}, \
         remote.stdout[-3000:] + remote.stderr[-3000:]

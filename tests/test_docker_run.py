@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
-from components.platform.local_run import LocalRunError, container_arguments
 from components.penguins import curated_schema_path
+from components.platform.local_run import LocalRunError, container_arguments
 from helpers import REPO
-
 
 
 def arguments(root, **changes):

@@ -16,9 +16,9 @@ import pytest
 import tensorflow as tf
 
 from browser import rendered_dom, screenshot
-from report_pages import read_page, table_with_header
 from components.stage_logic.ingest import demo_data_pattern
 from helpers import REPO
+from report_pages import read_page, table_with_header
 
 # Every test here runs pipeline.py or reads what a whole run wrote.
 pytestmark = pytest.mark.slow

@@ -12,13 +12,19 @@ import time
 import pytest
 
 from components.data import layout
-
-from components.state import serving_root, storage
+from components.state import serving_root
 from components.state.serving_root import BaselineChanged, baseline_model, publish_model, published_versions
 from components.state.statistics_store import previous_span, store_span_statistics, stored_spans
+from components.state.storage import Storage, is_remote, join
 from publish_child import checksums, run_one, write_fake_model
-from test_object_storage import gcs_host, gcs_store, s3_endpoint, s3_store, store  # noqa: F401 (fixtures)
-from test_object_storage import bucket_checksums
+from test_object_storage import (  # noqa: F401 (fixtures)
+    bucket_checksums,
+    gcs_host,
+    gcs_store,
+    s3_endpoint,
+    s3_store,
+    store,
+)
 
 # Every publish runs in a process of its own that kills itself; the bucket cases start SeaweedFS and the GCS emulator.
 pytestmark = pytest.mark.slow
@@ -26,9 +32,9 @@ pytestmark = pytest.mark.slow
 
 def version_folders(root, model_name):
     """{number: holds saved_model.pb} for every folder or prefix TF Serving would take as a version."""
-    folder = storage.join(root, model_name)
+    folder = join(root, model_name)
     found = {}
-    for _, relative in storage.files_under(folder, "--test"):
+    for _, relative in Storage().files_under(folder, "--test"):
         top, _, rest = relative.partition("/")
         if top.isascii() and top.isdigit():
             found[int(top)] = found.get(int(top), False) or rest == serving_root.SAVED_MODEL_FILE
@@ -52,13 +58,13 @@ def age_debris(folder, what):
     """
     old = str(int(time.time()) - 10 * 24 * 3600)
     marker = "/.incoming-" if what == "staging" else "/.claims/"
-    for path, _ in storage.files_under(folder, "--test"):
+    for path, _ in Storage().files_under(folder, "--test"):
         aged = _STAMP.sub(lambda found: found[1] + old + "-", path)
         if marker not in path or aged == path:
             continue
-        if storage.is_remote(path):
-            storage.copy([path], [aged], "--test", path)
-            storage.delete([path], "--test", path)
+        if is_remote(path):
+            Storage().copy([path], [aged], "--test", path)
+            Storage().delete([path], "--test", path)
         else:
             os.renames(path, aged)
 
@@ -159,7 +165,6 @@ def test_a_statistics_store_killed_between_splits_shows_no_half_span(where, tmp_
         chosen = request.getfixturevalue(where)
         for name, value in chosen.environment.items():
             monkeypatch.setenv(name, value)
-        storage.configure()
         root, kill_at = chosen.uri(chosen.bucket("stats")), "statistics-bucket-between-splits"
     store_span_statistics(fake_statistics(str(tmp_path / "span1"), "span 1"), root, 1, ["train", "eval"])
     span2 = fake_statistics(str(tmp_path / "span2"), "span 2")
@@ -171,5 +176,5 @@ def test_a_statistics_store_killed_between_splits_shows_no_half_span(where, tmp_
     store_span_statistics(span2, root, 2, ["train", "eval"])
     assert stored_spans(root) == [1, 2]
     for split in ("train", "eval"):
-        stored = storage.read_bytes(layout.statistics_file(storage.join(root, "span-2"), split), "--test")
+        stored = Storage().read_bytes(layout.statistics_file(join(root, "span-2"), split), "--test")
         assert stored == f"span 2 {split}".encode()

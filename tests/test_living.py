@@ -9,8 +9,8 @@ from components.data import layout
 from components.errors import StageError
 from components.stage_logic.ingest import ingest_examples
 from components.stage_logic.statistics import generate_statistics, load_all_statistics, load_statistics
-from components.state.statistics_store import previous_span, store_span_statistics, stored_spans
 from components.stage_logic.validate import validate_statistics
+from components.state.statistics_store import previous_span, store_span_statistics, stored_spans
 
 
 def write_rows(path, rows, drop=()):

@@ -14,13 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import tensorflow as tf
 
-from components.state import storage
 from components.penguins import curated_schema_path
 from components.serving.serving_request import demo_csv, feature_types, request_body
 from components.state.serving_root import publish_model
-from object_stores import s3_client, s3_environment, seaweedfs
 from helpers import REPO, free_port
-
+from object_stores import s3_client, s3_environment, seaweedfs
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +33,6 @@ def bucket(s3_endpoint, monkeypatch, request):
     s3_client(s3_endpoint).create_bucket(Bucket=name)
     for variable, value in s3_environment(s3_endpoint).items():
         monkeypatch.setenv(variable, value)
-    storage.configure()
     return name
 
 

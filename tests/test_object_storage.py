@@ -19,17 +19,17 @@ import uuid
 import pytest
 import tensorflow as tf
 
-from components.state import storage
 from components.errors import StageError
 from components.penguins import curated_schema_path
 from components.penguins.demo import write_demo_spans
 from components.state.serving_root import BaselineChanged, latest_published_model, publish_model, published_versions
 from components.state.statistics_store import store_span_statistics, stored_spans
+from components.state.storage import GCS_SCHEME, S3_SCHEME, Storage, StorageSettings, refuse_credentials
+from helpers import REPO, free_port
 from object_stores import READER, WRITER, gcs_client, gcs_emulator, s3_client, s3_environment, seaweedfs
 from publish_child import run_one, run_together, write_fake_model
 from test_end_to_end import example_from_row
 from test_sources import read_all, write_avro, write_parquet, write_tfrecord
-from helpers import REPO, free_port
 
 # SeaweedFS and the GCS emulator, whole runs on buckets and publishes in processes of their own.
 pytestmark = pytest.mark.slow
@@ -76,14 +76,14 @@ def s3_store(s3_endpoint):
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
-    return Store(storage.S3_SCHEME, s3_environment(s3_endpoint),
+    return Store(S3_SCHEME, s3_environment(s3_endpoint),
                  lambda bucket: client.create_bucket(Bucket=bucket), list_keys)
 
 
 @pytest.fixture(scope="session")
 def gcs_store(gcs_host):
     client = gcs_client(gcs_host)
-    return Store(storage.GCS_SCHEME, {"STORAGE_EMULATOR_HOST": gcs_host},
+    return Store(GCS_SCHEME, {"STORAGE_EMULATOR_HOST": gcs_host},
                  client.create_bucket, lambda bucket: [blob.name for blob in client.list_blobs(bucket)])
 
 
@@ -93,21 +93,20 @@ def store(request, monkeypatch):
     chosen = request.getfixturevalue(request.param)
     for name, value in chosen.environment.items():
         monkeypatch.setenv(name, value)
-    storage.configure()
     return chosen
 
 
-def upload(path, uri):
+def upload(path, uri, storage=None):
     with open(path, "rb") as source:
-        storage.write_bytes(uri, source.read(), "--test")
+        (storage or Storage()).write_bytes(uri, source.read(), "--test")
 
 
-def published_model_accuracy(uri, csv_path):
+def published_model_accuracy(uri, csv_path, storage=None):
     """The accuracy on `csv_path`'s rows of the model published at `uri`, downloaded and loaded."""
     with open(csv_path, newline="") as source:
         rows = [row for row in csv.DictReader(source) if row["species"] != "NA"]
     examples = tf.constant([example_from_row(row).SerializeToString() for row in rows])
-    with storage.local_folder(uri, "--test") as local:
+    with (storage or Storage()).local_folder(uri, "--test") as local:
         model = tf.saved_model.load(local)
         predicted = model.signatures["serving_default"](examples=examples)["classes"].numpy()
     return sum(p.decode() == row["species"] for p, row in zip(predicted, rows)) / len(rows)
@@ -122,21 +121,21 @@ def run_cli(tmp_path, environment, *flags):
     return process, json.loads(summary.read_text()) if summary.exists() else None
 
 
-def stage_up_landing_zone(store, tmp_path):
+def stage_up_landing_zone(store, tmp_path, storage=None):
     """Demo spans 1 and 2, a serving sample (span 2 without labels), the module and the curated schema."""
     lake, code = store.bucket("lake"), store.bucket("code")
     spans = write_demo_spans(str(tmp_path / "spans"))
     for span in (1, 2):
-        upload(spans[span], store.uri(lake, f"penguins/span-{span}/penguins.csv"))
+        upload(spans[span], store.uri(lake, f"penguins/span-{span}/penguins.csv"), storage)
     serving = tmp_path / "serving.csv"
     with open(spans[2], newline="") as source, open(serving, "w", newline="") as sink:
         reader = csv.DictReader(source)
         writer = csv.DictWriter(sink, [name for name in reader.fieldnames if name != "species"])
         writer.writeheader()
         writer.writerows({k: v for k, v in row.items() if k != "species"} for row in reader)
-    upload(serving, store.uri(lake, "serving/requests.csv"))
-    upload(MODULE_FILE, store.uri(code, "penguin_module.py"))
-    upload(curated_schema_path(), store.uri(code, "schema.pbtxt"))
+    upload(serving, store.uri(lake, "serving/requests.csv"), storage)
+    upload(MODULE_FILE, store.uri(code, "penguin_module.py"), storage)
+    upload(curated_schema_path(), store.uri(code, "schema.pbtxt"), storage)
     return {
         "--data": store.uri(lake, "penguins/span-{SPAN}/*.csv"),
         "--serving-data": store.uri(lake, "serving/*.csv"),
@@ -161,13 +160,13 @@ def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publish
     for name, value in s3_store.environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL")
-    storage.configure(f"--s3_endpoint_url={endpoint}")
-    flags, spans = stage_up_landing_zone(s3_store, tmp_path)
+    storage = Storage(StorageSettings(s3_endpoint_url=endpoint))
+    flags, spans = stage_up_landing_zone(s3_store, tmp_path, storage)
     models, stats = s3_store.bucket("models"), s3_store.bucket("stats")
     serving_root, statistics_root = s3_store.uri(models), s3_store.uri(stats, "penguins")
     # What earlier runs left: span 1's statistics, and version 1 serving.
-    store_span_statistics(statistics_dir, statistics_root, 1, ["train", "eval"])
-    publish_model(trained_model[0], serving_root, "penguins")
+    store_span_statistics(statistics_dir, statistics_root, 1, ["train", "eval"], storage)
+    publish_model(trained_model[0], serving_root, "penguins", storage=storage)
 
     environment = {name: value for name, value in s3_store.environment.items() if name != "AWS_ENDPOINT_URL"}
     process, result = run_cli(tmp_path, environment, *[item for pair in flags.items() for item in pair],
@@ -183,10 +182,10 @@ def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publish
     assert checks["skew"].startswith("6 of 8 features checked against the serving sample"), checks
     assert outputs["blessing"]["baseline"] == f"{serving_root}/penguins/1"
     assert outputs["pushed_model"]["path"] == f"{serving_root}/penguins/2"
-    assert published_versions(serving_root, "penguins") == [1, 2]
-    assert stored_spans(statistics_root) == [1, 2]
+    assert published_versions(serving_root, "penguins", storage) == [1, 2]
+    assert stored_spans(statistics_root, storage) == [1, 2]
     assert not [key for key in s3_store.keys(models) if ".incoming-" in key]
-    assert published_model_accuracy(f"{serving_root}/penguins/2", spans[2]) >= 0.8
+    assert published_model_accuracy(f"{serving_root}/penguins/2", spans[2], storage) >= 0.8
     # Not in the compiled spec, the run's parameters, its logs, reports or artifact metadata, nor the summary.
     assert_no_secret_anywhere(WRITER[1], process, str(tmp_path / "outputs"))
     assert WRITER[1] not in (tmp_path / "summary.json").read_text()
@@ -195,7 +194,6 @@ def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publish
 def test_a_run_on_gcs_reads_and_publishes_through_buckets(gcs_store, tmp_path, monkeypatch):
     for name, value in gcs_store.environment.items():
         monkeypatch.setenv(name, value)
-    storage.configure()
     flags, spans = stage_up_landing_zone(gcs_store, tmp_path)
     serving_root = gcs_store.uri(gcs_store.bucket("models"))
     statistics_root = gcs_store.uri(gcs_store.bucket("stats"), "penguins")
@@ -217,24 +215,24 @@ def test_publishing_to_a_bucket_numbers_versions_past_unfinished_ones_and_cleans
     assert published_versions(root, "penguins") == []
     assert publish_model(trained_model[0], root, "penguins") == (1, store.uri(bucket, "penguins/1"))
     # A publish that died half-way: a numbered prefix without saved_model.pb.
-    storage.write_bytes(store.uri(bucket, "penguins/2/variables/variables.index"), b"partial", "--test")
+    Storage().write_bytes(store.uri(bucket, "penguins/2/variables/variables.index"), b"partial", "--test")
     assert published_versions(root, "penguins") == [1]
     assert publish_model(trained_model[0], root, "penguins")[0] == 3
     assert published_versions(root, "penguins") == [1, 3]
     keys = store.keys(bucket)
     assert not [key for key in keys if ".incoming-" in key]
-    local_files = storage.files_under(trained_model[0], "--test")
+    local_files = Storage().files_under(trained_model[0], "--test")
     assert sorted(key[len("penguins/3/"):] for key in keys if key.startswith("penguins/3/")) == sorted(
         relative for _, relative in local_files)
     for path, relative in local_files:
         with open(path, "rb") as local:
-            assert storage.read_bytes(store.uri(bucket, "penguins/3", relative), "--test") == local.read(), relative
+            assert Storage().read_bytes(store.uri(bucket, "penguins/3", relative), "--test") == local.read(), relative
 
 
 def bucket_checksums(folder_uri):
     """{relative path: sha256} of the objects under a bucket folder."""
-    return {relative: hashlib.sha256(storage.read_bytes(path, "--test")).hexdigest()
-            for path, relative in storage.files_under(folder_uri, "--test")}
+    return {relative: hashlib.sha256(Storage().read_bytes(path, "--test")).hexdigest()
+            for path, relative in Storage().files_under(folder_uri, "--test")}
 
 
 def test_concurrent_publishers_to_one_bucket_never_share_a_version(store, tmp_path):
@@ -294,10 +292,10 @@ def test_a_candidate_compared_with_an_old_version_is_not_published_to_a_bucket(s
 
 def test_publishing_streams_a_model_larger_than_the_push_stages_memory(s3_store, tmp_path, monkeypatch):
     """A 2.5 GB asset (sparse here) goes to a bucket and a local root; the publisher's memory stays small."""
-    from components.platform.cluster import STAGE_RESOURCES
+    from components.stage_table import BY_NAME
 
     big = int(2.5 * 1024 ** 3)
-    assert big > int(STAGE_RESOURCES["push"].memory_limit.rstrip("G")) * 1000 ** 3
+    assert big > int(BY_NAME["push"].resources.memory_limit.rstrip("G")) * 1000 ** 3
     for name, value in s3_store.environment.items():
         monkeypatch.setenv(name, value)
     model = str(tmp_path / "model")
@@ -309,7 +307,6 @@ def test_publishing_streams_a_model_larger_than_the_push_stages_memory(s3_store,
         print(f"published 2.5 GB to {root} in {time.monotonic() - started:.1f} s, peak {result['peak_mb']:.0f} MB")
         assert result["version"] == 1
         assert result["peak_mb"] < 400, "the publisher read the file whole"
-    storage.configure()
     sizes = {key: s3_client(s3_store.environment["AWS_ENDPOINT_URL"]).head_object(Bucket=bucket, Key=key)
              ["ContentLength"] for key in s3_store.keys(bucket)}
     assert sizes["m/1/assets/big.bin"] == big
@@ -322,8 +319,7 @@ def test_publishing_streams_a_model_larger_than_the_push_stages_memory(s3_store,
 def test_credentials_in_beam_args_are_refused_before_anything_runs(tmp_path, flag):
     secret = "refused-secret-" + uuid.uuid4().hex
     with pytest.raises(StageError, match=rf"^--beam-args holds {flag}, a credential: .* environment variables"):
-        storage.configure(f"--s3_endpoint_url=http://127.0.0.1:1 {flag}={secret}")
-    storage.configure()
+        refuse_credentials(f"--s3_endpoint_url=http://127.0.0.1:1 {flag}={secret}")
 
     process = subprocess.run(
         [sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--pipeline-root", str(tmp_path / "outputs"),
@@ -377,13 +373,11 @@ def test_denied_access_names_the_uri_and_publishes_nothing(s3_store, monkeypatch
     bucket = s3_store.bucket("models")
     for name, value in s3_environment(s3_store.environment["AWS_ENDPOINT_URL"], READER).items():
         monkeypatch.setenv(name, value)
-    storage.configure()
     with pytest.raises(StageError, match=rf"^--serving-root 's3://{bucket}/penguins/.*': access denied"):
         publish_model(trained_model[0], f"s3://{bucket}", "penguins")
     assert s3_store.keys(bucket) == []
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    storage.configure()
     with pytest.raises(StageError, match=rf"^--serving-root 's3://{bucket}/penguins/\*/saved_model.pb': "
                                          rf"access denied to bucket '{bucket}'"):
         published_versions(f"s3://{bucket}", "penguins")
@@ -399,7 +393,6 @@ def test_an_unreachable_endpoint_fails_fast_naming_the_uri(scheme, variable, exp
     monkeypatch.setenv(variable, f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "any")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "any")
-    storage.configure()
     with pytest.raises(StageError, match=rf"^--data '{scheme}lake/span-\{{SPAN\}}/\*.csv': {expected}"):
         resolve_input(f"{scheme}lake/span-{{SPAN}}/*.csv")
 

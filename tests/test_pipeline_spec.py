@@ -4,7 +4,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import main
+from pipeline_cli import main
 
 STAGES = ["ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"]
 IMAGE = "registry.example.com/team/living-pipeline:1.2.3"
@@ -69,7 +69,7 @@ def test_parameters_make_the_spec_reusable(spec):
             "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "query",
             "query_partition_column", "query_partitions", "split_column", "split_cutoff", "update_schema",
             "drift_threshold", "skew_threshold", "slice_threshold", "min_slice_examples", "hyperparameters",
-            "custom_config"} == set(parameters)
+            "custom_config", "storage_settings"} == set(parameters)
     assert not parameters["serving_root"].is_optional
     assert parameters["module"].default_value.string_value == "components.penguins.module"
 
@@ -80,11 +80,15 @@ def test_stages_reading_outside_state_are_never_cached(spec):
     assert uncached == {"ingest", "schema", "validate", "evaluate", "push"}
 
 
-def test_beam_args_and_their_storage_settings_reach_every_stage(spec):
+def test_storage_settings_reach_every_stage_and_beam_args_the_beam_stages(spec):
     tasks = spec.root.dag.tasks
-    wired = {name for name, task in tasks.items()
-             if task.inputs.parameters["beam_args"].component_input_parameter == "beam_args"}
-    assert wired == {"ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"}
+
+    def wired(parameter):
+        return {name for name, task in tasks.items()
+                if task.inputs.parameters[parameter].component_input_parameter == parameter}
+    assert wired("storage_settings") == {"ingest", "statistics", "schema", "validate", "transform", "train",
+                                         "evaluate", "push"}
+    assert wired("beam_args") == {"ingest", "statistics", "transform", "evaluate"}
 
 
 def test_every_stage_input_and_output_has_a_one_line_description_for_the_kfp_ui(spec):
@@ -95,7 +99,7 @@ def test_every_stage_input_and_output_has_a_one_line_description_for_the_kfp_ui(
                                        ("output", component.output_definitions)):
             for name, definition in [*definitions.parameters.items(), *definitions.artifacts.items()]:
                 descriptions[f"{stage} {direction} {name}"] = definition.description
-    assert len(descriptions) == 88
+    assert len(descriptions) == 92
     assert [name for name, text in descriptions.items() if not text.strip() or "\n" in text] == []
     assert descriptions["ingest input span"] == "The span to read; 0 for the latest."
     assert descriptions["push output pushed_model"] == "Where the version was published, or why nothing was."

@@ -6,11 +6,20 @@ import os
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-
 from google.protobuf import json_format
 
-from components.stage_logic.evaluate import (BASELINE, CANDIDATE, class_names, confusion_matrix, evaluate_model, evaluation_config,
-                                 evaluation_html, prediction_key, roc_curve, run_tfma)
+from components.stage_logic.evaluate import (
+    BASELINE,
+    CANDIDATE,
+    class_names,
+    confusion_matrix,
+    evaluate_model,
+    evaluation_config,
+    evaluation_html,
+    prediction_key,
+    roc_curve,
+    run_tfma,
+)
 from components.stage_logic.ingest import demo_data_pattern, ingest_examples
 from components.stage_logic.schema import make_schema
 from components.stage_logic.statistics import generate_statistics
@@ -140,7 +149,8 @@ def test_accuracy_and_confusion_matrix_are_those_of_the_serving_predictions(bina
 
 # Our metrics and TFMA's own (Keras' for the accuracy) where it has one.
 TFMA_OWN_METRICS = {"LeanExampleCount": "ExampleCount", "LeanMeanSquaredError": "MeanSquaredError",
-                    "LeanMeanAbsoluteError": "MeanAbsoluteError", "SparseCategoricalAccuracy": "SparseCategoricalAccuracy",
+                    "LeanMeanAbsoluteError": "MeanAbsoluteError",
+                    "SparseCategoricalAccuracy": "SparseCategoricalAccuracy",
                     "LeanMultiClassConfusionMatrixPlot": "MultiClassConfusionMatrixPlot"}
 
 

@@ -6,14 +6,14 @@ import os
 
 import pytest
 
-from components.state import storage
-from components.stage_logic.evaluate import evaluate_model
-from components.state.provenance import PROVENANCE_FILE, provenance_record, read_provenance
-from components.stage_logic.push import push_model
-from components.state.serving_root import publish_model
 from components.serving.warmup import WARMUP_FOLDER
+from components.stage_logic.evaluate import evaluate_model
+from components.stage_logic.push import push_model
+from components.state.provenance import PROVENANCE_FILE, provenance_record, read_provenance
+from components.state.serving_root import publish_model
 from object_stores import s3_client, s3_environment, seaweedfs
-from pipeline import DEFAULT_MODULE as PENGUIN_MODULE, main
+from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
+from pipeline_cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,7 +107,6 @@ def test_models_lists_versions_in_a_bucket(first_decision, trained_model, exampl
         s3_client(endpoint).create_bucket(Bucket="models")
         for name, value in s3_environment(endpoint).items():
             monkeypatch.setenv(name, value)
-        storage.configure()
         root = "s3://models/serving"
         for decision, run_name in ((first_decision, "run-a"), (second(first_decision), "run-b")):
             result = push_model(trained_model[0], decision, root, "penguins",

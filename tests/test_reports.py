@@ -5,7 +5,6 @@ from `components.evaluation.blessing.decide`, the schema from the curated pengui
 (headings, table cells, chart series) and asserts what a reader sees there; the browser tests at the
 end open pages in headless Chromium.
 """
-import csv
 import os
 import re
 from types import SimpleNamespace
@@ -15,9 +14,9 @@ import pytest
 
 from components import reports
 from components.evaluation.blessing import decide
+from components.platform.run_report import write_run_report
 from components.stage_logic.evaluate import evaluation_html
 from components.stage_logic.ingest import demo_data_pattern
-from components.platform.run_report import write_run_report
 from components.stage_logic.statistics import statistics_html
 from components.stage_logic.train import learning_curves_html
 from components.stage_logic.validate import anomalies_markdown

@@ -6,10 +6,15 @@ import time
 
 import pytest
 
-from components.state import serving_root
 from components.errors import StageError
-from components.state.serving_root import (BaselineChanged, baseline_model, latest_published_model, publish_model,
-                                     published_versions)
+from components.state import serving_root
+from components.state.serving_root import (
+    BaselineChanged,
+    baseline_model,
+    latest_published_model,
+    publish_model,
+    published_versions,
+)
 
 
 def _fake_model(path, marker):
@@ -66,7 +71,7 @@ def test_concurrent_publishers_get_distinct_whole_versions(tmp_path):
     assert sorted(version for version, _ in results) == [1, 2, 3, 4, 5, 6]
     assert published_versions(str(tmp_path / "serving"), "m") == [1, 2, 3, 4, 5, 6]
     markers = set()
-    for version, path in results:
+    for _, path in results:
         with open(os.path.join(path, "saved_model.pb")) as source:
             markers.add(source.read())
         assert os.path.getsize(os.path.join(path, "variables", "variables.data")) == 2_000_000

@@ -271,7 +271,8 @@ def test_naive_timestamps_are_utc_and_millisecond_parquet_scales(tmp_path):
 @pytest.mark.slow
 def test_postgresql_json_becomes_text_and_unsupported_types_say_what_to_do(tmp_path, database_url):
     metadata = ingest_examples("", str(tmp_path / "json"), split_ratios="train:1,eval:1",
-                               query="""SELECT id, '{"b": 1, "a": [2]}'::jsonb AS doc FROM generate_series(1, 20) AS id""")
+                               query="""SELECT id, '{"b": 1, "a": [2]}'::jsonb AS doc """
+                                     """FROM generate_series(1, 20) AS id""")
     assert metadata["column_types"] == {"id": "int", "doc": "string"}
     examples = read_split(str(tmp_path / "json"), "train") + read_split(str(tmp_path / "json"), "eval")
     assert sorted(examples, key=lambda example: example[1][2]) == [

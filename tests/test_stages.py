@@ -1,23 +1,21 @@
 """Each stage's logic on the penguin data with the real TFDV, TFT, Keras and TFMA (no mocks)."""
 import os
-import shutil
 
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from components.data import layout
-from components.evaluation.blessing import read_blessing, write_blessing
 from components.errors import StageError
+from components.evaluation.blessing import read_blessing, write_blessing
 from components.stage_logic.evaluate import evaluate_model
 from components.stage_logic.push import push_model
 from components.stage_logic.schema import load_schema, make_schema
-from components.state.serving_root import latest_published_model, published_versions
 from components.stage_logic.statistics import generate_statistics, load_statistics
 from components.stage_logic.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
 from components.stage_logic.transform import transform_examples
 from components.stage_logic.validate import validate_statistics
-
+from components.state.serving_root import latest_published_model, published_versions
 from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
 
 
@@ -146,7 +144,7 @@ def test_serving_model_takes_raw_examples(trained_model, examples_dir, penguin_r
     outputs = model.signatures[SERVING_SIGNATURE](examples=tf.stack(records))
     labels = [tf.train.Example.FromString(r.numpy()).features.feature["species"].bytes_list.value[0]
               for r in records]
-    accuracy = sum(p == l for p, l in zip(outputs["classes"].numpy(), labels)) / len(labels)
+    accuracy = sum(predicted == label for predicted, label in zip(outputs["classes"].numpy(), labels)) / len(labels)
     assert accuracy >= 0.9
     assert outputs["probabilities"].shape == (len(records), 3)
 

@@ -7,13 +7,19 @@ import sys
 import pytest
 import yaml
 
-from components.platform.cluster import (KEY_VARIABLES, KFP_OBJECT_STORE, STAGE_RESOURCES, STATE_MOUNT_PATH,
-                                STATE_STAGES)
-from components.platform.submit import (SubmissionError, check_schedule, git_revision, kfp_cron, pipeline_arguments,
-                               read_spec, version_name)
-from pipeline import main
+from components.platform.cluster import KEY_VARIABLES, KFP_OBJECT_STORE, STATE_MOUNT_PATH
+from components.platform.submit import (
+    SubmissionError,
+    check_schedule,
+    git_revision,
+    kfp_cron,
+    pipeline_arguments,
+    read_spec,
+    version_name,
+)
+from components.stage_table import BY_NAME, STAGES
 from helpers import REPO, free_port
-
+from pipeline_cli import main
 
 
 def cli(*args, env=None):
@@ -43,7 +49,7 @@ def test_portable_spec_has_no_kubernetes_settings_and_every_stage_has_resources(
         documents = [document for document in yaml.safe_load_all(source) if document]
     assert len(documents) == 1 and "platforms" not in documents[0]
     for name, executor in executors(documents[0]).items():
-        expected = STAGE_RESOURCES[name.removeprefix("exec-")]
+        expected = BY_NAME[name.removeprefix("exec-")].resources
         resources = executor["container"]["resources"]
         assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"],
                 resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == expected
@@ -53,7 +59,7 @@ def test_kfp_spec_mounts_the_state_volume_in_the_state_stages_only(specs):
     spec, platform = read_spec(specs[1])
     assert executors(spec) == executors(read_spec(specs[0])[0])  # the same stages, images and resources
     mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert sorted(mounts) == sorted(f"exec-{stage}" for stage in STATE_STAGES)
+    assert sorted(mounts) == sorted(f"exec-{stage.name}" for stage in STAGES if stage.kept_state)
     for config in mounts.values():
         assert [(m["pvcNameParameter"]["runtimeValue"]["constant"], m["mountPath"]) for m in config["pvcMount"]] \
             == [("living-pipeline-state", STATE_MOUNT_PATH)]
@@ -129,7 +135,7 @@ def test_version_name_is_the_git_revision_and_a_dirty_tree_gets_the_time(tmp_pat
     (tmp_path / "pipeline.py").write_text("two\n")
     dirty = git_revision(str(tmp_path))
     assert dirty == f"{revision}-dirty"
-    first, second = version_name(dirty), version_name(dirty)
+    first = version_name(dirty)
     assert first.startswith(f"{revision}-dirty-") and len(first) == len(f"{revision}-dirty-20260101-000000")
 
 

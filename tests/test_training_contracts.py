@@ -8,14 +8,14 @@ import pytest
 import tensorflow as tf
 
 from components.errors import StageError
+from components.penguins import curated_schema_path
+from components.serving.warmup import raw_examples, read_warmup_requests
 from components.stage_logic.evaluate import evaluate_model
 from components.stage_logic.ingest import ingest_examples
-from components.penguins import curated_schema_path
 from components.stage_logic.schema import make_schema
 from components.stage_logic.statistics import generate_statistics
 from components.stage_logic.train import SERVING_SIGNATURE, train_model
 from components.stage_logic.transform import transform_examples
-from components.serving.warmup import raw_examples, read_warmup_requests
 
 # Every test here trains a model, or runs on a trained one.
 pytestmark = pytest.mark.slow
@@ -96,8 +96,8 @@ def test_warmup_requests_parse_as_prediction_logs_and_serve(tfx_inputs, tmp_path
 def test_hyperparameters_change_the_run_fn_model(tfx_inputs, tmp_path):
     one = train(tfx_inputs, TFX_MODULE, tmp_path / "one", 5,
                 hyperparameters='{"num_layers": 1, "learning_rate": 0.01}', custom_config={"team": "birds"})
-    three = train(tfx_inputs, TFX_MODULE, tmp_path / "three", 5,
-                  hyperparameters={"num_layers": 3, "learning_rate": 0.01})
+    train(tfx_inputs, TFX_MODULE, tmp_path / "three", 5,
+          hyperparameters={"num_layers": 3, "learning_rate": 0.01})
     assert one["hyperparameters"] == {"num_layers": 1, "learning_rate": 0.01}
     assert one["custom_config"] == {"team": "birds"}
     assert dense_layer_count(str(tmp_path / "one")) == 2

@@ -10,8 +10,8 @@ missing arrives as a SparseTensor, which `dense_feature` fills in).
 from typing import List
 
 import tensorflow as tf
-from tensorflow import keras
 import tensorflow_transform as tft
+from tensorflow import keras
 from tfx_bsl.public import tfxio
 
 from components.training.fn_args import v1 as tfx

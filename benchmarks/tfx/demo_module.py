@@ -9,9 +9,9 @@ import math
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from components.stage_logic import train
 from components.penguins import module
 from components.penguins.module import preprocessing_fn  # noqa: F401 (TFX's Transform calls it)
+from components.stage_logic import train
 from components.training.user_module import transformed_name
 
 SEED = 42

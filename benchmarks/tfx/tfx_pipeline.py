@@ -43,8 +43,8 @@ def _example_eval_config():
 
 def _our_eval_config():
     """Our evaluate stage's metrics and slices, with our default blessing gates as TFMA thresholds."""
-    from components.stage_logic.evaluate import evaluation_config
     from components.penguins import module
+    from components.stage_logic.evaluate import evaluation_config
 
     config = evaluation_config(module.LABEL_KEY, module.PROBLEM_TYPE, module.SLICE_COLUMNS, with_baseline=False)
     for spec in config.metrics_specs:

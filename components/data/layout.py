@@ -18,12 +18,13 @@ def examples_pattern(artifact_dir, split):
     return os.path.join(split_dir(artifact_dir, split), "*.gz")
 
 
-def split_names(artifact_dir):
-    """The splits present in an artifact (a local folder or a bucket URI), in sorted order."""
-    from components.state import storage
+def split_names(artifact_dir, storage=None):
+    """The splits present in an artifact (a local folder, or a bucket URI listed with `storage`), sorted."""
+    from components.state.storage import Storage, is_remote
 
-    if storage.is_remote(artifact_dir):
-        names = {relative.split("/", 1)[0] for _, relative in storage.files_under(artifact_dir, "--beam-temp-root")}
+    if is_remote(artifact_dir):
+        listed = (storage or Storage()).files_under(artifact_dir, "--beam-temp-root")
+        names = {relative.split("/", 1)[0] for _, relative in listed}
     else:
         names = os.listdir(artifact_dir)
     return sorted(name[len(_SPLIT_PREFIX):] for name in names if name.startswith(_SPLIT_PREFIX))

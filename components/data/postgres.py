@@ -28,11 +28,10 @@ import re
 
 import apache_beam as beam
 
-from components.errors import StageError
+from components.data.database import DATABASE_URL_VARIABLE, DEFAULT_QUERY_PARTITIONS
 from components.data.sources import feature_value
+from components.errors import StageError
 
-DATABASE_URL_VARIABLE = "LIVING_PIPELINE_DATABASE_URL"
-DEFAULT_QUERY_PARTITIONS = 4
 _FETCH_ROWS = 2000
 # Every session ingest opens is read-only from its first statement; added to the connection's own options.
 _READ_ONLY_SESSION = "-c default_transaction_read_only=on"

@@ -265,6 +265,7 @@ class ReadTFRecordFiles(beam.DoFn):
 
     def process(self, element):
         from apache_beam.io.filesystem import CompressionTypes
+
         # Beam's own record reader (length and CRC checks), used per file to name the file at fault.
         from apache_beam.io.tfrecordio import _TFRecordUtil
         from google.protobuf.message import DecodeError

@@ -68,7 +68,8 @@ def decide(slices, metric, threshold, tolerance, baseline_name="the serving mode
     if baseline is not None:
         ok = _passes(candidate, baseline - tolerance)
         blessed &= ok
-        reasons.append(f"{metric} {where}: candidate {candidate:.4f}, {baseline_name} {baseline:.4f}, difference {candidate - baseline:+.4f}, at most {tolerance:g} worse "
+        reasons.append(f"{metric} {where}: candidate {candidate:.4f}, {baseline_name} {baseline:.4f}, "
+                       f"difference {candidate - baseline:+.4f}, at most {tolerance:g} worse "
                        f"allowed (--tolerance): {_verdict(ok)}")
     elif threshold:
         reasons.append("no model is serving yet: the first model is blessed on the threshold alone")

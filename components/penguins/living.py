@@ -14,8 +14,14 @@ import os
 import shutil
 
 from components.penguins import curated_schema_path
-from components.penguins.demo import (SPAN_YEARS, demo_pattern, write_corrupted_span, write_demo_span,
-                                      write_serving_sample, write_shuffled_span)
+from components.penguins.demo import (
+    SPAN_YEARS,
+    demo_pattern,
+    write_corrupted_span,
+    write_demo_span,
+    write_serving_sample,
+    write_shuffled_span,
+)
 from components.state.serving_root import published_versions
 
 MODEL_NAME = "penguins"

@@ -5,9 +5,9 @@ same compiled pipeline moves to Dataflow or Flink without a code change. Without
 DirectRunner runs in this process: for the small and medium data of a local run, starting worker
 processes costs more than it saves.
 """
-import shlex
-
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from components.platform.flags import split_flags
 
 # Examples per Arrow record batch where transform and evaluate read tf.Examples. TFXIO's default grows
 # batches from timings up to 1,000; fixed larger batches cut the per-batch cost of decoding and of running
@@ -19,8 +19,8 @@ _LOCAL_DEFAULTS = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "
 
 
 def beam_arg_list(beam_args):
-    """Splits a Beam argument string; an empty string means the local defaults."""
-    args = shlex.split(beam_args) if isinstance(beam_args, str) else list(beam_args or [])
+    """Splits a Beam argument string (or takes a list); none means the local defaults."""
+    args = split_flags(beam_args)
     flags = {arg.split("=", 1)[0] for arg in args}
     defaults = [] if "--runner" in flags else [
         arg for arg in _LOCAL_DEFAULTS if arg.split("=", 1)[0] not in flags]

@@ -24,11 +24,20 @@ import contextlib
 import dataclasses
 import datetime
 import os
-import shlex
 import uuid
 
-from components.state import storage
 from components.errors import StageError
+from components.platform.flags import join_flags, split_flags
+from components.state.storage import (
+    GCS_SCHEME,
+    S3_SCHEME,
+    Storage,
+    StorageSettings,
+    _use_anonymous_gcs_credentials,
+    is_remote,
+    join,
+    refuse_credentials,
+)
 
 RUNNERS = ("direct", "portable", "dataflow")
 TEMP_ROOT_FLAG = "--beam-temp-root"
@@ -59,7 +68,7 @@ class RunnerPreset:
             raise StageError(f"--beam-runner {self.runner!r}: choose one of {', '.join(RUNNERS)}.")
         if self.runner == "direct":
             return [f"--temp_location={self.temp_root}"] if self.temp_root else []
-        if not storage.is_remote(self.temp_root):
+        if not is_remote(self.temp_root):
             raise StageError(f"--beam-runner {self.runner} needs {TEMP_ROOT_FLAG} gs://BUCKET/PATH or "
                              f"s3://BUCKET/PATH (got {self.temp_root!r}): the workers keep temp files and the "
                              "stages' outputs there, and cannot see this machine's folders.")
@@ -72,12 +81,12 @@ class RunnerPreset:
                     f"--temp_location={self.temp_root}"]
         _require(self.runner, ("--dataflow-project", self.project), ("--dataflow-region", self.region),
                  ("--worker-image", self.worker_image))
-        if not self.temp_root.startswith(storage.GCS_SCHEME):
+        if not self.temp_root.startswith(GCS_SCHEME):
             raise StageError(f"--beam-runner dataflow needs {TEMP_ROOT_FLAG} gs://BUCKET/PATH (got "
                              f"{self.temp_root!r}): Dataflow stages and reads its files in Cloud Storage.")
         args = ["--runner=DataflowRunner", f"--project={self.project}", f"--region={self.region}",
-                f"--temp_location={storage.join(self.temp_root, 'tmp')}",
-                f"--staging_location={storage.join(self.temp_root, 'staging')}",
+                f"--temp_location={join(self.temp_root, 'tmp')}",
+                f"--staging_location={join(self.temp_root, 'staging')}",
                 f"--sdk_container_image={self.worker_image}", "--sdk_location=container",
                 "--experiments=use_runner_v2"]
         if self.service_account:
@@ -97,7 +106,7 @@ def _require(runner, *flags):
 
 def combine(preset_args, beam_args):
     """The preset's options followed by the user's `--beam-args`; a runner set by both is refused."""
-    user = shlex.split(beam_args or "")
+    user = split_flags(beam_args)
     user_flags = {arg.split("=", 1)[0] for arg in user}
     preset_flags = {arg.split("=", 1)[0] for arg in preset_args}
     clash = sorted(flag for flag in user_flags & preset_flags
@@ -106,7 +115,7 @@ def combine(preset_args, beam_args):
     if clash:
         raise StageError(f"--beam-args sets {', '.join(clash)}, which --beam-runner already sets: "
                          "leave it out of --beam-args.")
-    return shlex.join([*preset_args, *user])
+    return join_flags([*preset_args, *user])
 
 
 def beam_arg_list(beam_args):
@@ -133,39 +142,41 @@ def temp_root(beam_args):
     return _flag(beam_arg_list(beam_args), "--temp_location")
 
 
-def stage_beam_args(beam_args, stage):
-    """The Beam arguments a stage runs with: the run's, plus the stage's own job name on Dataflow."""
-    args = beam_arg_list(beam_args)
-    if runner_name(beam_args) == "DataflowRunner" and not _flag(args, "--job_name"):
+def stage_beam_args(beam_args, stage, settings=StorageSettings()):
+    """The Beam arguments a stage runs with: the run's storage settings as Beam options, the run's Beam
+    arguments (never a credential: refused), and on Dataflow the stage's own job name."""
+    refuse_credentials(beam_args)
+    args = beam_arg_list([*settings.beam_flags(), *split_flags(beam_args)])
+    if _flag(args, "--runner") == "DataflowRunner" and not _flag(args, "--job_name"):
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
         args.append(f"--job_name=living-pipeline-{stage}-{stamp}-{uuid.uuid4().hex[:6]}")
-    return shlex.join(args)
+    return join_flags(args)
 
 
 def _bucket_form(uri):
     """An artifact URI as Beam names it (`minio://` is KFP's S3 store), or '' for a local one."""
     if uri.startswith(_KFP_MINIO):
-        return storage.S3_SCHEME + uri[len(_KFP_MINIO):]
-    return uri if storage.is_remote(uri) else ""
+        return S3_SCHEME + uri[len(_KFP_MINIO):]
+    return uri if is_remote(uri) else ""
 
 
 def _under_temp_root(path, beam_args):
     root = temp_root(beam_args)
-    if not storage.is_remote(root):
+    if not is_remote(root):
         raise StageError(f"The Beam runner {runner_name(beam_args)} runs its workers elsewhere and the "
                          f"artifacts of this run are local folders ({path}): give {TEMP_ROOT_FLAG} "
                          "s3://BUCKET/PATH or gs://BUCKET/PATH (Beam's --temp_location), a bucket the workers "
                          "can reach.")
     tail = os.path.normpath(path).split(os.sep)[-3:]
-    return storage.join(root, "artifacts", *tail)
+    return join(root, "artifacts", *tail)
 
 
 def _for_tensorflow(uri, beam_args, path):
     """`uri`, if TensorFlow's own file I/O can use it; else the place under the temp root, if that is gs://."""
-    if not uri.startswith(storage.S3_SCHEME):
+    if not uri.startswith(S3_SCHEME):
         return uri
     fallback = _under_temp_root(path, beam_args)
-    if fallback.startswith(storage.GCS_SCHEME):
+    if fallback.startswith(GCS_SCHEME):
         return fallback
     raise StageError(f"TensorFlow itself reads and writes this stage's {uri.split('/')[-1]} on the workers, "
                      f"and TensorFlow 2.16 has no s3:// file system ({uri}): give {TEMP_ROOT_FLAG} gs://BUCKET/PATH, "
@@ -184,29 +195,31 @@ def output_uri(artifact, beam_args, tensorflow=False):
     return uri
 
 
-def input_uri(artifact, beam_args, tensorflow=False):
+def input_uri(artifact, beam_args, tensorflow=False, storage=None):
     """Where Beam reads `artifact`: where its stage had Beam write it, or its own folder, uploaded to a
     bucket first if this stage's workers run elsewhere and the folder is local."""
+    storage = storage or Storage()
     recorded = artifact.metadata.get(BEAM_URI_KEY, "")
     if recorded and not (tensorflow and not in_process(beam_args)):
         return recorded
     if in_process(beam_args):
         return artifact.path
     own = recorded or _bucket_form(artifact.uri)
-    if own and (not tensorflow or own.startswith(storage.GCS_SCHEME)):
+    if own and (not tensorflow or own.startswith(GCS_SCHEME)):
         return own
     uri = _under_temp_root(artifact.path, beam_args)
     if tensorflow:
         uri = _for_tensorflow(uri, beam_args, artifact.path)
-    with local_view(artifact) as folder:
+    with local_view(artifact, storage) as folder:
         storage.upload_folder(folder, uri, TEMP_ROOT_FLAG)
     return uri
 
 
-def mirror(uri, local_dir):
+def mirror(uri, local_dir, storage=None):
     """Copies the files under `uri` into `local_dir` where they are not there already (on Vertex AI the
     artifact's folder is the bucket itself), so plain file I/O reads what the workers wrote."""
-    if uri == local_dir or not storage.is_remote(uri):
+    storage = storage or Storage()
+    if uri == local_dir or not is_remote(uri):
         return
     for remote, relative in storage.files_under(uri, TEMP_ROOT_FLAG):
         local = os.path.join(local_dir, relative)
@@ -215,16 +228,17 @@ def mirror(uri, local_dir):
             storage.download_file(remote, local, TEMP_ROOT_FLAG)
 
 
-def beam_dirs_for_evaluate(model, examples, evaluation, baseline, local_baseline, beam_args):
+def beam_dirs_for_evaluate(model, examples, evaluation, baseline, local_baseline, beam_args, storage=None):
     """The bucket URIs evaluate's workers read the models and eval split from and write the evaluation to;
     empty in process (evaluate then uses the local folders)."""
+    storage = storage or Storage()
     if in_process(beam_args):
         return {}
-    dirs = {"model": input_uri(model, beam_args, tensorflow=True),
-            "examples": input_uri(examples, beam_args),
+    dirs = {"model": input_uri(model, beam_args, tensorflow=True, storage=storage),
+            "examples": input_uri(examples, beam_args, storage=storage),
             "output": output_uri(evaluation, beam_args, tensorflow=True)}
     if local_baseline:
-        if baseline.startswith(storage.GCS_SCHEME):
+        if baseline.startswith(GCS_SCHEME):
             dirs["baseline"] = baseline
         else:
             dirs["baseline"] = _for_tensorflow(_under_temp_root(local_baseline, beam_args), beam_args,
@@ -233,9 +247,10 @@ def beam_dirs_for_evaluate(model, examples, evaluation, baseline, local_baseline
     return dirs
 
 
-def mirror_file(uri, local_path):
+def mirror_file(uri, local_path, storage=None):
     """Copies one file the workers wrote into the artifact's folder, unless it is there already."""
-    if uri != local_path and storage.is_remote(uri) and not os.path.exists(local_path):
+    storage = storage or Storage()
+    if uri != local_path and is_remote(uri) and not os.path.exists(local_path):
         os.makedirs(os.path.dirname(local_path), exist_ok=True)
         storage.download_file(uri, local_path, TEMP_ROOT_FLAG)
 
@@ -243,7 +258,7 @@ def mirror_file(uri, local_path):
 def check_readable(location, flag, beam_args):
     """Raises StageError if Beam's workers run elsewhere and `location` is a local path (or empty: the demo
     data inside this machine's package)."""
-    if in_process(beam_args) or storage.is_remote(location):
+    if in_process(beam_args) or is_remote(location):
         return
     raise StageError(f"{flag} {location or '(the demo data)'!r} is on this machine, and the Beam runner "
                      f"{runner_name(beam_args)} runs its workers elsewhere: put it in a bucket (gs://, s3://) "
@@ -251,9 +266,10 @@ def check_readable(location, flag, beam_args):
 
 
 @contextlib.contextmanager
-def local_view(artifact):
+def local_view(artifact, storage=None):
     """A local folder with the artifact's files, for stages that read it with plain file I/O: its own
     folder, unless Beam's workers wrote it under the temp root (then a download)."""
+    storage = storage or Storage()
     recorded = artifact.metadata.get(BEAM_URI_KEY, "")
     if not recorded or recorded == _bucket_form(artifact.uri):  # Vertex AI's /gcs or KFP's download
         yield artifact.path
@@ -263,11 +279,12 @@ def local_view(artifact):
 
 
 @contextlib.contextmanager
-def scratch(next_to):
+def scratch(next_to, storage=None):
     """A scratch folder beside `next_to`: local when it is local, else in its bucket; removed afterwards."""
+    storage = storage or Storage()
     import tempfile
 
-    if not storage.is_remote(next_to):
+    if not is_remote(next_to):
         with tempfile.TemporaryDirectory(prefix="living-pipeline-") as folder:
             yield folder
         return
@@ -279,7 +296,7 @@ def scratch(next_to):
         storage.delete(found, TEMP_ROOT_FLAG, folder)
 
 
-def validate(beam_args, stage):
+def validate(beam_args, stage, settings=StorageSettings()):
     """Beam's own validation of the options `stage` runs with (for Dataflow: project, region, job name,
     temp and staging locations in Cloud Storage, worker settings); raises StageError with the first problem."""
     from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
@@ -288,8 +305,8 @@ def validate(beam_args, stage):
     from components.platform.beam_options import pipeline_options
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
-        storage._use_anonymous_gcs_credentials()  # a GCS emulator takes none (Beam checks the temp bucket)
-    args = stage_beam_args(beam_args, stage)
+        _use_anonymous_gcs_credentials()  # a GCS emulator takes none (Beam checks the temp bucket)
+    args = stage_beam_args(beam_args, stage, settings)
     errors = PipelineOptionsValidator(pipeline_options(args), create_runner(runner_name(args))).validate()
     if errors:
         raise StageError(f"{stage}: Beam refuses the options of --beam-runner/--beam-args: {errors[0].strip()}"

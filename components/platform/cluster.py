@@ -1,9 +1,11 @@
-"""What each stage asks of a cluster: CPU and memory, and on open-source KFP where the pipeline's state lives.
+"""Where the stages run on a cluster: each task's settings from the stage table, and on open-source KFP
+where the pipeline's kept state lives.
 
-Resources are portable task settings in the spec: KFP turns them into the pods' requests and limits,
-Vertex AI picks machine types from the limits, kfp.local ignores them.
+`configure_tasks` gives every task the resources and caching of its row in components/stage_table.py
+(portable settings: KFP turns resources into the pods' requests and limits, Vertex AI picks machine types
+from the limits, kfp.local ignores them).
 
-The pipeline's state (the serving root and the statistics store, which outlive a run) lives on KFP in
+The pipeline's kept state (the serving root and the statistics store, which outlive a run) lives on KFP in
 one of two places, both KFP-only settings that never reach the portable spec Vertex AI runs:
 - the object store KFP already runs (`compile --kfp-s3-endpoint URL`, the documented default): every
   stage gets the endpoint as the environment variable AWS_ENDPOINT_URL and the keys from a Kubernetes
@@ -11,35 +13,13 @@ one of two places, both KFP-only settings that never reach the portable spec Ver
   AWS_SECRET_ACCESS_KEY (kfp-kubernetes). The keys are never pipeline parameters, so they are in no
   spec, artifact or log; the serving root and statistics store are then `s3://` URIs. Any pod may
   run on any node.
-- a volume (`compile --kfp-volume PVC`), mounted in the stages that keep state; a ReadWriteOnce
-  volume ties those pods to one node.
+- a volume (`compile --kfp-volume PVC`), mounted in the stages whose row names kept state; a
+  ReadWriteOnce volume ties those pods to one node.
 """
 from typing import NamedTuple
 
+from components.stage_table import BY_NAME
 
-class Resources(NamedTuple):
-    cpu_request: str
-    cpu_limit: str
-    memory_request: str
-    memory_limit: str
-
-
-# Measured peaks on the demo and at 1M rows (benchmarks/README.md): no stage above 1.2 GB; the Beam
-# stages and training use two cores when they have them.
-STAGE_RESOURCES = {
-    "ingest": Resources("500m", "2", "1G", "4G"),
-    "statistics": Resources("1", "2", "2G", "4G"),
-    "schema": Resources("250m", "1", "512M", "2G"),
-    "validate": Resources("500m", "1", "1G", "2G"),
-    "transform": Resources("1", "2", "2G", "4G"),
-    "train": Resources("1", "2", "2G", "4G"),
-    "evaluate": Resources("1", "2", "2G", "4G"),
-    "push": Resources("250m", "1", "512M", "2G"),
-}
-
-# The stages that read or write state outside their artifacts: the statistics store (validate) and
-# the serving root (evaluate's baseline, push).
-STATE_STAGES = ("validate", "evaluate", "push")
 STATE_MOUNT_PATH = "/mnt/living-pipeline"
 
 
@@ -61,13 +41,16 @@ KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 def configure_tasks(tasks, kfp_volume=None, object_store=None):
-    """Sets each task's resources; with `kfp_volume` (a PVC name), mounts it in the state stages; with
-    `object_store` (an ObjectStore), gives every stage its endpoint and keys as environment variables."""
+    """Sets each task's resources and caching from the stage table; with `kfp_volume` (a PVC name), mounts
+    it in the stages that keep state; with `object_store` (an ObjectStore), gives every stage its endpoint
+    and keys as environment variables."""
     for task in tasks:
-        resources = STAGE_RESOURCES[task.name]
+        stage = BY_NAME[task.name]
+        resources = stage.resources
+        task.set_caching_options(stage.cached)
         (task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
          .set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit))
-        if kfp_volume and task.name in STATE_STAGES:
+        if kfp_volume and stage.kept_state:
             from kfp import kubernetes
 
             kubernetes.mount_pvc(task, pvc_name=kfp_volume, mount_path=STATE_MOUNT_PATH)

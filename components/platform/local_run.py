@@ -4,9 +4,9 @@ The stages run one after another, each in its own process (kfp.local's Subproces
 Python environment, or each in a container of the project image (kfp.local's DockerRunner). The
 DockerRunner mounts the pipeline root into each container at the same path, and nothing else: so
 `container_arguments` checks that local paths the stages use are under it (copying in the schema and
-module files), and the pipeline root is made writable for the image's non-root user. `StageLog` passes their output through to the terminal while noting each stage's
-start, end, peak memory and error line; after the run, the run report is written and a summary is
-printed from the pipeline's outputs.
+module files), and the pipeline root is made writable for the image's non-root user. `StageLog` passes
+their output through to the terminal while noting each stage's start, end, peak memory and error line;
+after the run, the run report is written and a summary is printed from the pipeline's outputs.
 """
 import os
 import re
@@ -241,7 +241,8 @@ def validation_lines(validation):
         if parts:
             lines.append("  " + "; ".join(parts))
     if validation.get("warnings"):
-        lines.append(f"Warnings (--warn-on-anomalies): {int(validation['anomaly_count'])} anomalies did not stop the run")
+        lines.append(f"Warnings (--warn-on-anomalies): {int(validation['anomaly_count'])} anomalies did not stop "
+                     "the run")
         lines.extend(f"  {line.strip()}" for line in validation["warnings"])
     return lines
 

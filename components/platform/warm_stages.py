@@ -31,14 +31,10 @@ import tempfile
 
 from components.errors import error_line
 
-# What the stages import, in the order the stages run: between two of these the warm process starts
-# any stage that is waiting, so the first stages need not wait for the last stages' libraries.
-WARM_IMPORTS = (
-    "kfp.dsl.executor", "components.errors", "components.stage_logic.ingest", "tensorflow", "apache_beam",
-    "components.stage_logic.statistics", "components.stage_logic.schema", "components.stage_logic.validate", "components.stage_logic.transform",
-    "components.stage_logic.train", "components.stage_logic.evaluate", "components.stage_logic.push", "components.state.provenance", "components.reports",
-    "components.stages",
-)
+# Imported before and after the stages' own preloads (components/stage_table.py): kfp's executor and the
+# error reporting every stage starts with; the reports and component module every stage ends with.
+_FIRST_IMPORTS = ("kfp.dsl.executor", "components.errors")
+_LAST_IMPORTS = ("components.reports", "components.stages")
 WARM = "warm"
 FRESH = "fresh"
 KFP_RUNTIME = ("_KFP_RUNTIME", "true")
@@ -64,7 +60,7 @@ def stage_request(full_command, python=sys.executable):
 class WarmStages:
     """The run's side: starts the warm process and runs stage commands through it."""
 
-    def __init__(self, imports=WARM_IMPORTS):
+    def __init__(self, imports):
         self.environment = dict(os.environ)
         self.cwd = os.getcwd()
         self._folder = tempfile.mkdtemp(prefix="living-pipeline-warm-")
@@ -77,7 +73,8 @@ class WarmStages:
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(listener.fileno()), ",".join(imports)],
-                pass_fds=[listener.fileno()], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, cwd=self.cwd,
+                pass_fds=[listener.fileno()], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
+                cwd=self.cwd,
                 env={**self.environment, KFP_RUNTIME[0]: KFP_RUNTIME[1]})
         listener.close()
 
@@ -144,14 +141,23 @@ class WarmStages:
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
+def warm_imports(table=None):
+    """What the stages of `table` (default: the stage table) import, in the order the stages run: between two
+    of these the warm process starts any stage that is waiting, so the first stages need not wait for the
+    last stages' libraries."""
+    from components.stage_table import STAGES
+
+    return (*_FIRST_IMPORTS, *(module for stage in table or STAGES for module in stage.preloads), *_LAST_IMPORTS)
+
+
 @contextlib.contextmanager
-def warm_stage_processes(imports=WARM_IMPORTS):
+def warm_stage_processes(imports=None):
     """While active, kfp.local's SubprocessRunner starts stages from a warm process that has imported
     `imports` (see the module's docstring); a stage it cannot start that way runs as kfp.local's plain
     process. Yields the `WarmStages`."""
     from kfp.local import subprocess_task_handler
 
-    stages = WarmStages(imports)
+    stages = WarmStages(imports or warm_imports())
     plain_process = subprocess_task_handler.run_local_subprocess
 
     def run_stage(full_command):
@@ -183,7 +189,7 @@ class _WarmProcess:
         self.running = {}  # pidfd -> (pid, connection)
 
     def serve(self):
-        """Imports WARM_IMPORTS, starting waiting stages between imports, then starts stages until its
+        """Imports `imports`, starting waiting stages between imports, then starts stages until its
         standard input closes. Returns a request only in a forked child, which then runs it."""
         for module in self.imports:
             request = self._start_waiting_stages(timeout=0)

@@ -20,9 +20,9 @@ import sys
 import time
 import warnings
 
-from components.state import storage
 from components.errors import StageError
 from components.state.serving_root import is_version_name, model_root, published_versions
+from components.state.storage import Storage, join
 
 _FLAG = "--serving-root"
 _INCOMING_PREFIX = ".incoming-"
@@ -35,14 +35,15 @@ def local_versions(local_root):
     return sorted(int(name) for name in os.listdir(local_root) if is_version_name(name))
 
 
-def mirror_once(serving_root, model_name, local_root):
+def mirror_once(serving_root, model_name, local_root, storage=None):
     """Mirrors the newest published version into `local_root` if it is not there yet; returns the
     versions it mirrored (TF Serving serves the newest, so older ones are not fetched)."""
-    published = published_versions(serving_root, model_name)
+    storage = storage or Storage()
+    published = published_versions(serving_root, model_name, storage)
     if not published or published[-1] in local_versions(local_root):
         return []
     version = published[-1]
-    source = storage.join(model_root(serving_root, model_name), str(version))
+    source = join(model_root(serving_root, model_name), str(version))
     incoming = os.path.join(local_root, f"{_INCOMING_PREFIX}{version}")
     shutil.rmtree(incoming, ignore_errors=True)
     for uri, relative in storage.files_under(source, _FLAG):
@@ -53,12 +54,13 @@ def mirror_once(serving_root, model_name, local_root):
     return [version]
 
 
-def run(serving_root, model_name, local_root, poll_seconds, once=False, log=print):
+def run(serving_root, model_name, local_root, poll_seconds, once=False, log=print, storage=None):
     """Mirrors every `poll_seconds`; a failing poll is one line in the log, and the next poll tries again."""
+    storage = storage or Storage()
     os.makedirs(local_root, exist_ok=True)
     while True:
         try:
-            for version in mirror_once(serving_root, model_name, local_root):
+            for version in mirror_once(serving_root, model_name, local_root, storage):
                 log(f"Mirrored version {version} of {model_name} from {serving_root} into {local_root}")
         except StageError as error:
             if once:
@@ -70,7 +72,8 @@ def run(serving_root, model_name, local_root, poll_seconds, once=False, log=prin
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m components.serving.model_mirror", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m components.serving.model_mirror",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--serving-root", required=True, help="the serving root push publishes to (s3:// or gs://)")
     parser.add_argument("--model-name", required=True, help="the model's name under the serving root")
     parser.add_argument("--to", required=True, metavar="DIR", help="the local folder TF Serving's "

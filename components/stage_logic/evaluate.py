@@ -13,17 +13,22 @@ import tensorflow_model_analysis as tfma
 from tfx_bsl.public import tfxio
 
 from components.data import layout
-
 from components.evaluation import tfma_metrics
-
+from components.evaluation.blessing import (
+    DEFAULT_MIN_SLICE_EXAMPLES,
+    DEFAULT_THRESHOLD,
+    OVERALL,
+    decide,
+    value_threshold,
+)
+from components.evaluation.tfma_batches import batched_extractors
 from components.platform import beam_runner
 from components.platform.beam_options import RECORD_BATCH_SIZE, pipeline_options
-from components.evaluation.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, OVERALL, decide, value_threshold
-from components.training.autograph_rules import skip_autograph_for_libraries
 from components.stage_logic.schema import load_schema
-from components.evaluation.tfma_batches import batched_extractors
 from components.stage_logic.statistics import TELEMETRY
 from components.stage_logic.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
+from components.state.storage import Storage
+from components.training.autograph_rules import skip_autograph_for_libraries
 from components.training.user_module import CLASSIFICATION, load_user_module, transformed_name
 
 CANDIDATE = "candidate"
@@ -130,7 +135,7 @@ def _slice_name(metrics_for_slice):
 def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, baseline_dir=None,
                    slice_columns=None, threshold=DEFAULT_THRESHOLD, tolerance=0.0, beam_args="",
                    baseline_version=0, slice_threshold=0.0, min_slice_examples=DEFAULT_MIN_SLICE_EXAMPLES,
-                   class_count=0, output_kind="", beam_dirs=None):
+                   class_count=0, output_kind="", beam_dirs=None, storage=None):
     """Runs TFMA on the eval split; returns the blessing, its reasons, and overall and per-slice metrics.
 
     `class_count` is the number of classes the model's probabilities have (train's metadata; 0: unknown);
@@ -139,8 +144,9 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
     folders (`model`, `baseline`, `examples`, `output`) when they run elsewhere; the output is then
     copied into `output_dir`, which everything after the Beam run reads.
     """
+    storage = storage or Storage()
     beam_dirs = beam_dirs or {}
-    user_module = load_user_module(module)
+    user_module = load_user_module(module, storage)
     skip_autograph_for_libraries()
     if slice_columns is None:
         slice_columns = list(getattr(user_module, "SLICE_COLUMNS", []))
@@ -157,7 +163,7 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
                   **({BASELINE: beam_dirs.get("baseline", baseline_dir)} if with_baseline else {})}
     run_tfma(eval_config, model_dirs, beam_dirs.get("examples", examples_dir), schema_dir,
              beam_dirs.get("output", output_dir), beam_args)
-    beam_runner.mirror(beam_dirs.get("output", output_dir), output_dir)
+    beam_runner.mirror(beam_dirs.get("output", output_dir), output_dir, storage)
 
     slices = {_slice_name(m): _scalar_metrics(m) for m in tfma.load_metrics(output_dir)}
     _, metric_name = _blessing_metric(user_module.PROBLEM_TYPE)
@@ -190,8 +196,8 @@ def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam
     `output_dir`.
 
     `grouped`: each batch's examples reach the metrics in groups that share their slices
-    (`components.evaluation.tfma_batches`), which the metrics of `components.evaluation.tfma_metrics` take; without it, one at
-    a time, as TFMA's default extraction sends them (its own metrics need that).
+    (`components.evaluation.tfma_batches`), which the metrics of `components.evaluation.tfma_metrics` take;
+    without it, one at a time, as TFMA's default extraction sends them (its own metrics need that).
     """
     models = [tfma.default_eval_shared_model(path, eval_config=eval_config, model_name=name)
               for name, path in model_dirs.items()]

@@ -33,13 +33,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 
-from components.data import csv_columns, layout, postgres, sources
-
-from components.state import storage
-from components.platform.beam_options import pipeline_options
-from components.errors import StageError
+from components.data import csv_columns, database, layout, postgres, sources
 from components.data.tf_example import canonical_bytes, example_values, serialize_example
 from components.data.tfrecords import WriteGzippedTFRecords
+from components.errors import StageError
+from components.platform.beam_options import pipeline_options
+from components.state.storage import Storage, is_remote
 
 SPAN_TOKEN = "{SPAN}"
 VERSION_TOKEN = "{VERSION}"
@@ -73,11 +72,12 @@ def _pattern_regex(pattern):
     return re.compile(regex + r"\Z")
 
 
-def resolve_input(pattern, span=0, flag="--data"):
+def resolve_input(pattern, span=0, flag="--data", storage=None):
     """Finds the files to ingest: those of `span`, or of the latest span when `span` is 0.
 
     `flag` names the setting the pattern came from, for error messages.
     """
+    storage = storage or Storage()
     if not pattern:
         raise StageError(f"The data pattern is empty: pass {flag} with a CSV path or pattern.")
     if VERSION_TOKEN in pattern and SPAN_TOKEN not in pattern:
@@ -526,7 +526,7 @@ class _QuerySource:
 def write_examples(source, plan, output_dir, beam_args=""):
     """The rows of `source` -> gzipped tf.Examples in one folder per split; returns (row counts, types)."""
     _check_split_column(plan, source.columns)
-    if not storage.is_remote(output_dir):  # a bucket URI when Beam's workers run elsewhere
+    if not is_remote(output_dir):  # a bucket URI when Beam's workers run elsewhere
         os.makedirs(output_dir, exist_ok=True)
     types_path = os.path.join(output_dir, "column_types.json")
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
@@ -580,13 +580,14 @@ def _given_splits(pattern, files):
 
 def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAULT_SPLIT_RATIOS, beam_args="",
                     data_format="", query="", query_partition_column="",
-                    query_partitions=postgres.DEFAULT_QUERY_PARTITIONS, split_column="",
-                    split_cutoff=""):
+                    query_partitions=database.DEFAULT_QUERY_PARTITIONS, split_column="",
+                    split_cutoff="", storage=None):
     """Runs ingest; returns the metadata of the examples written under `output_dir`.
 
     The source is the files matched by `data_pattern` (the demo data when it and `query` are empty), in
     `data_format` or the one their extension says, or the rows of the PostgreSQL `query`.
     """
+    storage = storage or Storage()
     if query:
         if data_pattern:
             raise StageError("--data and --query are both given: ingest reads one source, leave one out.")
@@ -600,7 +601,7 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
         if query_partition_column:
             raise StageError("--query-partition-column is given without --query: it partitions a query.")
         pattern = data_pattern or demo_data_pattern()
-        resolved = resolve_input(pattern.replace(SPLIT_TOKEN, "*"), span)
+        resolved = resolve_input(pattern.replace(SPLIT_TOKEN, "*"), span, storage=storage)
         given = SPLIT_TOKEN in pattern
         file_splits = _given_splits(pattern, resolved.files) if given else dict.fromkeys(resolved.files)
         given_names = sorted(set(file_splits.values())) if given else ()
@@ -635,13 +636,14 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
     }
 
 
-def ingest_serving_sample(pattern, output_dir, beam_args=""):
+def ingest_serving_sample(pattern, output_dir, beam_args="", storage=None):
     """A sample of serving requests (CSV) -> the `serving` split of tf.Examples under `output_dir`.
 
     Column types are inferred from the sample itself, so a type that differs from training shows up
     as skew or an anomaly rather than as a conversion error.
     """
-    resolved = resolve_input(pattern, flag="--serving-data")
+    storage = storage or Storage()
+    resolved = resolve_input(pattern, flag="--serving-data", storage=storage)
     source = _FileSource(dict.fromkeys(resolved.files), sources.CSV, "the serving sample")
     row_counts, _ = write_examples(source, SplitPlan(names=(SERVING_SPLIT,), weights=(1,)), output_dir, beam_args)
     if not row_counts[SERVING_SPLIT]:

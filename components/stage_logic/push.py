@@ -10,9 +10,10 @@ With a provenance `record` (components.state.provenance), the version is publish
 """
 import contextlib
 
+from components.serving.warmup import WARMUP_FOLDER
 from components.state.provenance import PROVENANCE_FILE, model_with_provenance
 from components.state.serving_root import BaselineChanged, is_version_name, publish_model
-from components.serving.warmup import WARMUP_FOLDER
+from components.state.storage import Storage
 
 
 def compared_version(blessing):
@@ -23,8 +24,9 @@ def compared_version(blessing):
     return int(name) if is_version_name(name) else 0
 
 
-def push_model(model_dir, blessing, serving_root, model_name, record=None):
+def push_model(model_dir, blessing, serving_root, model_name, record=None, storage=None):
     """Publishes the model if `blessing` says so (with its provenance `record`); returns what was done and why."""
+    storage = storage or Storage()
     if not blessing["blessed"]:
         return {"pushed": False, "version": 0, "path": "",
                 "reason": "not blessed: " + "; ".join(blessing["reasons"])}
@@ -32,7 +34,7 @@ def push_model(model_dir, blessing, serving_root, model_name, record=None):
     try:
         with staged as publishable:
             version, path = publish_model(publishable, serving_root, model_name,
-                                          compared_with=compared_version(blessing))
+                                          compared_with=compared_version(blessing), storage=storage)
     except BaselineChanged as changed:
         return {"pushed": False, "version": 0, "path": "", "reason": f"blessed, but {changed}"}
     return {"pushed": True, "version": version, "path": path,

@@ -24,10 +24,9 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from components.data import layout
-
-from components.state import storage
 from components.errors import StageError
 from components.state.statistics_store import keep_schema, kept_schema
+from components.state.storage import Storage, is_remote
 
 SCHEMA_FILE = "schema.pbtxt"
 TRAINING_ENVIRONMENT = "TRAINING"
@@ -54,9 +53,10 @@ def load_schema(schema_dir):
     return read_schema_text(schema_file(schema_dir))
 
 
-def read_curated_schema(path):
+def read_curated_schema(path, storage=None):
     """Loads a schema in text format (a path or a gs:// or s3:// URI), with an error naming the file."""
-    if not (storage.exists(path, "--schema") if storage.is_remote(path) else os.path.isfile(path)):
+    storage = storage or Storage()
+    if not (storage.exists(path, "--schema") if is_remote(path) else os.path.isfile(path)):
         raise StageError(f"--schema {path!r} does not exist: give the path of a schema.pbtxt, "
                          "or leave --schema out to infer one from the data.")
     try:
@@ -160,15 +160,16 @@ def infer_schema(statistics, label_key):
 
 
 def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", statistics_root="",
-                update_schema=False):
+                update_schema=False, storage=None):
     """Writes `schema.pbtxt` under `output_dir`; returns where it came from, its version and features.
 
     `keep_as_version` (0: none) is the version validate keeps the schema as once the span passes.
     """
-    version, kept_text = (0, "") if curated_schema_path else kept_schema(statistics_root)
+    storage = storage or Storage()
+    version, kept_text = (0, "") if curated_schema_path else kept_schema(statistics_root, storage)
     keep_as_version = 0
     if curated_schema_path:
-        schema = read_curated_schema(curated_schema_path)
+        schema = read_curated_schema(curated_schema_path, storage)
         origin, description = "curated", f"curated: {curated_schema_path}"
     elif version and not update_schema:
         schema = text_format.Parse(kept_text, schema_pb2.Schema())
@@ -179,7 +180,7 @@ def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", s
         from components.training.user_module import load_user_module
 
         statistics = _span_statistics(statistics_dir)
-        label_key = load_user_module(module).LABEL_KEY if module else ""
+        label_key = load_user_module(module, storage).LABEL_KEY if module else ""
         check_label(statistics, label_key, module)
         schema = infer_schema(statistics, label_key)
         if statistics_root:
@@ -202,13 +203,14 @@ def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", s
             "report": schema_markdown(schema, description)}
 
 
-def keep_inferred_schema(schema_dir, metadata):
+def keep_inferred_schema(schema_dir, metadata, storage=None):
     """Keeps a schema that was inferred for the statistics store (after its span passed); returns where."""
+    storage = storage or Storage()
     version = int(metadata.get("keep_as_version", 0))
     if not version:
         return ""
     with open(schema_file(schema_dir)) as source:
-        return keep_schema(metadata["statistics_root"], version, source.read())
+        return keep_schema(metadata["statistics_root"], version, source.read(), storage)
 
 
 def _value_range(domain):

@@ -11,22 +11,20 @@ from tensorflow_data_validation import constants as tfdv_constants
 from tfx_bsl.public import tfxio
 
 from components.data import layout
-
-from components.platform import beam_runner
-
-from components.state import storage
-from components.platform.beam_options import pipeline_options
 from components.errors import StageError
+from components.platform import beam_runner
+from components.platform.beam_options import pipeline_options
 from components.stage_logic.ingest import SERVING_SPLIT, ingest_serving_sample
+from components.state.storage import Storage
 
 TELEMETRY = ["living-pipeline"]
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
 
 
-def _serving_examples_pattern(serving_data, scratch_dir, beam_args):
+def _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage):
     """The file pattern of tf.Examples for the serving sample, converting a CSV sample first."""
     if serving_data.endswith(".csv"):
-        ingest_serving_sample(serving_data, scratch_dir, beam_args)
+        ingest_serving_sample(serving_data, scratch_dir, beam_args, storage)
         return layout.examples_pattern(scratch_dir, SERVING_SPLIT)
     if serving_data.endswith(_TFRECORD_SUFFIXES):
         if not storage.match(serving_data, "--serving-data"):
@@ -41,12 +39,14 @@ def _stats_options(slice_columns):
     return tfdv.StatsOptions(experimental_slice_functions=slicers or None)
 
 
-def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=(), serving_data=""):
+def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=(), serving_data="", storage=None):
     """Writes `Split-<name>/FeatureStats.pb` for each split (and the serving sample); returns the splits."""
-    patterns = {split: layout.examples_pattern(examples_dir, split) for split in layout.split_names(examples_dir)}
-    with beam_runner.scratch(output_dir) as scratch_dir:  # in a bucket when Beam's workers run elsewhere
+    storage = storage or Storage()
+    patterns = {split: layout.examples_pattern(examples_dir, split)
+                for split in layout.split_names(examples_dir, storage)}
+    with beam_runner.scratch(output_dir, storage) as scratch_dir:  # in a bucket when Beam's workers run elsewhere
         if serving_data:
-            patterns[SERVING_SPLIT] = _serving_examples_pattern(serving_data, scratch_dir, beam_args)
+            patterns[SERVING_SPLIT] = _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage)
         options = _stats_options(slice_columns)
         with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
             for split, pattern in patterns.items():

@@ -26,13 +26,13 @@ import tf_keras as keras
 
 from components.data import layout
 from components.errors import StageError
+from components.serving.warmup import raw_examples, without_feature, write_warmup_requests
+from components.stage_logic.schema import schema_file
+from components.state.provenance import module_source
+from components.state.storage import Storage
 from components.training.autograph_rules import skip_autograph_for_libraries
 from components.training.fn_args import DataAccessor, FnArgs
-from components.state.provenance import module_source
-from components.stage_logic.schema import schema_file
-from components.serving.warmup import raw_examples, without_feature, write_warmup_requests
-from components.training.user_module import (CLASSIFICATION, load_user_module, train_batch_size,
-                                    transformed_name)
+from components.training.user_module import CLASSIFICATION, load_user_module, train_batch_size, transformed_name
 
 SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
@@ -191,7 +191,7 @@ def _json_object(value, flag):
 
 def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir, train_steps, seed=42,
                 hyperparameters=None, custom_config=None, model_run_dir=None, examples_dir=None,
-                schema_dir=None, eval_steps=DEFAULT_EVAL_STEPS):
+                schema_dir=None, eval_steps=DEFAULT_EVAL_STEPS, storage=None):
     """Trains and exports the serving model by the module's contract (`run_fn` if it defines one, else
     `build_model`); returns the final metrics, the per-epoch history (build_model) and what serves.
 
@@ -199,6 +199,7 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
     logs; with `examples_dir` (the ingest stage's raw examples) the serving signature is tried on raw
     eval examples and the model gets warm-up requests from them.
     """
+    storage = storage or Storage()
     if train_steps < 1:
         raise StageError(f"--train-steps is {train_steps}: train for at least one step.")
     hyperparameters = _json_object(hyperparameters, "--hyperparameters")
@@ -206,7 +207,7 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
     # `tf.keras` in a module is Keras 2 (tf_keras), as TFX 1.16 needs it: the transform layer and the
     # SavedModel export are Keras 2's. TensorFlow reads this when `tf.keras` is first used.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    user_module = load_user_module(module)
+    user_module = load_user_module(module, storage)
     skip_autograph_for_libraries()
     keras.utils.set_random_seed(seed)
     tf_transform_output = tft.TFTransformOutput(transform_graph_dir)
@@ -228,7 +229,7 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
         result = _train_with_build_model(user_module, module, tf_transform_output, feature_spec, label,
                                          vocabulary, transformed_examples_dir, model_dir, train_steps, seed,
                                          hyperparameters, custom_config, model_run_dir)
-    module_path, module_sha256 = module_source(module)
+    module_path, module_sha256 = module_source(module, storage)
     result.update({"hyperparameters": hyperparameters, "custom_config": custom_config,
                    "module_path": module_path, "module_sha256": module_sha256})
     if examples_dir:

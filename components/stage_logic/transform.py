@@ -17,16 +17,14 @@ from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
 from components.data import layout
-
-from components.platform import beam_runner
-
-from components.state import storage
-from components.training.autograph_rules import skip_autograph_for_libraries
-from components.platform.beam_options import RECORD_BATCH_SIZE, pipeline_options
+from components.data.tfrecords import WriteGzippedTFRecords
 from components.errors import StageError
+from components.platform import beam_runner
+from components.platform.beam_options import RECORD_BATCH_SIZE, pipeline_options
 from components.stage_logic.schema import load_schema
 from components.stage_logic.statistics import TELEMETRY
-from components.data.tfrecords import WriteGzippedTFRecords
+from components.state.storage import Storage, is_remote
+from components.training.autograph_rules import skip_autograph_for_libraries
 from components.training.user_module import load_user_module
 
 RANGES_FILE = "feature_ranges.json"
@@ -55,14 +53,14 @@ class _Columns(dict):
                          f"does not have (its columns: {columns}): fix the module, or the data.")
 
 
-def _preprocessing_fn(user_module, module):
+def _preprocessing_fn(user_module, module, settings):
     """The module's preprocessing_fn, given `_Columns`. It holds the module's name, not the module: Beam
     pickles it with the pipeline, and a worker process cannot import a module this stage loaded from a
-    file under a generated name."""
+    file under a generated name (a worker loads it again, with the run's storage `settings`)."""
     name = user_module.__name__
 
     def preprocessing_fn(inputs):
-        loaded = sys.modules.get(name) or load_user_module(module)
+        loaded = sys.modules.get(name) or load_user_module(module, Storage(settings))
         return loaded.preprocessing_fn(_Columns(inputs, module))
     return preprocessing_fn
 
@@ -74,19 +72,20 @@ def _encode_examples(record_batch_and_passthrough):
 
 
 def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, transformed_examples_dir,
-                       beam_args=""):
+                       beam_args="", storage=None):
     """Analyzes the train split, transforms every split; returns the transformed feature names."""
-    user_module = load_user_module(module)
+    storage = storage or Storage()
+    user_module = load_user_module(module, storage)
     skip_autograph_for_libraries()
     schema = load_schema(schema_dir)
     _check_columns(schema, user_module, module)
-    splits = layout.split_names(examples_dir)
+    splits = layout.split_names(examples_dir, storage)
     sources = {split: tfxio.TFExampleRecord(file_pattern=layout.examples_pattern(examples_dir, split),
                                             schema=schema, telemetry_descriptors=TELEMETRY)
                for split in splits}
-    if not storage.is_remote(transformed_examples_dir):  # a bucket URI when Beam's workers run elsewhere
+    if not is_remote(transformed_examples_dir):  # a bucket URI when Beam's workers run elsewhere
         os.makedirs(transformed_examples_dir, exist_ok=True)
-    with beam_runner.scratch(transform_graph_dir) as temp_dir, \
+    with beam_runner.scratch(transform_graph_dir, storage) as temp_dir, \
             beam.Pipeline(options=pipeline_options(beam_args)) as pipeline, \
             tft_beam.Context(temp_dir=temp_dir):
         # The train split is read once for the analyzers and again to transform it: one read feeding both
@@ -97,7 +96,7 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
                for split, source in sources.items()}
         train_config = sources[layout.TRAIN].TensorAdapterConfig()
         transform_fn = (analyzed, train_config) | "Analyze" >> tft_beam.AnalyzeDataset(
-            _preprocessing_fn(user_module, module))
+            _preprocessing_fn(user_module, module, storage.settings))
         _ = transform_fn | "WriteTransformGraph" >> tft_beam.WriteTransformFn(transform_graph_dir)
         for split in splits:
             transformed, _ = (((raw[split], sources[split].TensorAdapterConfig()), transform_fn)

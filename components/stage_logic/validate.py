@@ -23,10 +23,17 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 from components.data import layout
 from components.errors import StageError
-from components.stage_logic.schema import (DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD, SERVING_ENVIRONMENT,
-                               TRAINING_ENVIRONMENT, keep_inferred_schema, load_schema)
+from components.stage_logic.schema import (
+    DEFAULT_DRIFT_THRESHOLD,
+    DEFAULT_SKEW_THRESHOLD,
+    SERVING_ENVIRONMENT,
+    TRAINING_ENVIRONMENT,
+    keep_inferred_schema,
+    load_schema,
+)
 from components.stage_logic.statistics import load_statistics
 from components.state.statistics_store import local_span_statistics, previous_span, store_span_statistics
+from components.state.storage import Storage
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 _COMPARATOR_PREFIX = "COMPARATOR_"
@@ -205,16 +212,17 @@ def _check_summary(rows, compared_with):
 
 def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, span=0, statistics_root="",
                         drift_threshold=DEFAULT_DRIFT_THRESHOLD, skew_threshold=DEFAULT_SKEW_THRESHOLD,
-                        schema_metadata=None):
+                        schema_metadata=None, storage=None):
     """Checks schema, drift and skew; returns the anomaly rows, each feature's drift and skew, and what
     each check compared (or why it did not)."""
+    storage = storage or Storage()
     schema_metadata = schema_metadata or {}
     schema = with_default_comparators(load_schema(schema_dir), drift_threshold, skew_threshold,
                                       curated=schema_metadata.get("origin") == "curated")
     environment = (lambda name: name) if schema.default_environment else (lambda name: None)
     splits = layout.split_names(statistics_dir)
     serving = load_statistics(statistics_dir, layout.SERVING) if layout.SERVING in splits else None
-    earlier = previous_span(statistics_root, span) if statistics_root and span else None
+    earlier = previous_span(statistics_root, span, storage) if statistics_root and span else None
     rows, checks, compared = [], {}, {"drift": [], "skew": []}
 
     for split in splits:
@@ -223,7 +231,7 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
             anomalies = tfdv.validate_statistics(statistics, schema, environment(SERVING_ENVIRONMENT))
             rows.extend(_anomaly_rows(split, anomalies, dataset=statistics.datasets[0], schema=schema))
         elif split == layout.TRAIN and earlier is not None:
-            with local_span_statistics(statistics_root, earlier) as earlier_dir:
+            with local_span_statistics(statistics_root, earlier, storage) as earlier_dir:
                 previous = load_statistics(earlier_dir, layout.TRAIN)
             anomalies = tfdv.validate_statistics(
                 statistics, schema, environment(TRAINING_ENVIRONMENT), previous_statistics=previous)
@@ -261,9 +269,9 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
     kept = ""
     if statistics_root and span:
         store_span_statistics(statistics_dir, statistics_root, span,
-                              [split for split in splits if split != layout.SERVING])
+                              [split for split in splits if split != layout.SERVING], storage)
     if statistics_root:
-        kept = keep_inferred_schema(schema_dir, schema_metadata)
+        kept = keep_inferred_schema(schema_dir, schema_metadata, storage)
     return {"anomalies": rows, "checks": checks, "drift": compared["drift"], "skew": compared["skew"],
             "schema": schema_metadata.get("description", ""),
             "drift_baseline_span": earlier or 0, "kept_schema": kept,

@@ -15,10 +15,10 @@ import os
 import shutil
 import tempfile
 
-from components.state import storage
 from components.errors import StageError
-from components.state.serving_root import model_root, published_versions
 from components.serving.warmup import WARMUP_FILE, WARMUP_FOLDER
+from components.state.serving_root import model_root, published_versions
+from components.state.storage import Storage, is_remote, join
 
 PROVENANCE_FILE = "provenance.json"
 RECORD_FORMAT = 1
@@ -35,9 +35,10 @@ def sha256_file(path):
         return sha256_bytes(source.read())
 
 
-def module_source(module):
+def module_source(module, storage=None):
     """(where the module's source is, its sha256): a .py file path, a bucket URI or an import path."""
-    if storage.is_remote(module):
+    storage = storage or Storage()
+    if is_remote(module):
         return module, sha256_bytes(storage.read_bytes(module, "--module"))
     if module.endswith(".py") or os.sep in module:
         return os.path.abspath(module), sha256_file(module)
@@ -55,7 +56,8 @@ def package_version():
 
 
 def provenance_record(*, run, build, data, schema_dir, schema_metadata, module, training, decision,
-                      hyperparameters=None, custom_config=None, schema_uri="", published_at=None):
+                      hyperparameters=None, custom_config=None, schema_uri="", published_at=None,
+                      storage=None):
     """The provenance record of a candidate about to be published (a JSON-ready dict).
 
     `run`: {"name", "id"} of the pipeline run; `build`: {"spec_sha256", "image", "git_revision"} as compiled
@@ -64,12 +66,13 @@ def provenance_record(*, run, build, data, schema_dir, schema_metadata, module, 
     metadata; `decision`: the blessing. `hyperparameters` and `custom_config` (dicts or the flags' JSON text)
     are taken as given, not from the training metadata, where KFP turns every number into a float.
     """
+    storage = storage or Storage()
     from components.stage_logic.schema import SCHEMA_FILE, schema_file
 
     published_at = published_at or datetime.datetime.now(datetime.timezone.utc)
     # The digest of the module the model was trained with (train records it), else of the module now.
     module_path, module_sha256 = ((training["module_path"], training["module_sha256"])
-                                  if training.get("module_sha256") else module_source(module))
+                                  if training.get("module_sha256") else module_source(module, storage))
     overall = decision.get("overall", {})
     return {
         "format": RECORD_FORMAT,
@@ -84,7 +87,7 @@ def provenance_record(*, run, build, data, schema_dir, schema_metadata, module, 
                  "split_mode": data.get("split_mode", ""),
                  "row_counts": {split: int(count) for split, count in (data.get("row_counts") or {}).items()}},
         "schema": {"sha256": sha256_file(schema_file(schema_dir)),
-                   "location": storage.join(schema_uri, SCHEMA_FILE) if schema_uri else schema_file(schema_dir),
+                   "location": join(schema_uri, SCHEMA_FILE) if schema_uri else schema_file(schema_dir),
                    "origin": schema_metadata.get("origin", ""), "description": schema_metadata.get("description", ""),
                    "version": int(schema_metadata.get("schema_version") or 0)},
         "module": {"name": module, "path": module_path, "sha256": module_sha256,
@@ -133,9 +136,10 @@ class model_with_provenance:
         return False
 
 
-def read_provenance(version_path):
+def read_provenance(version_path, storage=None):
     """The provenance record of a published version (a local path or URI), or None when it has none."""
-    path = storage.join(version_path, WARMUP_FOLDER, PROVENANCE_FILE)
+    storage = storage or Storage()
+    path = join(version_path, WARMUP_FOLDER, PROVENANCE_FILE)
     if not storage.exists(path, _FLAG):
         return None
     try:
@@ -144,13 +148,14 @@ def read_provenance(version_path):
         return None
 
 
-def published_models(serving_root, model_name):
+def published_models(serving_root, model_name, storage=None):
     """[{version, path, record}] of a model's published versions, newest first (record None: none kept)."""
+    storage = storage or Storage()
     root = model_root(serving_root, model_name)
     rows = []
-    for version in reversed(published_versions(serving_root, model_name)):
-        path = storage.join(root, str(version))
-        rows.append({"version": version, "path": path, "record": read_provenance(path)})
+    for version in reversed(published_versions(serving_root, model_name, storage)):
+        path = join(root, str(version))
+        rows.append({"version": version, "path": path, "record": read_provenance(path, storage)})
     return rows
 
 

@@ -8,12 +8,12 @@ Versions are increasing integers written in ASCII digits, and a version counts a
   place under a file lock, so a version appears whole or not at all. Bucket (no rename): after the
   upload, the staged objects are copied inside the store into `<version>/`, `saved_model.pb` last, so
   by the time a version counts as published every other file of it is complete.
-- **One publisher per version.** Local: the lock. Bucket: before copying, a publisher claims the
-  version number by writing `.claims/<version>/<time>-<id>` and listing `.claims/<version>/`: it has
-  the number only if its own claim is the only one there and the version has no files yet (claimants
-  that see each other withdraw and try again after a random pause; see `_claim_version`). This needs only strongly consistent writes and
-  listings, which S3, Google Cloud Storage, SeaweedFS and the GCS emulator have; the emulator ignores
-  the conditional-create preconditions (`ifGenerationMatch=0`) that real GCS and S3 (`If-None-Match:
+- **One publisher per version.** Local: the lock. Bucket: before copying, a publisher claims the version
+  number by writing `.claims/<version>/<time>-<id>` and listing `.claims/<version>/`: it has the number only
+  if its own claim is the only one there and the version has no files yet (claimants that see each other
+  withdraw and try again after a random pause; see `_claim_version`). This needs only strongly consistent
+  writes and listings, which S3, Google Cloud Storage, SeaweedFS and the GCS emulator have; the emulator
+  ignores the conditional-create preconditions (`ifGenerationMatch=0`) that real GCS and S3 (`If-None-Match:
   *`) honour, so conditional creates alone could not be tested here.
 - **No publish without a fair comparison.** `publish_model(..., compared_with=N)` publishes only while
   version N (0: none) is still the newest published version and no other publish after N is under
@@ -40,8 +40,8 @@ import socket
 import time
 import uuid
 
-from components.state import storage
 from components.errors import StageError
+from components.state.storage import Storage, is_remote, join
 
 SAVED_MODEL_FILE = "saved_model.pb"
 # Staged uploads older than this belong to a publish that died (a publish must upload within half of it).
@@ -71,45 +71,49 @@ def is_version_name(name):
 
 
 def model_root(serving_root, model_name):
-    return storage.join(serving_root, model_name)
+    return join(serving_root, model_name)
 
 
-def published_versions(serving_root, model_name):
+def published_versions(serving_root, model_name, storage=None):
     """The published versions of a model, oldest first."""
+    storage = storage or Storage()
     names = storage.folders_holding(model_root(serving_root, model_name), SAVED_MODEL_FILE, _FLAG)
     return sorted(int(name) for name in names if is_version_name(name))
 
 
-def latest_published_model(serving_root, model_name):
+def latest_published_model(serving_root, model_name, storage=None):
     """The path or URI of the newest published version, or None when nothing is published."""
-    versions = published_versions(serving_root, model_name)
-    return storage.join(model_root(serving_root, model_name), str(versions[-1])) if versions else None
+    storage = storage or Storage()
+    versions = published_versions(serving_root, model_name, storage)
+    return join(model_root(serving_root, model_name), str(versions[-1])) if versions else None
 
 
 @contextlib.contextmanager
-def baseline_model(serving_root, model_name):
+def baseline_model(serving_root, model_name, storage=None):
     """(path or URI, local path, version) of the newest published version, or (None, None, 0); for evaluation."""
-    versions = published_versions(serving_root, model_name)
+    storage = storage or Storage()
+    versions = published_versions(serving_root, model_name, storage)
     if not versions:
         yield None, None, 0
         return
-    latest = storage.join(model_root(serving_root, model_name), str(versions[-1]))
+    latest = join(model_root(serving_root, model_name), str(versions[-1]))
     with storage.local_folder(latest, _FLAG) as local:
         yield latest, local, versions[-1]
 
 
-def publish_model(model_dir, serving_root, model_name, compared_with=None):
+def publish_model(model_dir, serving_root, model_name, compared_with=None, storage=None):
     """Publishes `model_dir` as the next version; returns (version, path or URI).
 
     With `compared_with` (the version the candidate was evaluated against, 0 for none), the model is
     published only if that version is still the newest published one and no other publish after it
     is under way; otherwise BaselineChanged says why and nothing is published.
     """
+    storage = storage or Storage()
     if not os.path.isfile(os.path.join(model_dir, SAVED_MODEL_FILE)):
         raise StageError(f"The model {model_dir!r} has no {SAVED_MODEL_FILE}: only a SavedModel can be published.")
     root = model_root(serving_root, model_name)
-    if storage.is_remote(root):
-        return _publish_to_bucket(model_dir, root, compared_with)
+    if is_remote(root):
+        return _publish_to_bucket(model_dir, root, compared_with, storage)
     return _publish_locally(model_dir, root, compared_with)
 
 
@@ -177,7 +181,7 @@ def _publish_locally(model_dir, root, compared_with):
 class _BucketState:
     """One listing of a model's prefix in a bucket: versions, claims and staged uploads."""
 
-    def __init__(self, root):
+    def __init__(self, root, storage):
         self.numbered, self.published, self.claims, self.staging = set(), set(), {}, {}
         for path, relative in storage.files_under(root, _FLAG):
             top, _, rest = relative.partition("/")
@@ -214,7 +218,7 @@ class _BucketState:
         return sorted(won), sorted(set(live) - set(won))
 
 
-def _remove_abandoned(root, state):
+def _remove_abandoned(root, state, storage):
     """Removes what publishes that died left: old staged uploads; for a dead claim, the files copied for a
     version never finished; and dead claims that no longer hold a number back (their version is published,
     or a later version exists)."""
@@ -225,13 +229,13 @@ def _remove_abandoned(root, state):
         if not state._dead(version):
             continue
         if version in state.numbered and version not in state.published:
-            debris += [path for path, _ in storage.files_under(storage.join(root, str(version)), _FLAG)]
+            debris += [path for path, _ in storage.files_under(join(root, str(version)), _FLAG)]
         if version in state.published or version < highest:
-            debris += [storage.join(root, _CLAIMS_FOLDER, str(version), claim) for claim in claims]
+            debris += [join(root, _CLAIMS_FOLDER, str(version), claim) for claim in claims]
     storage.delete(debris, _FLAG, root)
 
 
-def _claim_version(root, compared_with, publisher):
+def _claim_version(root, compared_with, publisher, storage):
     """Claims the next version number in a bucket; returns (version, the URIs that hold the claim).
 
     A publisher writes `.claims/<version>/<its id>`, then lists `.claims/<version>/`: it holds the number
@@ -242,7 +246,7 @@ def _claim_version(root, compared_with, publisher):
     """
     attempts = _CLAIM_ATTEMPTS_ANY if compared_with is None else _CLAIM_ATTEMPTS_COMPARED
     for attempt in range(1, attempts + 1):
-        state = _BucketState(root)
+        state = _BucketState(root, storage)
         contended = []
         if compared_with is not None:
             _check_baseline(state.newest, compared_with, root)
@@ -251,15 +255,15 @@ def _claim_version(root, compared_with, publisher):
                 raise _publishing_elsewhere(won[0], root, compared_with)
         if not contended:
             version = state.next_free()
-            folder = storage.join(root, _CLAIMS_FOLDER, str(version))
-            claim = storage.join(folder, publisher)
+            folder = join(root, _CLAIMS_FOLDER, str(version))
+            claim = join(folder, publisher)
             storage.write_bytes(claim, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode(),
                                 _FLAG)
             alone = [name for _, name in storage.files_under(folder, _FLAG)] == [publisher]
             # A publisher that finished this number since the listing above has taken its claim back: its
             # version's files, copied before that, hold the number now.
-            if alone and not any(True for _ in storage.files_under(storage.join(root, str(version)), _FLAG)):
-                won = storage.join(folder, _WON_PREFIX + publisher)
+            if alone and not any(True for _ in storage.files_under(join(root, str(version)), _FLAG)):
+                won = join(folder, _WON_PREFIX + publisher)
                 storage.write_bytes(won, b"won", _FLAG)
                 return version, [claim, won]
             storage.delete([claim], _FLAG, claim)
@@ -276,16 +280,16 @@ def _publishing_elsewhere(version, root, compared_with):
         "candidate was compared with: nothing was published; rerun to compare it with the new version")
 
 
-def _publish_to_bucket(model_dir, root, compared_with):
-    _remove_abandoned(root, _BucketState(root))
+def _publish_to_bucket(model_dir, root, compared_with, storage):
+    _remove_abandoned(root, _BucketState(root, storage), storage)
     started = time.time()
     publisher = _stamp()
-    staged = storage.upload_folder(model_dir, storage.join(root, _STAGING_PREFIX + publisher), _FLAG)
+    staged = storage.upload_folder(model_dir, join(root, _STAGING_PREFIX + publisher), _FLAG)
     try:
         _check_staging_age(started, root)
-        version, claim = _claim_version(root, compared_with, publisher)
+        version, claim = _claim_version(root, compared_with, publisher, storage)
         claimed = time.monotonic()
-        path = storage.join(root, str(version))
+        path = join(root, str(version))
         last = [item for item in staged if item[1] == SAVED_MODEL_FILE]
         first = [item for item in staged if item[1] != SAVED_MODEL_FILE]
         copied = []
@@ -295,7 +299,7 @@ def _publish_to_bucket(model_dir, root, compared_with):
                     raise StageError(f"{_FLAG} {root!r}: copying version {version} took longer than "
                                      f"{ABANDONED_CLAIM_SECONDS // 2} s, after which another publish may remove "
                                      "it: nothing was published; run push again.")
-                targets = [storage.join(path, relative) for _, relative in batch]
+                targets = [join(path, relative) for _, relative in batch]
                 storage.copy([source for source, _ in batch], targets, _FLAG, path)
                 copied += targets
         except Exception:

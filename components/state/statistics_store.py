@@ -19,8 +19,7 @@ import time
 import uuid
 
 from components.data import layout
-
-from components.state import storage
+from components.state.storage import Storage, is_remote, join
 
 _FLAG = "--statistics-root"
 SCHEMA_FOLDER = "schema"
@@ -32,33 +31,36 @@ ABANDONED_INCOMING_SECONDS = 3600
 
 
 def span_dir(root, span):
-    return storage.join(root, f"span-{span}")
+    return join(root, f"span-{span}")
 
 
-def stored_spans(root):
+def stored_spans(root, storage=None):
     """The spans whose train statistics are stored, in order."""
+    storage = storage or Storage()
     if not root:
         return []
     names = storage.folders_holding(root, layout.statistics_file("", layout.TRAIN), _FLAG)
     return sorted(int(match[1]) for match in map(_SPAN_DIR.match, names) if match)
 
 
-def previous_span(root, span):
+def previous_span(root, span, storage=None):
     """The newest stored span before `span`, or None."""
-    earlier = [stored for stored in stored_spans(root) if stored < span]
+    storage = storage or Storage()
+    earlier = [stored for stored in stored_spans(root, storage) if stored < span]
     return earlier[-1] if earlier else None
 
 
 @contextlib.contextmanager
-def local_span_statistics(root, span):
+def local_span_statistics(root, span, storage=None):
     """A local folder with a stored span's statistics (a download when the store is a bucket)."""
+    storage = storage or Storage()
     with storage.local_folder(span_dir(root, span), _FLAG) as local:
         yield local
 
 
-def _write_whole(target, data):
+def _write_whole(target, data, storage):
     """Writes a file of the store so that readers see the old content or the new, never a part."""
-    if storage.is_remote(target):
+    if is_remote(target):
         storage.write_bytes(target, data, _FLAG)
         return
     folder = os.path.dirname(target)
@@ -74,29 +76,32 @@ def _write_whole(target, data):
     os.replace(incoming, target)
 
 
-def store_span_statistics(statistics_dir, root, span, splits):
+def store_span_statistics(statistics_dir, root, span, splits, storage=None):
     """Copies the statistics of `splits` into the store as span `span`, the train split last."""
+    storage = storage or Storage()
     for split in sorted(splits, key=lambda name: name == layout.TRAIN):
         with open(layout.statistics_file(statistics_dir, split), "rb") as statistics:
-            _write_whole(layout.statistics_file(span_dir(root, span), split), statistics.read())
+            _write_whole(layout.statistics_file(span_dir(root, span), split), statistics.read(), storage)
 
 
 def _schema_file(root, version):
-    return storage.join(root, SCHEMA_FOLDER, str(version), SCHEMA_FILE)
+    return join(root, SCHEMA_FOLDER, str(version), SCHEMA_FILE)
 
 
-def kept_schema(root):
+def kept_schema(root, storage=None):
     """(version, text) of the newest schema kept in the store, or (0, "") when none is."""
+    storage = storage or Storage()
     if not root:
         return 0, ""
-    names = storage.folders_holding(storage.join(root, SCHEMA_FOLDER), SCHEMA_FILE, _FLAG)
+    names = storage.folders_holding(join(root, SCHEMA_FOLDER), SCHEMA_FILE, _FLAG)
     versions = sorted(int(name) for name in names if name.isascii() and name.isdigit())
     if not versions:
         return 0, ""
     return versions[-1], storage.read_text(_schema_file(root, versions[-1]), _FLAG)
 
 
-def keep_schema(root, version, text):
+def keep_schema(root, version, text, storage=None):
     """Keeps `text` as schema version `version`, the one later spans are validated against."""
-    _write_whole(_schema_file(root, version), text.encode("utf-8"))
+    storage = storage or Storage()
+    _write_whole(_schema_file(root, version), text.encode("utf-8"), storage)
     return _schema_file(root, version)

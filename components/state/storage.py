@@ -6,8 +6,12 @@ FileSystems, the layer Beam's own readers use, so one library serves both; local
 directly, so stages that touch no bucket do not pay for importing Beam. Credentials come
 from the standard chains and never from the pipeline's parameters: application default credentials
 for `gs://` (`STORAGE_EMULATOR_HOST` points at a GCS emulator, as for Google's own client), and
-the AWS environment or profile for `s3://`, with `AWS_ENDPOINT_URL` (or the Beam flag
-`--s3_endpoint_url`) for S3-compatible stores such as SeaweedFS or MinIO.
+the AWS environment or profile for `s3://`, with `AWS_ENDPOINT_URL` (or the setting `s3_endpoint_url`)
+for S3-compatible stores such as SeaweedFS or MinIO.
+
+The run's storage settings (`StorageSettings`: S3 endpoint, region, TLS) are built once from its flags
+and reach every stage as a parameter; a stage works with them through a `Storage`, which it passes to the
+code that touches files outside its artifacts. Nothing here is set up before use.
 
 Beam retries a failing bucket operation for minutes. So before a stage first touches a bucket,
 `check_location` lists it once with the provider's client and no retries: a missing bucket, denied
@@ -15,13 +19,15 @@ access, missing credentials or an unreachable endpoint end the stage in seconds 
 the URI.
 """
 import contextlib
+import dataclasses
+import json
 import os
 import re
-import shlex
 import shutil
 import tempfile
 
 from components.errors import StageError
+from components.platform.flags import split_flags
 
 GCS_SCHEME = "gs://"
 S3_SCHEME = "s3://"
@@ -31,7 +37,6 @@ _CHECK_TIMEOUT_SECONDS = 20
 _BYTE_EXACT = "uncompressed"
 # Files are streamed in pieces of this size, never read whole (a model's variables can be gigabytes).
 _STREAM_CHUNK_BYTES = 8 * 1024 * 1024
-_state = {"beam_args": "", "options": None, "checked": set()}
 # Beam options that carry secrets (S3 keys, Azure's connection string), and any option named like one.
 _CREDENTIAL_FLAGS = ("--s3_access_key_id", "--s3_secret_access_key", "--s3_session_token", "--azure_connection_string")
 _CREDENTIAL_NAME = re.compile(r"secret|password|passwd|token|access_key|connection_string|credential", re.I)
@@ -49,10 +54,7 @@ def refuse_credentials(beam_args, flag="--beam-args"):
     Credentials passed as pipeline parameters would be in the compiled spec, the run's parameters, the
     logs and KFP's database. The stages take them from their environment or the workload's identity.
     """
-    try:
-        args = shlex.split(beam_args or "")
-    except ValueError as error:
-        raise StageError(f"{flag} cannot be read ({error}): quote it as a shell would.") from None
+    args = split_flags(beam_args, flag)
     names = [arg.split("=", 1)[0] for arg in args if arg.startswith("--")]
     for arg in args:
         if _URL_WITH_PASSWORD.search(arg):
@@ -67,33 +69,6 @@ def refuse_credentials(beam_args, flag="--beam-args"):
                 "in the compiled spec, the run's parameters and logs); give the stages AWS_ACCESS_KEY_ID, "
                 "AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (or GOOGLE_APPLICATION_CREDENTIALS) as environment "
                 "variables, on KFP from a Kubernetes secret, or use the workload's identity.")
-
-
-def configure(beam_args=""):
-    """Makes bucket operations use the run's storage settings, the Beam options in `beam_args`
-    (e.g. `--s3_endpoint_url`, `--s3_region_name`); every stage that touches a bucket calls it.
-    Credentials are refused there: they come from the environment or the workload's identity."""
-    refuse_credentials(beam_args)
-    _state.update(beam_args=beam_args, options=None, checked=set())
-
-
-def _filesystems():
-    """Beam's FileSystems, set up with the stage's Beam options on first use."""
-    from apache_beam.io.filesystems import FileSystems
-
-    if _state["options"] is None:
-        from components.platform.beam_options import pipeline_options
-
-        _state["options"] = pipeline_options(_state["beam_args"])
-        FileSystems.set_options(_state["options"])
-        if os.environ.get("STORAGE_EMULATOR_HOST"):
-            _use_anonymous_gcs_credentials()
-    return FileSystems
-
-
-def _options():
-    _filesystems()
-    return _state["options"]
 
 
 def _use_anonymous_gcs_credentials():
@@ -123,68 +98,6 @@ def _literal_prefix(key):
     return key[:cut]
 
 
-def check_location(uri, flag):
-    """Lists the bucket of `uri` once (no retries); raises StageError naming `flag` and `uri` on failure."""
-    if not is_remote(uri):
-        return
-    scheme, bucket, key = _bucket_and_key(uri)
-    if not bucket:
-        raise StageError(f"{flag} {uri!r} names no bucket: write it as {scheme}BUCKET/PATH.")
-    if (scheme, bucket) in _state["checked"]:
-        return
-    if scheme == S3_SCHEME:
-        _check_s3_bucket(uri, flag, bucket, _literal_prefix(key))
-    else:
-        _check_gcs_bucket(uri, flag, bucket, _literal_prefix(key))
-    _state["checked"].add((scheme, bucket))
-
-
-def _check_s3_bucket(uri, flag, bucket, prefix):
-    import boto3
-    import botocore.config
-    import botocore.exceptions
-    from apache_beam.options.pipeline_options import S3Options
-
-    s3_options = _options().view_as(S3Options)
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=s3_options.s3_endpoint_url, region_name=s3_options.s3_region_name,
-        config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
-                                      connect_timeout=_CHECK_TIMEOUT_SECONDS, read_timeout=_CHECK_TIMEOUT_SECONDS))
-    try:
-        client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-    except botocore.exceptions.NoCredentialsError:
-        raise StageError(f"{flag} {uri!r}: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
-                         "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.") from None
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.ReadTimeoutError) as error:
-        raise StageError(f"{flag} {uri!r}: cannot reach the S3 endpoint ({error}): check AWS_ENDPOINT_URL "
-                         "and the network.") from None
-    except botocore.exceptions.ClientError as error:
-        raise _classified(flag, uri, bucket, error.response.get("Error", {}).get("Code", ""),
-                          error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"), error) from None
-
-
-def _check_gcs_bucket(uri, flag, bucket, prefix):
-    import google.auth.exceptions
-    import requests
-    from google.api_core import exceptions as api_exceptions
-    from google.cloud import storage
-
-    try:
-        client = (storage.Client.create_anonymous_client() if os.environ.get("STORAGE_EMULATOR_HOST")
-                  else storage.Client())
-        next(iter(client.list_blobs(bucket, prefix=prefix, max_results=1, timeout=_CHECK_TIMEOUT_SECONDS,
-                                    retry=None)), None)
-    except google.auth.exceptions.DefaultCredentialsError:
-        raise StageError(f"{flag} {uri!r}: no Google credentials found: run 'gcloud auth application-default "
-                         "login' or set GOOGLE_APPLICATION_CREDENTIALS.") from None
-    except requests.exceptions.RequestException as error:
-        raise StageError(f"{flag} {uri!r}: cannot reach Google Cloud Storage ({type(error).__name__}): "
-                         "check the network (and STORAGE_EMULATOR_HOST if you use an emulator).") from None
-    except api_exceptions.GoogleAPICallError as error:
-        raise _classified(flag, uri, bucket, type(error).__name__, error.code, error) from None
-
-
 def _classified(flag, uri, bucket, code, status, error):
     if status == 404 or code in ("NoSuchBucket", "NotFound"):
         return StageError(f"{flag} {uri!r}: bucket {bucket!r} does not exist: create it or correct the URI.")
@@ -209,139 +122,282 @@ def _failure(error, uri, flag):
     return StageError(f"{flag} {uri!r}: {type(error).__name__}: {error}")
 
 
-@contextlib.contextmanager
-def _reported(uri, flag):
-    """Beam's FileSystems for an operation on `uri`; its failures become one StageError naming `uri`."""
-    from apache_beam.io.filesystem import BeamIOError
+@dataclasses.dataclass(frozen=True)
+class StorageSettings:
+    """How the stages reach buckets: the run's storage settings, built once from its flags and passed to
+    every stage as one pipeline parameter (`storage_settings`, this as JSON).
 
-    check_location(uri, flag)
-    try:
-        yield _filesystems()
-    except StageError:
-        raise
-    except (BeamIOError, OSError) as error:
-        raise _failure(error, uri, flag) from None
-    except Exception as error:  # Beam's S3 and GCS clients raise their own types, not OSError.
-        if type(error).__module__.startswith(("apache_beam.io.aws", "google.", "botocore", "requests")):
-            raise _failure(error, uri, flag) from None
-        raise
+    Credentials are never settings: each stage takes them from its own environment, as the providers'
+    standard chains do (application default credentials for `gs://`, none with `STORAGE_EMULATOR_HOST`;
+    the AWS variables or profile for `s3://`). So the settings hold nothing secret and may be in the
+    compiled spec, the run's parameters and its logs.
+    """
+    s3_endpoint_url: str = ""  # an S3-compatible store (SeaweedFS, MinIO); empty: AWS_ENDPOINT_URL, else AWS
+    s3_region_name: str = ""  # empty: AWS_REGION, AWS_DEFAULT_REGION or the profile's
+    s3_verify: str = ""  # Beam's --s3_verify: whether (or with which CA bundle) to verify TLS certificates
+    s3_disable_ssl: bool = False
 
-
-def match(pattern, flag):
-    """The sorted paths that match a glob (`*`, `?`; `**` crosses folders)."""
-    with _reported(pattern, flag) as filesystems:
-        return sorted(metadata.path for metadata in filesystems.match([pattern])[0].metadata_list)
-
-
-def exists(path, flag):
-    if not is_remote(path):
-        return os.path.exists(path)
-    with _reported(path, flag) as filesystems:
-        return filesystems.exists(path)
-
-
-def read_bytes(path, flag):
-    if not is_remote(path):
+    @classmethod
+    def from_json(cls, text, flag="storage_settings"):
+        """The settings a JSON object names ('' for none); raises StageError on anything else."""
         try:
-            with open(path, "rb") as source:
-                return source.read()
-        except OSError as error:
-            raise _failure(error, path, flag) from None
-    with _reported(path, flag) as filesystems, filesystems.open(path, compression_type=_BYTE_EXACT) as source:
-        return source.read()
+            values = json.loads(text) if text.strip() else {}
+        except ValueError as error:
+            raise StageError(f"{flag} {text!r} is not JSON ({error}): give an object such as "
+                             '{"s3_endpoint_url": "http://minio:9000"}.') from None
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known)) if isinstance(values, dict) else None
+        if unknown is None or unknown:
+            raise StageError(f"{flag} {text!r}: the storage settings are a JSON object with the keys "
+                             f"{', '.join(known)}" + (f"; {', '.join(unknown)} is not one" if unknown else "")
+                             + ". Credentials come from the stages' environment, never from settings.")
+        return cls(**values)
+
+    def to_json(self):
+        """The settings that differ from the defaults, as a JSON object ('' when none do)."""
+        changed = {name: value for name, value in dataclasses.asdict(self).items()
+                   if value != getattr(StorageSettings, name)}
+        return json.dumps(changed, sort_keys=True) if changed else ""
+
+    def beam_flags(self):
+        """The settings as Beam options: Beam's FileSystems, readers and writers take them so."""
+        flags = [f"--{name}={value}" for name, value in dataclasses.asdict(self).items()
+                 if value and name != "s3_disable_ssl"]
+        return flags + (["--s3_disable_ssl"] if self.s3_disable_ssl else [])
+
+    def taking(self, beam_flags, flag="--beam-args"):
+        """(settings, the other flags): the storage options among Beam flags (e.g. `--s3_endpoint_url=...` in
+        `--beam-args`) moved onto these settings; a setting given two ways with two values is refused."""
+        values = dataclasses.asdict(self)
+        rest = []
+        for beam_flag in beam_flags:
+            name, has_value, value = beam_flag.removeprefix("--").partition("=")
+            if not beam_flag.startswith("--") or name not in values:
+                rest.append(beam_flag)
+                continue
+            if name == "s3_disable_ssl":
+                value = not has_value or value.lower() not in ("false", "0", "")
+            if values[name] not in (value, getattr(StorageSettings, name)):
+                raise StageError(f"{flag} sets --{name}={value}, and the storage settings already say "
+                                 f"{values[name]!r}: give it once.")
+            values[name] = value
+        return StorageSettings(**values), rest
 
 
-def read_text(path, flag):
-    return read_bytes(path, flag).decode("utf-8")
+class Storage:
+    """Files in local folders and buckets, reached with one run's StorageSettings.
 
+    Local paths use the OS directly. Bucket operations go through Beam's FileSystems, given these
+    settings on each use; each bucket is checked once (`check_location`) before its first operation.
+    """
 
-def write_bytes(path, data, flag):
-    """Writes a whole file (an object store shows the new object only once it is complete)."""
-    if not is_remote(path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "wb") as sink:
+    def __init__(self, settings=StorageSettings()):
+        self.settings = settings
+        self._pipeline_options = None
+        self._checked = set()
+
+    @classmethod
+    def from_json(cls, settings_json):
+        """Storage with the settings of a stage's `storage_settings` parameter."""
+        return cls(StorageSettings.from_json(settings_json))
+
+    def _filesystems(self):
+        """Beam's FileSystems, set up with these settings."""
+        from apache_beam.io.filesystems import FileSystems
+
+        if self._pipeline_options is None:
+            from components.platform.beam_options import pipeline_options
+
+            self._pipeline_options = pipeline_options(self.settings.beam_flags())
+            if os.environ.get("STORAGE_EMULATOR_HOST"):
+                _use_anonymous_gcs_credentials()
+        FileSystems.set_options(self._pipeline_options)
+        return FileSystems
+
+    def _options(self):
+        self._filesystems()
+        return self._pipeline_options
+
+    def check_location(self, uri, flag):
+        """Lists the bucket of `uri` once (no retries); raises StageError naming `flag` and `uri` on failure."""
+        if not is_remote(uri):
+            return
+        scheme, bucket, key = _bucket_and_key(uri)
+        if not bucket:
+            raise StageError(f"{flag} {uri!r} names no bucket: write it as {scheme}BUCKET/PATH.")
+        if (scheme, bucket) in self._checked:
+            return
+        if scheme == S3_SCHEME:
+            self._check_s3_bucket(uri, flag, bucket, _literal_prefix(key))
+        else:
+            self._check_gcs_bucket(uri, flag, bucket, _literal_prefix(key))
+        self._checked.add((scheme, bucket))
+
+    def _check_s3_bucket(self, uri, flag, bucket, prefix):
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+        from apache_beam.options.pipeline_options import S3Options
+
+        s3_options = self._options().view_as(S3Options)
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=s3_options.s3_endpoint_url, region_name=s3_options.s3_region_name,
+            config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
+                                          connect_timeout=_CHECK_TIMEOUT_SECONDS, read_timeout=_CHECK_TIMEOUT_SECONDS))
+        try:
+            client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        except botocore.exceptions.NoCredentialsError:
+            raise StageError(f"{flag} {uri!r}: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+                             "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.") from None
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.ReadTimeoutError) as error:
+            raise StageError(f"{flag} {uri!r}: cannot reach the S3 endpoint ({error}): check AWS_ENDPOINT_URL "
+                             "and the network.") from None
+        except botocore.exceptions.ClientError as error:
+            raise _classified(flag, uri, bucket, error.response.get("Error", {}).get("Code", ""),
+                              error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"), error) from None
+
+    def _check_gcs_bucket(self, uri, flag, bucket, prefix):
+        import google.auth.exceptions
+        import requests
+        from google.api_core import exceptions as api_exceptions
+        from google.cloud import storage
+
+        try:
+            client = (storage.Client.create_anonymous_client() if os.environ.get("STORAGE_EMULATOR_HOST")
+                      else storage.Client())
+            next(iter(client.list_blobs(bucket, prefix=prefix, max_results=1, timeout=_CHECK_TIMEOUT_SECONDS,
+                                        retry=None)), None)
+        except google.auth.exceptions.DefaultCredentialsError:
+            raise StageError(f"{flag} {uri!r}: no Google credentials found: run 'gcloud auth application-default "
+                             "login' or set GOOGLE_APPLICATION_CREDENTIALS.") from None
+        except requests.exceptions.RequestException as error:
+            raise StageError(f"{flag} {uri!r}: cannot reach Google Cloud Storage ({type(error).__name__}): "
+                             "check the network (and STORAGE_EMULATOR_HOST if you use an emulator).") from None
+        except api_exceptions.GoogleAPICallError as error:
+            raise _classified(flag, uri, bucket, type(error).__name__, error.code, error) from None
+
+    @contextlib.contextmanager
+    def _reported(self, uri, flag):
+        """Beam's FileSystems for an operation on `uri`; its failures become one StageError naming `uri`."""
+        from apache_beam.io.filesystem import BeamIOError
+
+        self.check_location(uri, flag)
+        try:
+            yield self._filesystems()
+        except StageError:
+            raise
+        except (BeamIOError, OSError) as error:
+            raise _failure(error, uri, flag) from None
+        except Exception as error:  # Beam's S3 and GCS clients raise their own types, not OSError.
+            if type(error).__module__.startswith(("apache_beam.io.aws", "google.", "botocore", "requests")):
+                raise _failure(error, uri, flag) from None
+            raise
+
+    def match(self, pattern, flag):
+        """The sorted paths that match a glob (`*`, `?`; `**` crosses folders)."""
+        with self._reported(pattern, flag) as filesystems:
+            return sorted(metadata.path for metadata in filesystems.match([pattern])[0].metadata_list)
+
+    def exists(self, path, flag):
+        if not is_remote(path):
+            return os.path.exists(path)
+        with self._reported(path, flag) as filesystems:
+            return filesystems.exists(path)
+
+    def read_bytes(self, path, flag):
+        if not is_remote(path):
+            try:
+                with open(path, "rb") as source:
+                    return source.read()
+            except OSError as error:
+                raise _failure(error, path, flag) from None
+        with self._reported(path, flag) as filesystems, filesystems.open(path, compression_type=_BYTE_EXACT) as source:
+            return source.read()
+
+    def read_text(self, path, flag):
+        return self.read_bytes(path, flag).decode("utf-8")
+
+    def write_bytes(self, path, data, flag):
+        """Writes a whole file (an object store shows the new object only once it is complete)."""
+        if not is_remote(path):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "wb") as sink:
+                sink.write(data)
+            return
+        with self._reported(path, flag) as filesystems, filesystems.create(path, compression_type=_BYTE_EXACT) as sink:
             sink.write(data)
-        return
-    with _reported(path, flag) as filesystems, filesystems.create(path, compression_type=_BYTE_EXACT) as sink:
-        sink.write(data)
 
+    def files_under(self, folder, flag):
+        """Every file below `folder`, as (path, path relative to `folder`)."""
+        prefix = folder.rstrip("/") + "/"
+        if not is_remote(folder):
+            return sorted((os.path.join(root, name), os.path.relpath(os.path.join(root, name), folder))
+                          for root, _, names in os.walk(folder) for name in names)
+        return [(path, path[len(prefix):]) for path in self.match(prefix + "**", flag)]
 
-def files_under(folder, flag):
-    """Every file below `folder`, as (path, path relative to `folder`)."""
-    prefix = folder.rstrip("/") + "/"
-    if not is_remote(folder):
-        return sorted((os.path.join(root, name), os.path.relpath(os.path.join(root, name), folder))
-                      for root, _, names in os.walk(folder) for name in names)
-    return [(path, path[len(prefix):]) for path in match(prefix + "**", flag)]
+    def copy(self, sources, destinations, flag, uri):
+        """Copies files within one store (server-side for buckets)."""
+        with self._reported(uri, flag) as filesystems:
+            filesystems.copy(sources, destinations)
 
+    def delete(self, paths, flag, uri):
+        if paths:
+            with self._reported(uri, flag) as filesystems:
+                filesystems.delete(paths)
 
-def copy(sources, destinations, flag, uri):
-    """Copies files within one store (server-side for buckets)."""
-    with _reported(uri, flag) as filesystems:
-        filesystems.copy(sources, destinations)
+    def folders_holding(self, root, relative, flag):
+        """The names of `root`'s subfolders that hold the file `relative` (e.g. `saved_model.pb`)."""
+        if is_remote(root):
+            prefix = root.rstrip("/") + "/"
+            return [path[len(prefix):].split("/", 1)[0] for path in self.match(join(root, "*", relative), flag)]
+        if not os.path.isdir(root):
+            return []
+        return [name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, relative))]
 
+    def upload_file(self, local_path, uri, flag):
+        """Copies one local file to `uri`, streamed: memory stays at a few buffers whatever the file's size."""
+        if not is_remote(uri):
+            os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
+            shutil.copyfile(local_path, uri)
+            return
+        with open(local_path, "rb") as source, self._reported(uri, flag) as filesystems, \
+                filesystems.create(uri, compression_type=_BYTE_EXACT) as sink:
+            shutil.copyfileobj(source, sink, _STREAM_CHUNK_BYTES)
 
-def delete(paths, flag, uri):
-    if paths:
-        with _reported(uri, flag) as filesystems:
-            filesystems.delete(paths)
+    def upload_folder(self, local_folder, uri, flag):
+        """Copies a local folder's files to `uri`; returns what it wrote, as (URI, path relative to `uri`)."""
+        uploaded = []
+        for path, relative in self.files_under(local_folder, flag):
+            self.upload_file(path, join(uri, relative), flag)
+            uploaded.append((join(uri, relative), relative))
+        return uploaded
 
+    def download_file(self, uri, local_path, flag):
+        """Copies the file at `uri` to a local file, streamed."""
+        if not is_remote(uri):
+            shutil.copyfile(uri, local_path)
+            return
+        with self._reported(uri, flag) as filesystems, filesystems.open(uri, compression_type=_BYTE_EXACT) as source, \
+                open(local_path, "wb") as sink:
+            shutil.copyfileobj(source, sink, _STREAM_CHUNK_BYTES)
 
-def folders_holding(root, relative, flag):
-    """The names of `root`'s subfolders that hold the file `relative` (e.g. `saved_model.pb`)."""
-    if is_remote(root):
-        prefix = root.rstrip("/") + "/"
-        return [path[len(prefix):].split("/", 1)[0] for path in match(join(root, "*", relative), flag)]
-    if not os.path.isdir(root):
-        return []
-    return [name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, relative))]
+    @contextlib.contextmanager
+    def local_folder(self, path, flag):
+        """A local folder holding the folder `path`'s files: `path` itself when local, else a temporary download."""
+        if not is_remote(path):
+            yield path
+            return
+        found = self.files_under(path, flag)
+        if not found:
+            raise StageError(f"{flag} {path!r} does not exist or holds no files: check the path.")
+        scratch = tempfile.mkdtemp(prefix="living-pipeline-")
+        try:
+            for remote, relative in found:
+                local = os.path.join(scratch, relative)
+                os.makedirs(os.path.dirname(local), exist_ok=True)
+                self.download_file(remote, local, flag)
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
-
-def upload_file(local_path, uri, flag):
-    """Copies one local file to `uri`, streamed: memory stays at a few buffers whatever the file's size."""
-    if not is_remote(uri):
-        os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
-        shutil.copyfile(local_path, uri)
-        return
-    with open(local_path, "rb") as source, _reported(uri, flag) as filesystems, \
-            filesystems.create(uri, compression_type=_BYTE_EXACT) as sink:
-        shutil.copyfileobj(source, sink, _STREAM_CHUNK_BYTES)
-
-
-def upload_folder(local_folder, uri, flag):
-    """Copies a local folder's files to `uri`; returns what it wrote, as (URI, path relative to `uri`)."""
-    uploaded = []
-    for path, relative in files_under(local_folder, flag):
-        upload_file(path, join(uri, relative), flag)
-        uploaded.append((join(uri, relative), relative))
-    return uploaded
-
-
-def download_file(uri, local_path, flag):
-    """Copies the file at `uri` to a local file, streamed."""
-    if not is_remote(uri):
-        shutil.copyfile(uri, local_path)
-        return
-    with _reported(uri, flag) as filesystems, filesystems.open(uri, compression_type=_BYTE_EXACT) as source, \
-            open(local_path, "wb") as sink:
-        shutil.copyfileobj(source, sink, _STREAM_CHUNK_BYTES)
-
-
-@contextlib.contextmanager
-def local_folder(path, flag):
-    """A local folder holding the folder `path`'s files: `path` itself when local, else a temporary download."""
-    if not is_remote(path):
-        yield path
-        return
-    found = files_under(path, flag)
-    if not found:
-        raise StageError(f"{flag} {path!r} does not exist or holds no files: check the path.")
-    scratch = tempfile.mkdtemp(prefix="living-pipeline-")
-    try:
-        for remote, relative in found:
-            local = os.path.join(scratch, relative)
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            download_file(remote, local, flag)
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)

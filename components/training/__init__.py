@@ -1,1 +1,3 @@
-"""The user module contract shared by transform, train and evaluate: loading the module, TFX's FnArgs, and AutoGraph's rules for the TFX libraries."""
+"""The user module contract shared by transform, train and evaluate: loading the module, TFX's FnArgs, and
+AutoGraph's rules for the TFX libraries.
+"""

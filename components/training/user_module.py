@@ -6,12 +6,12 @@ that defines:
 
 - `LABEL_KEY` (str): the raw column to predict.
 - `PROBLEM_TYPE` (str): "classification" or "regression".
-- `preprocessing_fn(inputs)`: the TensorFlow Transform function, raw features in (a feature that may
-  be missing, and every feature of an inferred schema, arrives as a SparseTensor: `dense_feature`
-  below fills it in), transformed features out (full-pass analyzers such as `tft.scale_to_z_score` and `tft.compute_and_apply_vocabulary` are
-  fine). It returns the label under `transformed_name(LABEL_KEY)`; for classification, an integer class
-  id, and if it builds the label's vocabulary with `vocab_filename=LABEL_KEY`, the serving model also
-  returns class names.
+- `preprocessing_fn(inputs)`: the TensorFlow Transform function, raw features in (a feature that may be
+  missing, and every feature of an inferred schema, arrives as a SparseTensor: `dense_feature` below fills it
+  in), transformed features out (full-pass analyzers such as `tft.scale_to_z_score` and
+  `tft.compute_and_apply_vocabulary` are fine). It returns the label under `transformed_name(LABEL_KEY)`; for
+  classification, an integer class id, and if it builds the label's vocabulary with
+  `vocab_filename=LABEL_KEY`, the serving model also returns class names.
 - the training entry point, one of two contracts (`docs/training.md` sets them side by side):
   - `build_model(tf_transform_output)`: returns a compiled Keras 2 (`tf_keras`) model whose inputs are
     named after the transformed features it uses; the train stage fits and exports it. For
@@ -37,8 +37,8 @@ import sys
 import tempfile
 import traceback
 
-from components.state import storage
 from components.errors import StageError
+from components.state.storage import Storage, is_remote
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -102,8 +102,8 @@ def _import_file(path, origin, module):
     return loaded
 
 
-def _import(module):
-    if storage.is_remote(module):
+def _import(module, storage):
+    if is_remote(module):
         if not storage.exists(module, "--module"):
             raise StageError(f"--module {module!r}: no such file.")
         # The download stays for the process: TensorFlow reads the module's source when it traces it.
@@ -133,9 +133,10 @@ def _find_spec(module):
     return spec
 
 
-def load_user_module(module):
+def load_user_module(module, storage=None):
     """Imports a user module and checks that it meets the contract."""
-    loaded = _import(module)
+    storage = storage or Storage()
+    loaded = _import(module, storage)
     for attribute, hint in _REQUIRED.items():
         if not hasattr(loaded, attribute):
             raise StageError(f"--module {module!r} has no {attribute}: define {hint}.")
