@@ -74,7 +74,11 @@ def run_locally(arguments, pipeline_root, runner="subprocess", image=None, stage
 
 
 def _pipeline_arguments(args):
-    """The pipeline's arguments from `run`'s flags; local paths made absolute for the stage processes."""
+    """The pipeline's arguments from `run`'s flags; local paths made absolute for the stage processes. Raises
+    StageError for Beam or storage flags that cannot be used (a credential among them, a runner preset
+    without the flags it needs)."""
+    settings, beam_args = _storage_settings(args, args.beam_args)
+
     def absolute(path):
         return os.path.abspath(path) if path and "://" not in path else path
 
@@ -109,8 +113,8 @@ def _pipeline_arguments(args):
         "tolerance": args.tolerance,
         "slice_threshold": args.slice_threshold,
         "min_slice_examples": args.min_slice_examples,
-        "beam_args": args.beam_args,
-        "storage_settings": args.storage_settings.to_json(),
+        "beam_args": beam_runner_args(args, beam_args),
+        "storage_settings": settings.to_json(),
     }
 
 
@@ -131,15 +135,13 @@ def _storage_settings(args, beam_args, flag="--beam-args", given=StorageSettings
 
 def _run(args):
     try:
-        args.storage_settings, beam_args = _storage_settings(args, args.beam_args)
-        args.beam_args = beam_runner_args(args, beam_args)
+        arguments = _pipeline_arguments(args)
     except StageError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
     quiet_stage_logs()
     started = time.monotonic()
     pipeline_root = os.path.abspath(args.pipeline_root)
-    arguments = _pipeline_arguments(args)
     if args.runner == "docker":
         try:
             arguments = container_arguments(arguments, pipeline_root)

@@ -3,7 +3,7 @@
 A `StageError` carries a message that names the file, column, flag or URI at fault and what to do.
 Inside a KFP component, `reported_stage()` turns every failure into that one message and a non-zero
 exit: a `StageError` as it is; an error raised in the user module as the module's file, line and
-function (`user_module.describe_user_error`); anything else as its type and message. The full
+function (`describe_user_error`); anything else as its type and message. The full
 traceback goes to the stage's own log, between two marker lines, which the local CLI keeps out of the
 terminal (in KFP and Vertex AI the stage's log is the pod's). The message travels as one JSON line, so a
 value with a line break cannot cut it short.
@@ -64,9 +64,40 @@ def read_error_line(line):
     return message if isinstance(message, str) else text
 
 
-def _unexpected_error_message(error):
-    from components.training.user_module import describe_user_error
+# The files of the user modules this process imported (components.training.user_module registers them), and
+# the --module value each came from: an error raised in one of them is reported as that file and line.
+_USER_FILES = {}
 
+
+def register_user_file(path, module):
+    """Reports errors raised in the file `path` as the user module's, which `--module module` named."""
+    _USER_FILES[path] = module
+
+
+def _user_frame(error):
+    """The innermost frame of `error`'s traceback (or of its causes) in a user module, or None."""
+    while error is not None:
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename in _USER_FILES]
+        if frames:
+            return frames[-1]
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def describe_user_error(error):
+    """One line for an error raised in user module code (its file, line and function), or None."""
+    if isinstance(error, SyntaxError) and error.filename in _USER_FILES:
+        return (f"--module {_USER_FILES[error.filename]!r}: syntax error in {error.filename}, line "
+                f"{error.lineno}: {error.msg}: fix the module.")
+    frame = _user_frame(error)
+    if frame is None:
+        return None
+    text = " ".join(str(error).split()) or "no message"
+    return (f"--module {_USER_FILES[frame.filename]!r}: {type(error).__name__}: {text[:300]} in "
+            f"{frame.name} ({frame.filename}, line {frame.lineno}): fix the module.")
+
+
+def _unexpected_error_message(error):
     described = describe_user_error(error)
     if described:
         return described

@@ -16,7 +16,7 @@ import sys
 import pytest
 import tf_keras as keras
 
-from components.errors import StageError, error_line
+from components.errors import StageError, describe_user_error, error_line
 from components.evaluation.blessing import decide, value_threshold
 from components.platform.local_run import StageLog, validation_lines
 from components.stage_logic.ingest import ingest_examples
@@ -25,7 +25,7 @@ from components.stage_logic.statistics import generate_statistics
 from components.stage_logic.train import LOGIT, LOGITS, SIGMOID, SOFTMAX, VALUE, output_kind
 from components.stage_logic.validate import validate_statistics
 from components.state.statistics_store import kept_schema
-from components.training.user_module import describe_user_error, load_user_module
+from components.training.user_module import load_user_module
 from stranger_data import write_csv
 
 MODULE = "my_module.py"

@@ -14,7 +14,9 @@ confusion matrix at threshold 0). Each extract they are given may hold one examp
 extract, and their per-example Python was most of an evaluation's time.
 
 TFMA loads these by class name and module (`tfma.MetricConfig(class_name="RSquared",
-module=__name__)`), in each Beam worker. They are computed per slice and per model like any TFMA
+module=__name__)`), in each Beam worker; none is registered with TFMA at import. (TFMA looks a registered
+class name up before the module: registering SparseCategoricalAccuracy would replace Keras' metric of that
+name for every evaluation, hence the Lean names of the others.) They are computed per slice and per model like any TFMA
 metric, with example weights when the evaluation is weighted.
 """
 import apache_beam as beam
@@ -263,8 +265,3 @@ class _RSquaredCombiner(_RegressionCombiner):
         total = sums["label_squared"] - sums["label"] * sums["label"] / sums["weight"]
         return 1.0 - sums["squared_error"] / total if total > 0 else float("nan")
 
-
-metric_types.register_metric(RSquared)
-# SparseCategoricalAccuracy shares its name with Keras' metric: registering it would replace that one for
-# every evaluation, so it is found by module only. (TFMA looks a registered class name up before the
-# module, hence the Lean names of the others.)

@@ -35,9 +35,8 @@ import importlib.util
 import os
 import sys
 import tempfile
-import traceback
 
-from components.errors import StageError
+from components.errors import StageError, describe_user_error, register_user_file
 from components.state.storage import Storage, is_remote
 
 CLASSIFICATION = "classification"
@@ -59,40 +58,12 @@ def _module_name(origin):
     return f"living_pipeline_user_module_{hashlib.sha256(origin.encode()).hexdigest()[:16]}"
 
 
-# The files of the user modules this process imported, and the flag value each came from: an error
-# raised in one of them is reported as that file and line.
-_USER_FILES = {}
-
-
-def _user_frame(error):
-    """The innermost frame of `error`'s traceback (or of its causes) in a user module, or None."""
-    while error is not None:
-        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename in _USER_FILES]
-        if frames:
-            return frames[-1]
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def describe_user_error(error):
-    """One line for an error raised in user module code (its file, line and function), or None."""
-    if isinstance(error, SyntaxError) and error.filename in _USER_FILES:
-        return (f"--module {_USER_FILES[error.filename]!r}: syntax error in {error.filename}, line "
-                f"{error.lineno}: {error.msg}: fix the module.")
-    frame = _user_frame(error)
-    if frame is None:
-        return None
-    text = " ".join(str(error).split()) or "no message"
-    return (f"--module {_USER_FILES[frame.filename]!r}: {type(error).__name__}: {text[:300]} in "
-            f"{frame.name} ({frame.filename}, line {frame.lineno}): fix the module.")
-
-
 def _import_file(path, origin, module):
     name = _module_name(origin)
     spec = importlib.util.spec_from_file_location(name, path)
     loaded = importlib.util.module_from_spec(spec)
     sys.modules[name] = loaded
-    _USER_FILES[spec.origin] = module
+    register_user_file(spec.origin, module)
     try:
         spec.loader.exec_module(loaded)
     except Exception as error:  # anything the module's own code raises while it is imported
@@ -114,7 +85,7 @@ def _import(module, storage):
         if not os.path.isfile(module):
             raise StageError(f"--module {module!r}: no such file.")
         return _import_file(module, os.path.abspath(module), module)
-    _USER_FILES[_find_spec(module).origin] = module
+    register_user_file(_find_spec(module).origin, module)
     try:
         return importlib.import_module(module)
     except Exception as error:  # anything the module's own code raises while it is imported
