@@ -18,11 +18,12 @@ import time
 
 from benchmarks.floors import measure_floors
 from benchmarks.generate import generate
+from components import stage_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 MODULES = {"demo": "components.penguins.module", "wide": os.path.join(HERE, "wide_module.py")}
-STAGES = ["ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"]
+STAGES = [stage.name for stage in stage_table.STAGES]
 TARGETS = {"total_seconds_at_1m": 300, "peak_mb": 2048, "fixed_cost_ratio": 1.5}
 
 

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from benchmarks.generate import generate
+from components import stage_table
 
-STAGES = ["ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"]
+STAGES = [stage.name for stage in stage_table.STAGES]
 
 
 def test_generator_is_deterministic_and_bounded(tmp_path):

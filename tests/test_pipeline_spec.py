@@ -4,9 +4,10 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from components import stage_table
 from pipeline_cli import main
 
-STAGES = ["ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"]
+STAGES = [stage.name for stage in stage_table.STAGES]
 IMAGE = "registry.example.com/team/living-pipeline:1.2.3"
 
 

@@ -251,8 +251,8 @@ class Storage:
                              "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.") from None
         except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
                 botocore.exceptions.ReadTimeoutError) as error:
-            raise StageError(f"{flag} {uri!r}: cannot reach the S3 endpoint ({error}): check AWS_ENDPOINT_URL "
-                             "and the network.") from None
+            raise StageError(f"{flag} {uri!r}: cannot reach the S3 endpoint ({error}): check the endpoint "
+                             "(--s3-endpoint-url, or AWS_ENDPOINT_URL) and the network.") from None
         except botocore.exceptions.ClientError as error:
             raise _classified(flag, uri, bucket, error.response.get("Error", {}).get("Code", ""),
                               error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"), error) from None
