@@ -249,3 +249,17 @@ def test_a_schedule_with_a_span_is_refused_before_anything_is_sent(kfp_api):
     assert stderr.strip() == ("Error: --param span=3: scheduled runs take the latest span; leave out --param "
                               "span with --schedule")
     assert kfp_api.pipelines == [] and kfp_api.recurring_runs == []
+
+
+def test_storage_options_become_the_runs_storage_settings_and_leave_beam_args(kfp_api):
+    """Storage options given as Beam flags (the documented --param beam_args=--s3_endpoint_url=...) and the
+    storage flags reach the run as one typed parameter, storage_settings; beam_args keeps the rest."""
+    code, _, stderr = submit(kfp_api.host, "--version-name", "5a1b2c3d4e5f", "--s3-region", "eu-west-1",
+                             "--param", "serving_root=s3://mlpipeline/serving", "--param",
+                             "beam_args=--s3_endpoint_url=http://minio-service.kubeflow:9000 --direct_num_workers=2")
+    assert code == 0, stderr
+    (run,) = kfp_api.runs
+    parameters = run["runtime_config"]["parameters"]
+    assert json.loads(parameters.pop("storage_settings")) == {
+        "s3_endpoint_url": "http://minio-service.kubeflow:9000", "s3_region_name": "eu-west-1"}
+    assert parameters == {"serving_root": "s3://mlpipeline/serving", "beam_args": "--direct_num_workers=2"}
