@@ -136,7 +136,7 @@ def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
     return living_pipeline
 
 
-def git_revision():
+def _git_revision():
     """The checkout's git revision (with -dirty for uncommitted changes), or '' outside a checkout."""
     from components.platform.submit import SubmissionError
     from components.platform.submit import git_revision as revision_of
@@ -160,7 +160,7 @@ def spec_digest(image, kfp_volume=None, object_store=None, git_revision=""):
 
 def compile_pipeline(output, image, kfp_volume=None, object_store=None):
     """Writes the spec to `output` with its build info (image, git revision, spec digest); returns `output`."""
-    revision = git_revision()
+    revision = _git_revision()
     build_info = json.dumps({"image": image, "git_revision": revision,
                              "spec_sha256": spec_digest(image, kfp_volume, object_store, revision)}, sort_keys=True)
     compiler.Compiler().compile(create_pipeline(image, kfp_volume, object_store, build_info), package_path=output)

@@ -7,7 +7,7 @@ cannot see the stage's folders: there every path handed to Beam is an object-sto
 (`gs://`, `s3://`) that the workers can reach:
 
 - the artifact's own URI where the platform keeps artifacts in a bucket (Vertex AI: `gs://...`;
-  open-source KFP: `minio://...`, which is its S3 store, read as `s3://` with `--s3_endpoint_url`);
+  open-source KFP: `minio://...`, which is its S3 store, read as `s3://` at the run's S3 endpoint);
 - otherwise (kfp.local, where artifacts are local folders) a place under the run's Beam temp root,
   `--beam-temp-root` (Beam's `--temp_location`): `<root>/artifacts/<run>/<stage>/<output>`.
 
