@@ -259,7 +259,7 @@ def test_the_kind_workflow_waits_for_tf_serving_only_after_the_run_and_asks_it_f
                         for _, wait in deployment_waits(script) if "tf-serving" in wait["names"]]
     assert waits_on_serving and min(waits_on_serving) > submit
     serving_step = steps[min(waits_on_serving)]
-    assert "python -m components.serving.serving_request --url http://localhost:8501" in serving_step
+    assert "python -m components.tf_serving.serving_request --url http://localhost:8501" in serving_step
 
 
 def test_kubernetes_schemas_catch_a_broken_manifest(tmp_path):
@@ -313,7 +313,7 @@ def test_tf_serving_serves_what_push_publishes_to_kfps_object_store_through_the_
     serving, mirror = pod["containers"]
     assert (serving["name"], mirror["name"]) == ("tf-serving", "model-mirror")
     serving_flags, mirror_flags = _flag_values(serving["args"]), _flag_values(mirror["command"])
-    assert mirror["command"][:3] == ["python", "-m", "components.serving.model_mirror"]
+    assert mirror["command"][:3] == ["python", "-m", "components.tf_serving.model_mirror"]
     assert mirror_flags["--serving-root"] == KFP_SERVING_ROOT
     assert mirror_flags["--model-name"] == DEFAULT_MODEL_NAME == serving_flags["--model_name"]
     # TF Serving polls the folder the mirror fills, through one volume of the pod.

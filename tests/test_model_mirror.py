@@ -1,6 +1,6 @@
 """The cluster's serving path without a cluster: push publishes to an S3 bucket (SeaweedFS on loopback),
 the model mirror copies each whole new version into a local folder with nothing but environment
-credentials, and a request built by `components.serving.serving_request` gets predictions from that folder's
+credentials, and a request built by `components.tf_serving.serving_request` gets predictions from that folder's
 model through a stand-in for TF Serving's REST `predict` API (the real SavedModel answers)."""
 import base64
 import filecmp
@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from components.penguins import curated_schema_path
-from components.serving.serving_request import demo_csv, feature_types, request_body
 from components.state.serving_root import publish_model
+from components.tf_serving.serving_request import demo_csv, feature_types, request_body
 from helpers import REPO, free_port
 from object_stores import s3_client, s3_environment, seaweedfs
 
@@ -40,7 +40,7 @@ def mirror(s3_endpoint, serving_root, local_root, *flags):
     """Runs the mirror as its container does: only PATH and the S3 environment (no profile, no flags)."""
     environment = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
                    **s3_environment(s3_endpoint)}
-    return subprocess.run([sys.executable, "-m", "components.serving.model_mirror", "--serving-root", serving_root,
+    return subprocess.run([sys.executable, "-m", "components.tf_serving.model_mirror", "--serving-root", serving_root,
                            "--model-name", "penguins", "--to", str(local_root), "--once", *flags],
                           cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
 
@@ -83,7 +83,7 @@ def test_a_mirror_without_the_keys_is_one_line_naming_the_serving_root(s3_endpoi
     serving_root = f"s3://{bucket}/living-pipeline/serving"
     environment = {"PATH": os.environ["PATH"], **s3_environment(s3_endpoint)}
     environment["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
-    result = subprocess.run([sys.executable, "-m", "components.serving.model_mirror", "--serving-root", serving_root,
+    result = subprocess.run([sys.executable, "-m", "components.tf_serving.model_mirror", "--serving-root", serving_root,
                              "--model-name", "penguins", "--to", str(tmp_path / "models"), "--once"],
                             cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
@@ -130,7 +130,7 @@ def tf_serving(trained_model, tmp_path):
 
 
 def serving_request(*flags):
-    return subprocess.run([sys.executable, "-m", "components.serving.serving_request", *flags], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "components.tf_serving.serving_request", *flags], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 

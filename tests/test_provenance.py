@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from components.serving.warmup import WARMUP_FOLDER
 from components.stage_logic.evaluate import evaluate_model
 from components.stage_logic.push import push_model
 from components.state.provenance import PROVENANCE_FILE, provenance_record, read_provenance
 from components.state.serving_root import publish_model
+from components.tf_serving.warmup import WARMUP_FOLDER
 from object_stores import s3_client, s3_environment, seaweedfs
 from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
 from pipeline_cli import main

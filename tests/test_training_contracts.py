@@ -9,13 +9,13 @@ import tensorflow as tf
 
 from components.errors import StageError
 from components.penguins import curated_schema_path
-from components.serving.warmup import raw_examples, read_warmup_requests
 from components.stage_logic.evaluate import evaluate_model
 from components.stage_logic.ingest import ingest_examples
 from components.stage_logic.schema import make_schema
 from components.stage_logic.statistics import generate_statistics
 from components.stage_logic.train import SERVING_SIGNATURE, train_model
 from components.stage_logic.transform import transform_examples
+from components.tf_serving.warmup import raw_examples, read_warmup_requests
 
 # Every test here trains a model, or runs on a trained one.
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ With a provenance `record` (components.state.provenance), the version is publish
 """
 import contextlib
 
-from components.serving.warmup import WARMUP_FOLDER
 from components.state.provenance import PROVENANCE_FILE, model_with_provenance
 from components.state.serving_root import BaselineChanged, is_version_name, publish_model
 from components.state.storage import Storage
+from components.tf_serving.warmup import WARMUP_FOLDER
 
 
 def compared_version(blessing):

@@ -26,10 +26,10 @@ import tf_keras as keras
 
 from components.data import layout
 from components.errors import StageError
-from components.serving.warmup import raw_examples, without_feature, write_warmup_requests
 from components.stage_logic.schema import schema_file
 from components.state.provenance import module_source
 from components.state.storage import Storage
+from components.tf_serving.warmup import raw_examples, without_feature, write_warmup_requests
 from components.training.autograph_rules import skip_autograph_for_libraries
 from components.training.fn_args import DataAccessor, FnArgs
 from components.training.user_module import CLASSIFICATION, load_user_module, train_batch_size, transformed_name

@@ -16,9 +16,9 @@ import shutil
 import tempfile
 
 from components.errors import StageError
-from components.serving.warmup import WARMUP_FILE, WARMUP_FOLDER
 from components.state.serving_root import model_root, published_versions
 from components.state.storage import Storage, is_remote, join
+from components.tf_serving.warmup import WARMUP_FILE, WARMUP_FOLDER
 
 PROVENANCE_FILE = "provenance.json"
 RECORD_FORMAT = 1

@@ -1,6 +1,6 @@
 """Asks TF Serving for predictions on labelled rows and checks them: the proof that a published model serves.
 
-    python -m components.serving.serving_request --url http://localhost:8501 [--model-name penguins] [--rows 30]
+    python -m components.tf_serving.serving_request --url http://localhost:8501 [--model-name penguins] [--rows 30]
 
 The model's default signature takes serialized raw tf.Examples (the transform graph is inside), so
 each CSV row becomes a tf.Example typed by the schema (INT, FLOAT, BYTES; missing values left out),
@@ -91,7 +91,7 @@ def accuracy(classes, labels):
 def main(argv=None):
     from components.penguins import curated_schema_path
 
-    parser = argparse.ArgumentParser(prog="python -m components.serving.serving_request",
+    parser = argparse.ArgumentParser(prog="python -m components.tf_serving.serving_request",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="TF Serving's REST API, e.g. http://localhost:8501")
     parser.add_argument("--model-name", default="penguins", help="default: %(default)s")

@@ -4,7 +4,7 @@ TF Serving 2.7 and later cannot read `s3://` (its S3 file system was removed fro
 so on a cluster whose serving root is in an object store, TF Serving reads a folder of its pod that
 this mirror, running beside it, keeps up to date:
 
-    python -m components.serving.model_mirror --serving-root s3://mlpipeline/living-pipeline/serving \\
+    python -m components.tf_serving.model_mirror --serving-root s3://mlpipeline/living-pipeline/serving \\
         --model-name penguins --to /models/penguins [--poll-seconds 10] [--once]
 
 A version counts as published once its `saved_model.pb` is in the bucket (push copies it last), and
@@ -72,7 +72,7 @@ def run(serving_root, model_name, local_root, poll_seconds, once=False, log=prin
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m components.serving.model_mirror",
+    parser = argparse.ArgumentParser(prog="python -m components.tf_serving.model_mirror",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--serving-root", required=True, help="the serving root push publishes to (s3:// or gs://)")
     parser.add_argument("--model-name", required=True, help="the model's name under the serving root")
