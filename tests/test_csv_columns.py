@@ -33,17 +33,17 @@ EXPECTED_TYPES = {"plain_int": "int", "spaced_int": "int", "hex_text": "string",
                   "decimal": "float", "odd_float": "float", "text": "string", "empty": "missing"}
 
 
-def _quote(cell):
-    return '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\n') else cell
+def _quote(cell, delimiter=","):
+    return '"' + cell.replace('"', '""') + '"' if any(c in cell for c in delimiter + '"\n') else cell
 
 
-def _write_messy_csv(path, rows, seed, line_end="\n"):
+def _write_messy_csv(path, rows, seed, line_end="\n", delimiter=",", encoding="utf-8"):
     rng = random.Random(seed)
     names = list(MESSY_COLUMNS)
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        out.write(",".join(names) + line_end)
+    with open(path, "w", encoding=encoding, newline="") as out:
+        out.write(delimiter.join(names) + line_end)
         for _ in range(rows):
-            out.write(",".join(_quote(rng.choice(MESSY_COLUMNS[name])) for name in names) + line_end)
+            out.write(delimiter.join(_quote(rng.choice(MESSY_COLUMNS[name]), delimiter) for name in names) + line_end)
 
 
 def _split_records(examples_dir, split):
@@ -56,7 +56,7 @@ def _split_records(examples_dir, split):
 def _ingest_both_ways(tmp_path, monkeypatch, pattern, **settings):
     by_blocks = ingest_examples(pattern, str(tmp_path / "by_blocks"), **settings)
 
-    def pyarrow_cannot_read(path, column_count):
+    def pyarrow_cannot_read(path, column_count, delimiter=","):
         raise csv_columns.RowPathNeeded(path)
         yield  # a generator, as the real reader is
 
@@ -90,6 +90,25 @@ def test_messy_csv_gives_the_same_examples_block_by_block_as_row_by_row(tmp_path
     assert set(values["text"]) == {b"padded", "é".encode(), b"a,b", b'say "hi"', b"line\nbreak"}
     assert values["empty"] == []
     assert np.isinf(values["odd_float"]).sum() > 0 and 2.5 in values["odd_float"]
+
+
+@pytest.mark.parametrize("delimiter, name", [("\t", "tab"), (";", ";")])
+def test_a_messy_file_with_another_delimiter_and_a_byte_order_mark_gives_the_comma_files_examples(
+        tmp_path, monkeypatch, delimiter, name):
+    """Tabs inside cells (`\\t6`) and commas are then quoted or not by the other delimiter's rules."""
+    for folder, separator, encoding in (("comma", ",", "utf-8"), ("other", delimiter, "utf-8-sig")):
+        (tmp_path / folder).mkdir()
+        _write_messy_csv(tmp_path / folder / "rows.csv", 600, seed=3, delimiter=separator, encoding=encoding)
+    comma = ingest_examples(str(tmp_path / "comma" / "rows.csv"), str(tmp_path / "comma_out"))
+    blocks = list(csv_columns.read_blocks(str(tmp_path / "other" / "rows.csv"), len(MESSY_COLUMNS), delimiter))
+    assert sum(len(block[0]) for block in blocks) == 600  # pyarrow reads it: the block path is taken
+    by_blocks, by_rows = _ingest_both_ways(tmp_path, monkeypatch, str(tmp_path / "other" / "rows.csv"),
+                                           csv_delimiter=name)
+    assert by_blocks["column_types"] == by_rows["column_types"] == comma["column_types"] == EXPECTED_TYPES
+    assert by_blocks["row_counts"] == by_rows["row_counts"] == comma["row_counts"]
+    for split in ("train", "eval"):
+        expected = _split_records(tmp_path / "comma_out", split)
+        assert _split_records(tmp_path / "by_blocks", split) == _split_records(tmp_path / "by_rows", split) == expected
 
 
 @pytest.mark.slow

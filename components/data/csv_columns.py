@@ -42,8 +42,9 @@ class RowPathNeeded(Exception):
     """pyarrow could not read a file as Python's csv module does; read it row by row instead."""
 
 
-def read_blocks(path, column_count):
-    """Yields the data rows of the CSV file at `path` as lists of `column_count` pyarrow string arrays.
+def read_blocks(path, column_count, delimiter=","):
+    """Yields the data rows of the CSV file at `path`, its fields separated by `delimiter` (one character), as
+    lists of `column_count` pyarrow string arrays. pyarrow drops a UTF-8 byte-order mark, as the row path does.
 
     Raises RowPathNeeded when pyarrow cannot read the file. That is only known when the block holding the
     problem is reached, so a caller that acts on blocks must have read the whole file once before.
@@ -55,7 +56,7 @@ def read_blocks(path, column_count):
                 raw,
                 # The header is read as a data row (dropped below), so pyarrow checks its field count too.
                 read_options=pa_csv.ReadOptions(block_size=_BLOCK_BYTES, use_threads=False, column_names=names),
-                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
                 convert_options=pa_csv.ConvertOptions(
                     null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False, check_utf8=True,
                     column_types=dict.fromkeys(names, pa.string())))
