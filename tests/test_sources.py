@@ -251,7 +251,8 @@ def test_typed_sources_keep_timestamps_booleans_bytes_decimals_and_times(tmp_pat
     else:
         writer = write_typed_parquet if source == "parquet" else write_typed_avro
         arguments = {"data_pattern": writer(str(tmp_path / f"typed.{source}"))}
-    metadata = ingest_examples(output_dir=str(tmp_path / "out"), split_ratios="train:1,eval:1", **arguments)
+    metadata = ingest_examples(output_dir=str(tmp_path / "out"), split_ratios="train:1,eval:1", min_eval_examples=1,
+                               **arguments)
     assert metadata["column_types"] == TYPED_COLUMN_TYPES
     examples = read_split(str(tmp_path / "out"), "train") + read_split(str(tmp_path / "out"), "eval")
     assert sorted(examples) == sorted(expected_typed_features(row) for row in TYPED_ROWS)
@@ -262,7 +263,7 @@ def test_naive_timestamps_are_utc_and_millisecond_parquet_scales(tmp_path):
     table = pa.table({"at": pa.array(naive, pa.timestamp("ms"))})
     pq.write_table(table, str(tmp_path / "t.parquet"))
     metadata = ingest_examples(str(tmp_path / "t.parquet"), str(tmp_path / "out"), split_column="at",
-                               split_cutoff="2000-01-01")
+                               split_cutoff="2000-01-01", min_eval_examples=1)
     assert metadata["row_counts"] == {"train": 1, "eval": 1}
     assert read_split(str(tmp_path / "out"), "eval") == [(("at", "int64_list", (1709251200005000,)),)]
     assert read_split(str(tmp_path / "out"), "train") == [(("at", "int64_list", (-1000000,)),)]
@@ -270,7 +271,7 @@ def test_naive_timestamps_are_utc_and_millisecond_parquet_scales(tmp_path):
 
 @pytest.mark.slow
 def test_postgresql_json_becomes_text_and_unsupported_types_say_what_to_do(tmp_path, database_url):
-    metadata = ingest_examples("", str(tmp_path / "json"), split_ratios="train:1,eval:1",
+    metadata = ingest_examples("", str(tmp_path / "json"), split_ratios="train:1,eval:1", min_eval_examples=1,
                                query="""SELECT id, '{"b": 1, "a": [2]}'::jsonb AS doc """
                                      """FROM generate_series(1, 20) AS id""")
     assert metadata["column_types"] == {"id": "int", "doc": "string"}
@@ -539,7 +540,7 @@ def test_libpq_variables_work_without_the_url(tmp_path, postgres_url, monkeypatc
                            ("dbname", "PGDATABASE")):
         monkeypatch.setenv(variable, str(settings[name]))
     metadata = ingest_examples("", str(tmp_path / "out"), query="SELECT generate_series(1, 10) AS n",
-                               split_ratios="train:1,eval:1")
+                               split_ratios="train:1,eval:1", min_eval_examples=1)
     assert sum(metadata["row_counts"].values()) == 10
 
 

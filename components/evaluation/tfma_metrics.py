@@ -254,14 +254,61 @@ class _MeanAbsoluteErrorCombiner(_RegressionCombiner):
 
 
 class RSquared(metric_types.Metric):
-    """R² of a regression model's predictions against the label."""
+    """R² of a regression model's predictions against the label; NaN (undefined) where the label does not
+    vary over the slice (a constant label, or one example), or there are no examples."""
 
     def __init__(self, name=R_SQUARED_NAME):
         super().__init__(_scalar_computations(_RSquaredCombiner, R_SQUARED_NAME), name=name)
 
 
-class _RSquaredCombiner(_RegressionCombiner):
-    def _value(self, sums):
-        total = sums["label_squared"] - sums["label"] * sums["label"] / sums["weight"]
-        return 1.0 - sums["squared_error"] / total if total > 0 else float("nan")
+# A label whose standard deviation is below this share of its mean's magnitude is constant: what float
+# arithmetic leaves of a constant label's variance is far below it, a real label's spread far above.
+CONSTANT_LABEL_SPREAD = 1e-9
 
+
+class _RSquaredCombiner(beam.CombineFn):
+    """The label's weighted mean and sum of squared deviations (merged as Chan et al.'s parallel variance,
+    which does not cancel catastrophically as sum(x²) - sum(x)²/n does), and the sum of squared errors."""
+
+    def __init__(self, inputs, key):
+        self._inputs = inputs
+        self._key = key
+
+    def create_accumulator(self):
+        return (0.0, 0.0, 0.0, 0.0)  # weight, label mean, squared deviations from it, squared errors
+
+    @staticmethod
+    def _merge(first, second):
+        weight_a, mean_a, deviations_a, errors_a = first
+        weight_b, mean_b, deviations_b, errors_b = second
+        weight = weight_a + weight_b
+        if not weight_b:
+            return first[:3] + (errors_a + errors_b,)
+        if not weight_a:
+            return second[:3] + (errors_a + errors_b,)
+        delta = mean_b - mean_a
+        return (weight, mean_a + delta * weight_b / weight,
+                deviations_a + deviations_b + delta * delta * weight_a * weight_b / weight, errors_a + errors_b)
+
+    def add_input(self, accumulator, element):
+        labels, predictions, weights = self._inputs(element)
+        labels = labels.astype(float)
+        weight = float(weights.sum())
+        if not weight:
+            return accumulator
+        mean = float(weights @ labels) / weight
+        deviations = labels - mean
+        errors = predictions[:, 0] - labels
+        return self._merge(accumulator, (weight, mean, float(weights @ (deviations * deviations)),
+                                         float(weights @ (errors * errors))))
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for accumulator in accumulators:
+            merged = self._merge(merged, accumulator)
+        return merged
+
+    def extract_output(self, accumulator):
+        weight, mean, deviations, errors = accumulator
+        constant = deviations <= weight * (CONSTANT_LABEL_SPREAD * mean) ** 2
+        return {self._key: float("nan") if not weight or constant else 1.0 - errors / deviations}

@@ -20,6 +20,7 @@ from kfp.components import load_component_from_file
 from kfp.local import pipeline_orchestrator
 
 from components.errors import PEAK_MEMORY_PREFIX, TRACEBACK_BEGIN, TRACEBACK_END, read_error_line
+from components.evaluation.blessing import undefined_line
 from components.platform.run_report import write_run_report
 
 
@@ -269,6 +270,9 @@ def summary(outputs, stage_log, total_seconds, report):
     evaluation = outputs["eval_metrics"].metadata
     lines.append("Evaluation (eval split): " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(evaluation.items())))
     blessing = outputs["blessing"].metadata
+    if blessing.get("undefined"):  # None in the metadata, left out of KFP's metrics: here with the reason
+        lines.append("Undefined metrics:")
+        lines.extend(f"  - {undefined_line(item)}" for item in blessing["undefined"])
     lines.append(f"Blessing: {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'}")
     lines.extend(f"  - {reason}" for reason in blessing["reasons"])
     pushed = outputs["pushed_model"].metadata

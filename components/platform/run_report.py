@@ -3,7 +3,8 @@
 kfp.local leaves one folder per task under the run's folder, each with the task's output artifacts and,
 when the task succeeded, `executor_output.json` with their metadata. The report lists the stages in
 pipeline order with status and seconds; HTML reports are copied and Markdown reports rendered under
-`reports/` (so a browser opens them as pages), and metrics and confusion matrices are shown inline.
+`reports/` (so a browser opens them as pages), and metrics and confusion matrices are shown inline, with
+the metrics that are undefined (and why) under the verdict.
 Like the stage reports, it fetches nothing from the network.
 """
 import json
@@ -11,6 +12,7 @@ import os
 import shutil
 
 from components import reports
+from components.evaluation.blessing import undefined_line
 
 
 def _outputs(task_dir):
@@ -60,6 +62,9 @@ def _verdict_sections(blessing, pushed, validation):
                 f"{reports.escape(anomalies)}</span></p>",
                 "<ul class=\"reasons\">" + "".join(f"<li>{reports.escape(reason)}</li>"
                                                      for reason in blessing.get("reasons", [])) + "</ul>"]
+    if blessing.get("undefined"):
+        sections.append("<h2>Undefined metrics</h2><ul class=\"undefined\">" + "".join(
+            f"<li>{reports.escape(undefined_line(item))}</li>" for item in blessing["undefined"]) + "</ul>")
     if validation.get("warnings"):
         sections.append("<h2>Warnings</h2><ul class=\"warnings\">" + "".join(
             f"<li>{reports.escape(line.strip().removeprefix('- '))}</li>" for line in validation["warnings"]) + "</ul>")

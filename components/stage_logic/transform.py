@@ -3,6 +3,10 @@
 Full-pass analyzers (means, variances, vocabularies) run over the train split only; the resulting
 transform graph is applied to every split, written as gzipped tf.Examples, and saved for the trainer,
 which embeds it in the serving model.
+
+Before any data is read, the preprocessing_fn is traced once: a column that holds text where the module
+casts it to a number is refused with one line naming it. Any other failure TensorFlow raises on the data
+while the pipeline runs becomes one line naming the column too (components.training.data_errors).
 """
 import json
 import os
@@ -10,12 +14,14 @@ import sys
 
 import apache_beam as beam
 import pyarrow as pa
+import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
+from components import json_values
 from components.data import layout
 from components.data.tfrecords import WriteGzippedTFRecords
 from components.errors import StageError
@@ -25,6 +31,7 @@ from components.stage_logic.schema import load_schema
 from components.stage_logic.statistics import TELEMETRY
 from components.state.storage import Storage, is_remote
 from components.training.autograph_rules import skip_autograph_for_libraries
+from components.training.data_errors import describe_data_error, string_casts, text_cast_line, traced_columns
 from components.training.user_module import load_user_module
 
 RANGES_FILE = "feature_ranges.json"
@@ -65,6 +72,35 @@ def _preprocessing_fn(user_module, module, settings):
     return preprocessing_fn
 
 
+def _text_sample(pattern, column, limit=10_000):
+    """A value of `column` that is not a number, from the first `limit` examples the pattern matches, or None."""
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern)[:1], compression_type="GZIP").take(limit)
+    for record in records.as_numpy_iterator():
+        feature = tf.train.Example.FromString(record).features.feature.get(column)
+        for value in feature.bytes_list.value if feature else ():
+            text = value.decode("utf-8", errors="replace")
+            try:
+                float(text)
+            except ValueError:
+                return text
+    return None
+
+
+def _check_input_types(preprocessing_fn, source, examples_dir, module):
+    """Traces the preprocessing_fn on the columns' types; refuses a text column it casts to a number (one line,
+    with a value of it). Returns a function from a node of the traced graph to the columns it reads, which
+    names the column of a failure TensorFlow reports by its node."""
+    from tensorflow_transform import impl_helper
+
+    specs = source.TensorAdapter().OriginalTypeSpecs()
+    graph, inputs, _ = impl_helper.trace_preprocessing_function(preprocessing_fn, specs, use_tf_compat_v1=False)
+    for column, target in string_casts(graph, inputs):
+        if specs.get(column) is not None and specs[column].dtype == tf.string:
+            raise StageError(text_cast_line(column, target, module, _text_sample(
+                layout.examples_pattern(examples_dir, layout.TRAIN), column)))
+    return traced_columns(graph, inputs)
+
+
 def _encode_examples(record_batch_and_passthrough):
     """A record batch of transformed features -> the list of its serialized tf.Examples."""
     record_batch, _ = record_batch_and_passthrough
@@ -83,8 +119,27 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
     sources = {split: tfxio.TFExampleRecord(file_pattern=layout.examples_pattern(examples_dir, split),
                                             schema=schema, telemetry_descriptors=TELEMETRY)
                for split in splits}
+    preprocessing_fn = _preprocessing_fn(user_module, module, storage.settings)
+    columns_of = _check_input_types(preprocessing_fn, sources[layout.TRAIN], examples_dir, module)
     if not is_remote(transformed_examples_dir):  # a bucket URI when Beam's workers run elsewhere
         os.makedirs(transformed_examples_dir, exist_ok=True)
+    try:
+        _run_transform(sources, splits, preprocessing_fn, transform_graph_dir, transformed_examples_dir, beam_args,
+                       storage)
+    except Exception as error:  # data TensorFlow cannot take is one line naming the column; the rest is raised
+        described = describe_data_error(error, f"Transform (preprocessing_fn of --module {module!r})",
+                                        user_module.LABEL_KEY, columns_of)
+        if described:
+            raise StageError(described) from error
+        raise
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
+                               os.path.join(transform_graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+    return splits
+
+
+def _run_transform(sources, splits, preprocessing_fn, transform_graph_dir, transformed_examples_dir, beam_args,
+                   storage):
+    """The Beam pipeline: analyze the train split, transform and write every split, and the train ranges."""
     with beam_runner.scratch(transform_graph_dir, storage) as temp_dir, \
             beam.Pipeline(options=pipeline_options(beam_args)) as pipeline, \
             tft_beam.Context(temp_dir=temp_dir):
@@ -95,8 +150,7 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
         raw = {split: pipeline | f"Read[{split}]" >> source.BeamSource(RECORD_BATCH_SIZE)
                for split, source in sources.items()}
         train_config = sources[layout.TRAIN].TensorAdapterConfig()
-        transform_fn = (analyzed, train_config) | "Analyze" >> tft_beam.AnalyzeDataset(
-            _preprocessing_fn(user_module, module, storage.settings))
+        transform_fn = (analyzed, train_config) | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn)
         _ = transform_fn | "WriteTransformGraph" >> tft_beam.WriteTransformFn(transform_graph_dir)
         for split in splits:
             transformed, _ = (((raw[split], sources[split].TensorAdapterConfig()), transform_fn)
@@ -110,9 +164,6 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
                  | f"Encode[{split}]" >> beam.Map(_encode_examples)
                  | f"Write[{split}]" >> WriteGzippedTFRecords(
                      os.path.join(layout.split_dir(transformed_examples_dir, split), "transformed")))
-    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
-                               os.path.join(transform_graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
-    return splits
 
 
 class _NumericRanges(beam.CombineFn):
@@ -156,7 +207,8 @@ def _write_ranges(ranges, path):
     from apache_beam.io.filesystems import FileSystems  # a local path or a bucket URI, from any worker
 
     with FileSystems.create(path) as sink:
-        sink.write(json.dumps(ranges).encode())
+        # A NaN or infinite value (a feature the module leaves NaN) is null: the file stays valid JSON.
+        sink.write(json_values.dumps(json_values.finite(ranges)).encode())
 
 
 def transform_report(transform_graph_dir, transformed_examples_dir):
