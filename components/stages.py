@@ -13,8 +13,8 @@ turns these functions into components for a given image and wires them.
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def ingest(data_pattern: str, data_format: str, query: str, query_partition_column: str, query_partitions: int,
-           span: int, split_ratios: str, split_column: str, split_cutoff: str, beam_args: str,
+def ingest(data_pattern: str, data_format: str, csv_delimiter: str, query: str, query_partition_column: str,
+           query_partitions: int, span: int, split_ratios: str, split_column: str, split_cutoff: str, beam_args: str,
            storage_settings: str, examples: Output[Dataset]):
     """Ingest (ExampleGen): files of a span (CSV, Parquet, Avro, TFRecord) or a PostgreSQL query ->
     gzipped tf.Examples, split into train and eval (by hash, as given, or by a column).
@@ -22,6 +22,7 @@ def ingest(data_pattern: str, data_format: str, query: str, query_partition_colu
     Args:
         data_pattern: The data files' path or glob (local, gs://, s3://; {SPAN}, {VERSION}, {SPLIT}); empty: the demo.
         data_format: csv, parquet, avro or tfrecord; empty to take it from the pattern's extension.
+        csv_delimiter: The character between a CSV file's fields: ',' (the default), ';', '|' or tab.
         query: One read-only PostgreSQL query to read instead of files (the connection comes from the environment).
         query_partition_column: Read the query in parallel ranges of this integer column; empty: in one piece.
         query_partitions: How many ranges of query_partition_column to read in parallel.
@@ -49,10 +50,10 @@ def ingest(data_pattern: str, data_format: str, query: str, query_partition_colu
             data_pattern, output_uri(examples, beam_args), span, split_ratios, beam_args,
             data_format=data_format, query=query,
             query_partition_column=query_partition_column, query_partitions=query_partitions,
-            split_column=split_column, split_cutoff=split_cutoff, storage=storage))
+            split_column=split_column, split_cutoff=split_cutoff, storage=storage, csv_delimiter=csv_delimiter))
 
 
-def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, beam_args: str,
+def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, csv_delimiter: str, beam_args: str,
                storage_settings: str, statistics: Output[Artifact], statistics_report: Output[HTML]):
     """Statistics (StatisticsGen): TFDV statistics of every split, per slice, and of a serving sample.
 
@@ -60,6 +61,7 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
         examples: The tf.Examples from ingest.
         slice_columns: Comma-separated columns to also compute statistics per value of; empty for none.
         serving_data: Path or glob of a serving sample (CSV or TFRecords) for the skew check; empty for none.
+        csv_delimiter: The character between a CSV serving sample's fields: ',' (the default), ';', '|' or tab.
         beam_args: Beam flags for this stage (never credentials).
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
@@ -82,14 +84,17 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
         beam_output = output_uri(statistics, beam_args)
         splits = generate_statistics(input_uri(examples, beam_args, storage=storage), beam_output, beam_args,
                                      [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data,
-                                     storage=storage)
+                                     storage=storage, csv_delimiter=csv_delimiter)
         mirror(beam_output, statistics.path, storage)  # schema, validate and the report read it as files
-        statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0))})
+        # Header columns without a value in this span are in no statistics: the schema stage keeps their names.
+        empty = sorted(c for c, kind in (examples.metadata.get("column_types") or {}).items() if kind == "missing")
+        statistics.metadata.update({"split_names": splits, "span": int(examples.metadata.get("span", 0)),
+                                    "empty_columns": empty})
         write_text(statistics_report.path, build_report(statistics.path, splits))
 
 
 def schema(statistics: Input[Artifact], schema_path: str, module: str, statistics_root: str, update_schema: bool,
-           storage_settings: str, schema: Output[Artifact], schema_report: Output[Markdown]):
+           model_name: str, storage_settings: str, schema: Output[Artifact], schema_report: Output[Markdown]):
     """Schema (SchemaGen / ImportSchemaGen): a curated schema file, the schema kept in the statistics store
     for this data, or one inferred from the span (kept once the span passes validation).
 
@@ -97,8 +102,9 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, statistic
         statistics: The statistics of every split, from statistics.
         schema_path: A curated schema.pbtxt, which always wins; empty to use the kept or an inferred one.
         module: The user module (import path or .py file): its label is left out of the SERVING environment.
-        statistics_root: The statistics store holding the kept schema versions; empty to keep none.
+        statistics_root: The statistics store holding each model's kept schema versions; empty to keep none.
         update_schema: Infer the schema again from this span and keep it as the next version.
+        model_name: The model whose kept schema applies; empty for the module's (MODEL_NAME, else its file name).
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
@@ -108,20 +114,25 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, statistic
     from components.errors import reported_stage
     from components.reports import write_text
     from components.stage_logic.schema import make_schema
+    from components.state.model_names import resolve_model_name
     from components.state.storage import Storage
 
     with reported_stage():
+        storage = Storage.from_json(storage_settings)
         result = make_schema(statistics.path, schema.path, schema_path, module, statistics_root, update_schema,
-                             storage=Storage.from_json(storage_settings))
+                             model_name=resolve_model_name(model_name, module, storage),
+                             span=int(statistics.metadata.get("span", 0)),
+                             empty_columns=list(statistics.metadata.get("empty_columns") or []), storage=storage)
         write_text(schema_report.path, result.pop("report"))
         schema.metadata.update(result)
 
 
 def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
-             statistics_root: str, drift_threshold: float, skew_threshold: float, storage_settings: str,
-             anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
-    """Validate (ExampleValidator): anomalies, drift of every feature against the last span that passed,
-    skew against serving data; keeps the span's statistics (and a newly inferred schema) when it passes.
+             statistics_root: str, drift_threshold: float, skew_threshold: float, model_name: str, module: str,
+             storage_settings: str, anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
+    """Validate (ExampleValidator): anomalies, drift of every feature against the model's last accepted span,
+    skew against serving data; keeps the span's statistics and verdict (and a newly inferred schema) when it
+    lets the span through.
 
     Args:
         statistics: The statistics of every split (and of the serving sample), from statistics.
@@ -130,6 +141,8 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
         statistics_root: The statistics store: earlier spans for the drift check, where a passing span is kept.
         drift_threshold: The default drift threshold for features whose schema sets none; 0 for none.
         skew_threshold: The default skew threshold for features whose schema sets none; 0 for none.
+        model_name: The model whose spans are compared and kept; empty for the module's.
+        module: The user module (import path or .py file), for the model's name when model_name is empty.
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
 
     Returns:
@@ -139,12 +152,15 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
     from components.errors import reported_stage
     from components.reports import write_text
     from components.stage_logic.validate import anomalies_markdown, validate_statistics
+    from components.state.model_names import resolve_model_name
     from components.state.storage import Storage
 
     with reported_stage():
+        storage = Storage.from_json(storage_settings)
         result = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies,
                                      int(statistics.metadata.get("span", 0)), statistics_root, drift_threshold,
-                                     skew_threshold, dict(schema.metadata), storage=Storage.from_json(storage_settings))
+                                     skew_threshold, dict(schema.metadata),
+                                     model_name=resolve_model_name(model_name, module, storage), storage=storage)
         anomalies.metadata.update({"anomaly_count": len(result["anomalies"]), **result})
         write_text(anomalies_report.path, anomalies_markdown(result))
 
@@ -220,6 +236,7 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
     # `tf.keras` is Keras 2 (tf_keras) in this stage, as TFX 1.16 modules need: set before TensorFlow is imported.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from components.errors import reported_stage
+    from components.json_values import finite, is_finite_number
     from components.platform.beam_runner import local_view
     from components.reports import write_text
     from components.stage_logic.train import learning_curves_html, train_model
@@ -234,9 +251,10 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
                                  hyperparameters=hyperparameters, custom_config=custom_config,
                                  model_run_dir=tensorboard_logs.path, examples_dir=examples_dir,
                                  schema_dir=schema.path, storage=storage)
-        model.metadata.update(result)
+        model.metadata.update(finite(result))  # a diverged loss (NaN) is null: KFP's metadata takes no NaN
         for name, value in result["final"].items():
-            metrics.log_metric(name, value)
+            if is_finite_number(value):
+                metrics.log_metric(name, value)
         write_text(learning_curves.path, learning_curves_html(result["history"], result["final"],
                                                               result["hyperparameters"], result["custom_config"],
                                                               result["contract"]))
@@ -257,7 +275,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
         schema: The schema, from schema.
         module: The user module (import path or .py file): its label, problem type and slice columns.
         serving_root: Where models are published; its newest version is the baseline.
-        model_name: The model's folder in the serving root.
+        model_name: The model's folder in the serving root; empty for the module's.
         slice_columns: Comma-separated columns to report metrics per value of; empty for the module's.
         threshold: The overall metric the candidate must reach (accuracy, or R² for regression).
         tolerance: How much worse than the serving model the candidate may be.
@@ -280,11 +298,14 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     from components.reports import write_text
     from components.stage_logic.evaluate import blessing_markdown, evaluate_model, evaluation_html, roc_curve
     from components.stage_logic.evaluate import confusion_matrix as read_confusion_matrix
+    from components.stage_logic.evaluate import kfp_metrics as defined_metrics
+    from components.state.model_names import resolve_model_name
     from components.state.serving_root import baseline_model
     from components.state.storage import Storage
 
     with reported_stage():
         storage = Storage.from_json(storage_settings)
+        model_name = resolve_model_name(model_name, module, storage)
         beam_args = stage_beam_args(beam_args, "evaluate", storage.settings)
         with baseline_model(serving_root, model_name, storage) as (baseline, local_baseline, baseline_version):
             decision = evaluate_model(
@@ -301,8 +322,9 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
         decision["baseline"] = baseline or ""
         write_blessing(decision, blessing.path)
         blessing.metadata.update(decision)
-        evaluation.metadata.update({"overall": decision["overall"], "slices": decision["slices"]})
-        for name, value in decision["overall"].get("candidate", {}).items():
+        evaluation.metadata.update({"overall": decision["overall"], "slices": decision["slices"],
+                                    "undefined": decision["undefined"]})
+        for name, value in defined_metrics(decision).items():  # undefined ones are left out, and the reports say so
             metrics.log_metric(name, value)
         matrix = read_confusion_matrix(evaluation.path, decision["classes"] or None)
         if matrix:
@@ -315,11 +337,12 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
 
 
 def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset], schema: Input[Artifact],
-         serving_root: str, model_name: str, module: str, data_pattern: str, hyperparameters: str,
+         serving_root: str, model_name: str, statistics_root: str, module: str, data_pattern: str, hyperparameters: str,
          custom_config: str, run_name: str, run_id: str, build_info: str, storage_settings: str,
          pushed_model: Output[Model], push_report: Output[Markdown]):
     """Push (Pusher): publish a blessed model as the next version in the serving root, if the version
-    the candidate was compared with is still the newest, with its provenance record inside.
+    the candidate was compared with is still the newest, with its provenance record inside; and conclude
+    the span's verdict in the statistics store (accepted as a drift baseline only if its model was blessed).
 
     Args:
         model: The candidate model, from train.
@@ -327,7 +350,8 @@ def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset
         examples: The raw examples, from ingest (their span, version and row counts go in the record).
         schema: The schema, from schema (its digest goes in the record).
         serving_root: Where models are published as <model_name>/<version>/, local or gs:// or s3://.
-        model_name: The model's folder in the serving root.
+        model_name: The model's folder in the serving root; empty for the module's.
+        statistics_root: The statistics store, where the span's verdict is concluded; empty for none.
         module: The user module, for the record.
         data_pattern: The data pattern, for the record.
         hyperparameters: The training hyperparameters (JSON), for the record.
@@ -347,11 +371,14 @@ def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset
     from components.evaluation.blessing import read_blessing
     from components.reports import write_text
     from components.stage_logic.push import push_markdown, push_model
+    from components.state.model_names import resolve_model_name
     from components.state.provenance import provenance_record
+    from components.state.statistics_store import conclude_span_verdict, model_store
     from components.state.storage import Storage
 
     with reported_stage():
         storage = Storage.from_json(storage_settings)
+        model_name = resolve_model_name(model_name, module, storage)
         decision = read_blessing(blessing.path)
         record = provenance_record(
             run={"name": run_name, "id": run_id}, build=json.loads(build_info or "{}"),
@@ -360,6 +387,10 @@ def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset
             decision=decision, hyperparameters=hyperparameters, custom_config=custom_config, storage=storage
         ) if decision["blessed"] else None
         result = push_model(model.path, decision, serving_root, model_name, record, storage)
+        why = f", published as version {result['version']}" if result["pushed"] else f" ({result['reason']})"
+        result["span_verdict"] = conclude_span_verdict(
+            model_store(statistics_root, model_name), int(examples.metadata.get("span") or 0), decision["blessed"],
+            why, storage) if statistics_root else {}
         pushed_model.metadata.update(result)
         write_text(push_report.path, push_markdown(result, serving_root, model_name))
         print(("Published version {version} at {path}" if result["pushed"] else "Nothing published: {reason}")

@@ -22,8 +22,11 @@ from components.platform.cluster import (
     KFP_STATISTICS_ROOT,
     STATE_MOUNT_PATH,
 )
+from components.state.model_names import default_model_name
 from helpers import REPO, tool
-from pipeline import DEFAULT_MODEL_NAME, default_image
+from pipeline import DEFAULT_MODULE, default_image
+
+DEFAULT_MODEL_NAME = default_model_name(DEFAULT_MODULE)
 
 SCRIPTS = ["scripts/build-base-image.sh", "scripts/build-image.sh", "scripts/kind-up.sh", "scripts/kind-down.sh",
            "scripts/system-packages.sh", "scripts/check-fresh-machine.sh", ".ci/run"]

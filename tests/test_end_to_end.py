@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from browser import rendered_dom, screenshot
 from components.stage_logic.ingest import demo_data_pattern
+from components.state.statistics_store import read_span_verdict, stored_spans
 from helpers import REPO
 from report_pages import read_page, table_with_header
 
@@ -251,9 +252,12 @@ def test_living_scenario(tmp_path):
     for step in (first, second, third):
         # The curated schema sets skew thresholds on six features: not on the label, nor on the year.
         assert step["skew"].startswith("6 of 8 features checked against the serving sample"), step
-    assert first["drift"] == "NOT CHECKED: no span before 1 has passed validation yet (first span)"
-    assert second["drift"].startswith("7 of 8 features checked against span 1, the last span before 2")
-    assert third["drift"].startswith("7 of 8 features checked against span 2, the last span before 3")
+    assert first["drift"] == "NOT CHECKED: no span of model 'penguins' before 1 has been kept yet (first span)"
+    assert second["drift"].startswith("7 of 8 features checked against span 1, the last span of model 'penguins' "
+                                      "before 2 whose data was accepted (its data passed validation and its model "
+                                      "was blessed, published as version 1)")
+    assert third["drift"].startswith("7 of 8 features checked against span 2, the last span of model 'penguins' "
+                                     "before 3")
 
     assert not corrupted["succeeded"] and corrupted["failed_stage"] == "validate"
     report = corrupted["errors"][0]
@@ -273,8 +277,12 @@ def test_living_scenario(tmp_path):
     for version in (1, 2, 3, 4):
         assert (model_root / str(version) / "saved_model.pb").is_file()
         assert (model_root / str(version) / "variables" / "variables.index").is_file()
-    statistics = sorted(os.listdir(tmp_path / "demo" / "statistics"))
-    assert statistics == ["span-1", "span-2", "span-3", "span-5"]
+    assert os.listdir(tmp_path / "demo" / "statistics") == ["penguins"]
+    store = str(tmp_path / "demo" / "statistics" / "penguins")
+    assert stored_spans(store) == [1, 2, 3, 5]
+    # The shuffled span's data passed validation, but its model was not blessed: it is no drift baseline.
+    assert [read_span_verdict(store, span)["accepted"] for span in (1, 2, 3, 5)] == [True, True, True, False]
+    assert "its model was not blessed" in read_span_verdict(store, 5)["reason"]
     assert "=== What the living pipeline decided ===" in process.stdout
     assert "Traceback" not in process.stdout + process.stderr
     assert "Exception ignored" not in process.stdout + process.stderr

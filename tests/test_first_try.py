@@ -24,7 +24,7 @@ from components.stage_logic.schema import make_schema
 from components.stage_logic.statistics import generate_statistics
 from components.stage_logic.train import LOGIT, LOGITS, SIGMOID, SOFTMAX, VALUE, output_kind
 from components.stage_logic.validate import validate_statistics
-from components.state.statistics_store import kept_schema
+from components.state.statistics_store import conclude_span_verdict, kept_schema, model_store
 from components.training.user_module import load_user_module
 from stranger_data import write_csv
 
@@ -52,6 +52,7 @@ def user_module(tmp_path, text):
     return str(path)
 
 
+MODEL = "colours"
 LABELLED = "LABEL_KEY = 'label'\nPROBLEM_TYPE = 'classification'\ndef preprocessing_fn(inputs):\n" \
            "    return inputs\ndef build_model(tf_transform_output):\n    return None\n"
 
@@ -63,9 +64,11 @@ def first_span(tmp_path_factory):
     statistics = span_of(tmp_path, "span-1", rows(200),
                          rows(100, colours=("red", "blue", "green")) + [["red", 2.5, "note", 41, "no"]])
     store, schema_dir = str(tmp_path / "store"), str(tmp_path / "schema")
-    metadata = make_schema(statistics, schema_dir, module=user_module(tmp_path, LABELLED), statistics_root=store)
+    metadata = make_schema(statistics, schema_dir, module=user_module(tmp_path, LABELLED), statistics_root=store,
+                           model_name=MODEL, span=1)
     result = validate_statistics(statistics, schema_dir, str(tmp_path / "anomalies"), span=1,
-                                 statistics_root=store, schema_metadata=metadata)
+                                 statistics_root=store, schema_metadata=metadata, model_name=MODEL)
+    conclude_span_verdict(model_store(store, MODEL), 1, blessed=True, why="")
     return tmp_path, store, metadata, result
 
 
@@ -73,9 +76,10 @@ def test_an_inferred_schema_passes_the_span_it_came_from(first_span):
     tmp_path, store, metadata, result = first_span
     assert metadata["origin"] == "inferred" and metadata["keep_as_version"] == 1
     assert result["anomalies"] == []
-    assert result["kept_schema"] == os.path.join(store, "schema", "1", "schema.pbtxt")
-    version, text = kept_schema(store)
+    assert result["kept_schema"] == os.path.join(store, MODEL, "schema", "1", "schema.pbtxt")
+    version, text, origin = kept_schema(model_store(store, MODEL))
     assert version == 1 and 'value: "green"' in text and 'name: "extra"' in text
+    assert origin["span"] == 1 and origin["location"] == result["kept_schema"]
 
 
 def later_span(tmp_path, first_span, name, train_rows, eval_rows, header=("colour", "size", "extra", "weight", "label"),
@@ -83,7 +87,7 @@ def later_span(tmp_path, first_span, name, train_rows, eval_rows, header=("colou
     _, store, _, _ = first_span
     statistics = span_of(tmp_path, name, train_rows, eval_rows, header)
     metadata = make_schema(statistics, str(tmp_path / f"{name}-schema"), module=user_module(tmp_path, LABELLED),
-                           statistics_root=store, update_schema=update)
+                           statistics_root=store, update_schema=update, model_name=MODEL)
     return statistics, metadata
 
 
@@ -97,12 +101,18 @@ def test_a_later_span_is_held_to_the_kept_schema(tmp_path, first_span):
     assert metadata["origin"] == "kept" and metadata["schema_version"] == 1
     with pytest.raises(StageError) as raised:
         validate_statistics(statistics, str(tmp_path / "span-2-schema"), str(tmp_path / "a"), span=2,
-                            statistics_root=store, schema_metadata=metadata)
+                            statistics_root=store, schema_metadata=metadata, model_name=MODEL)
     message = str(raised.value)
+    kept = os.path.join(store, MODEL, "schema", "1", "schema.pbtxt")
+    assert message.splitlines()[0] == (
+        f"Span 2 disagrees with the kept schema, version 1 of model 'colours' (inferred from span 1, at {kept}), on "
+        "3 column(s): colour (ENUM_TYPE_UNEXPECTED_STRING_VALUES), size (UNEXPECTED_DATA_TYPE), weight "
+        "(SCHEMA_MISSING_COLUMN). If the change is intended, rerun with --update-schema to keep a schema inferred "
+        "from this span; if this is another data set, give it its own --model-name.")
     assert "feature 'colour': ENUM_TYPE_UNEXPECTED_STRING_VALUES" in message
     assert "feature 'size': UNEXPECTED_DATA_TYPE" in message
     assert "feature 'weight': SCHEMA_MISSING_COLUMN" in message
-    assert kept_schema(store)[0] == 1, "a refused span changes nothing in the store"
+    assert kept_schema(model_store(store, MODEL))[0] == 1, "a refused span changes nothing in the store"
 
 
 def test_a_rare_new_category_is_tolerated_and_a_scaled_feature_drifts(tmp_path, first_span):
@@ -111,7 +121,8 @@ def test_a_rare_new_category_is_tolerated_and_a_scaled_feature_drifts(tmp_path, 
     scaled[5][0] = "violet"  # one value in 300: within the domain mass of 0.99
     statistics, metadata = later_span(tmp_path, first_span, "span-3", scaled, scaled[:100])
     result = validate_statistics(statistics, str(tmp_path / "span-3-schema"), str(tmp_path / "a"),
-                                 blocking=False, span=3, statistics_root=store, schema_metadata=metadata)
+                                 blocking=False, span=3, statistics_root=store, schema_metadata=metadata,
+                                 model_name=MODEL)
     kinds = {(row["feature"], row["kind"]) for row in result["anomalies"]}
     assert kinds == {("size", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH")}
     by_feature = {row["feature"]: row for row in result["drift"]}
@@ -123,14 +134,15 @@ def test_a_rare_new_category_is_tolerated_and_a_scaled_feature_drifts(tmp_path, 
 
 def test_update_schema_accepts_a_deliberate_change_as_the_next_version(tmp_path, first_span):
     _, store, _, _ = first_span
-    # One value in five is a new colour: beyond the domain's tolerance, within drift of span 3 (the last stored).
-    purple = rows(200, colours=("red", "blue", "red", "purple", "blue"), size=lambda i: 3 * (i % 7 + 1.5))
+    # One value in five is a new colour: beyond the domain's tolerance, within drift of span 1 (the last accepted:
+    # span 3 was let through with --warn-on-anomalies).
+    purple = rows(200, colours=("red", "blue", "red", "purple", "blue"))
     statistics, metadata = later_span(tmp_path, first_span, "span-4", purple, purple[:90], update=True)
     assert metadata["origin"] == "updated" and metadata["keep_as_version"] == 2
     result = validate_statistics(statistics, str(tmp_path / "span-4-schema"), str(tmp_path / "a"), span=4,
-                                 statistics_root=store, schema_metadata=metadata)
-    assert result["anomalies"] == []
-    version, text = kept_schema(store)
+                                 statistics_root=store, schema_metadata=metadata, model_name=MODEL)
+    assert result["anomalies"] == [] and result["drift_baseline_span"] == 1
+    version, text, _ = kept_schema(model_store(store, MODEL))
     assert version == 2 and 'value: "purple"' in text
 
 

@@ -10,7 +10,17 @@ from components.errors import StageError
 from components.stage_logic.ingest import ingest_examples
 from components.stage_logic.statistics import generate_statistics, load_all_statistics, load_statistics
 from components.stage_logic.validate import validate_statistics
-from components.state.statistics_store import previous_span, store_span_statistics, stored_spans
+from components.state.statistics_store import (
+    conclude_span_verdict,
+    drift_baseline,
+    model_store,
+    previous_span,
+    read_span_verdict,
+    store_span_statistics,
+    stored_spans,
+)
+
+MODEL = "penguins"
 
 
 def write_rows(path, rows, drop=()):
@@ -35,32 +45,70 @@ def statistics_of(tmp_path, rows, serving_rows=None, slices=()):
 def test_a_drifted_span_is_stopped_with_the_distance_and_threshold(tmp_path, statistics_dir, schema_dir,
                                                                    penguin_rows):
     root = str(tmp_path / "store")
-    first = validate_statistics(statistics_dir, schema_dir, str(tmp_path / "a1"), span=1, statistics_root=root)
-    assert first["checks"]["drift"] == "NOT CHECKED: no span before 1 has passed validation yet (first span)"
+    store = model_store(root, MODEL)
+    first = validate_statistics(statistics_dir, schema_dir, str(tmp_path / "a1"), span=1, statistics_root=root,
+                                model_name=MODEL)
+    assert first["checks"]["drift"] == \
+        "NOT CHECKED: no span of model 'penguins' before 1 has been kept yet (first span)"
     assert first["drift"] == [] and first["drift_baseline_span"] == 0
-    assert stored_spans(root) == [1]
+    assert stored_spans(store) == [1]
+    conclude_span_verdict(store, 1, blessed=True, why=", published as version 1")
 
     gentoo_only = [row for row in penguin_rows if row["species"] == "Gentoo"]
     drifted = statistics_of(tmp_path / "drifted", gentoo_only)
     with pytest.raises(StageError) as raised:
-        validate_statistics(drifted, schema_dir, str(tmp_path / "a2"), span=2, statistics_root=root)
+        validate_statistics(drifted, schema_dir, str(tmp_path / "a2"), span=2, statistics_root=root,
+                            model_name=MODEL)
     message = str(raised.value)
     assert "train (drift against span 1): feature 'species': COMPARATOR_L_INFTY_HIGH" in message
     assert "train (drift against span 1): feature 'island': COMPARATOR_L_INFTY_HIGH" in message
-    assert stored_spans(root) == [1], "a refused span must not become the next span's reference"
+    assert stored_spans(store) == [1], "a refused span must not become the next span's reference"
 
     rows = validate_statistics(drifted, schema_dir, str(tmp_path / "a3"), blocking=False, span=2,
-                               statistics_root=root)["anomalies"]
+                               statistics_root=root, model_name=MODEL)["anomalies"]
     species = next(r for r in rows if r["check"] == "drift" and r["feature"] == "species")
     assert species["threshold"] == pytest.approx(0.25)
     assert species["measured"] > 0.5
     result = validate_statistics(drifted, schema_dir, str(tmp_path / "a4"), blocking=False, span=2,
-                                 statistics_root=root, schema_metadata={"origin": "curated"})
+                                 statistics_root=root, schema_metadata={"origin": "curated"}, model_name=MODEL)
     assert result["drift_baseline_span"] == 1
-    assert result["checks"]["drift"].startswith("7 of 8 features checked against span 1, the last span before 2")
+    assert result["checks"]["drift"].startswith(
+        "7 of 8 features checked against span 1, the last span of model 'penguins' before 2 whose data was accepted "
+        "(its data passed validation and its model was blessed, published as version 1)")
     by_feature = {row["feature"]: row for row in result["drift"]}
     assert by_feature["species"]["outcome"] == "ABOVE THRESHOLD" and by_feature["species"]["distance"] > 0.5
     assert by_feature["year"]["outcome"] == "not checked: no threshold for it in the schema"
+
+
+def test_only_a_span_whose_data_was_accepted_becomes_the_drift_baseline(tmp_path, statistics_dir, schema_dir,
+                                                                        penguin_rows):
+    """Let through with --warn-on-anomalies, or its model not blessed (shuffled labels pass validation): the next
+    span is still compared with the last span whose data passed validation and whose model was blessed."""
+    root = str(tmp_path / "store")
+    store = model_store(root, MODEL)
+    validate_statistics(statistics_dir, schema_dir, str(tmp_path / "a1"), span=1, statistics_root=root,
+                        model_name=MODEL)
+    conclude_span_verdict(store, 1, blessed=True, why=", published as version 1")
+    gentoo_only = statistics_of(tmp_path / "drifted", [row for row in penguin_rows if row["species"] == "Gentoo"])
+    overridden = validate_statistics(gentoo_only, schema_dir, str(tmp_path / "a2"), span=2, statistics_root=root,
+                                     model_name=MODEL, blocking=False)
+    assert overridden["anomalies"] and overridden["span_verdict"]["validation"] == "overridden"
+    conclude_span_verdict(store, 2, blessed=True, why=", published as version 2")
+    validate_statistics(statistics_dir, schema_dir, str(tmp_path / "a3"), span=3, statistics_root=root,
+                        model_name=MODEL)
+    conclude_span_verdict(store, 3, blessed=False, why=" (accuracy 0.31 is below the threshold 0.8)")
+    validate_statistics(statistics_dir, schema_dir, str(tmp_path / "a4"), span=4, statistics_root=root,
+                        model_name=MODEL)  # its run then failed: push never concluded its verdict
+
+    assert stored_spans(store) == [1, 2, 3, 4]
+    assert [read_span_verdict(store, span)["accepted"] for span in (1, 2, 3, 4)] == [True, False, False, False]
+    assert "let through with --warn-on-anomalies" in read_span_verdict(store, 2)["reason"]
+    assert "not blessed (accuracy 0.31" in read_span_verdict(store, 3)["reason"]
+    assert drift_baseline(store, 5)[0] == 1
+    fifth = validate_statistics(statistics_dir, schema_dir, str(tmp_path / "a5"), span=5, statistics_root=root,
+                                model_name=MODEL)
+    assert fifth["drift_baseline_span"] == 1
+    assert "its data passed validation and its model was blessed" in fifth["checks"]["drift"]
 
 
 def test_serving_requests_without_the_label_pass_and_skew_is_measured(tmp_path, penguin_rows, schema_dir):

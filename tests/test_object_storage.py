@@ -23,7 +23,7 @@ from components.errors import StageError
 from components.penguins import curated_schema_path
 from components.penguins.demo import write_demo_spans
 from components.state.serving_root import BaselineChanged, latest_published_model, publish_model, published_versions
-from components.state.statistics_store import store_span_statistics, stored_spans
+from components.state.statistics_store import model_store, store_span_statistics, stored_spans
 from components.state.storage import GCS_SCHEME, S3_SCHEME, Storage, StorageSettings, refuse_credentials
 from helpers import REPO, free_port
 from object_stores import READER, WRITER, gcs_client, gcs_emulator, s3_client, s3_environment, seaweedfs
@@ -183,7 +183,7 @@ def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publish
     assert outputs["blessing"]["baseline"] == f"{serving_root}/penguins/1"
     assert outputs["pushed_model"]["path"] == f"{serving_root}/penguins/2"
     assert published_versions(serving_root, "penguins", storage) == [1, 2]
-    assert stored_spans(statistics_root, storage) == [1, 2]
+    assert stored_spans(model_store(statistics_root, "penguins"), storage) == [1, 2]
     assert not [key for key in s3_store.keys(models) if ".incoming-" in key]
     assert published_model_accuracy(f"{serving_root}/penguins/2", spans[2], storage) >= 0.8
     # Not in the compiled spec, the run's parameters, its logs, reports or artifact metadata, nor the summary.
@@ -204,7 +204,7 @@ def test_a_run_on_gcs_reads_and_publishes_through_buckets(gcs_store, tmp_path, m
 
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     assert result["outputs"]["pushed_model"]["path"] == f"{serving_root}/penguins/1"
-    assert stored_spans(statistics_root) == [2]
+    assert stored_spans(model_store(statistics_root, "penguins")) == [2]
     assert latest_published_model(serving_root, "penguins") == f"{serving_root}/penguins/1"
     assert published_model_accuracy(f"{serving_root}/penguins/1", spans[2]) >= 0.8
 

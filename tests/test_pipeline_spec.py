@@ -1,4 +1,6 @@
 """The compiled pipeline spec: what KFP and Vertex AI will run."""
+import inspect
+
 import pytest
 import yaml
 from google.protobuf import json_format
@@ -67,7 +69,7 @@ def test_parameters_make_the_spec_reusable(spec):
     parameters = spec.root.input_definitions.parameters
     assert {"serving_root", "data_pattern", "span", "split_ratios", "schema_path", "block_on_anomalies",
             "statistics_root", "statistics_slices", "serving_data", "module", "train_steps", "model_name",
-            "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "query",
+            "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "csv_delimiter", "query",
             "query_partition_column", "query_partitions", "split_column", "split_cutoff", "update_schema",
             "drift_threshold", "skew_threshold", "slice_threshold", "min_slice_examples", "hyperparameters",
             "custom_config", "storage_settings"} == set(parameters)
@@ -92,6 +94,14 @@ def test_storage_settings_reach_every_stage_and_beam_args_the_beam_stages(spec):
     assert wired("beam_args") == {"ingest", "statistics", "transform", "evaluate"}
 
 
+def test_the_csv_delimiter_reaches_ingest_and_the_statistics_of_a_csv_serving_sample(spec):
+    tasks = spec.root.dag.tasks
+    assert {name for name, task in tasks.items()
+            if task.inputs.parameters["csv_delimiter"].component_input_parameter == "csv_delimiter"} == {
+        "ingest", "statistics"}
+    assert spec.root.input_definitions.parameters["csv_delimiter"].default_value.string_value == ","
+
+
 def test_every_stage_input_and_output_has_a_one_line_description_for_the_kfp_ui(spec):
     descriptions = {}
     for stage in STAGES:
@@ -100,10 +110,20 @@ def test_every_stage_input_and_output_has_a_one_line_description_for_the_kfp_ui(
                                        ("output", component.output_definitions)):
             for name, definition in [*definitions.parameters.items(), *definitions.artifacts.items()]:
                 descriptions[f"{stage} {direction} {name}"] = definition.description
-    assert len(descriptions) == 92
+    # One description for every parameter of every component's signature (its inputs and outputs).
+    assert len(descriptions) == sum(len(inspect.signature(stage.component).parameters) for stage in stage_table.STAGES)
     assert [name for name, text in descriptions.items() if not text.strip() or "\n" in text] == []
     assert descriptions["ingest input span"] == "The span to read; 0 for the latest."
+    assert descriptions["ingest input csv_delimiter"].startswith("The character between a CSV file's fields")
     assert descriptions["push output pushed_model"] == "Where the version was published, or why nothing was."
+
+
+def test_the_model_name_reaches_every_stage_that_keeps_its_state_and_defaults_to_the_modules(spec):
+    tasks = spec.root.dag.tasks
+    assert {name for name, task in tasks.items()
+            if task.inputs.parameters["model_name"].component_input_parameter == "model_name"} == {
+        "schema", "validate", "evaluate", "push"}
+    assert spec.root.input_definitions.parameters["model_name"].default_value.string_value == ""
 
 
 def test_push_records_the_run_and_a_digest_of_the_spec_it_runs_in(tmp_path):

@@ -113,3 +113,12 @@ def test_caching_and_resources_in_the_spec_are_the_tables(kfp_specs):
         resources = executors[f"exec-{stage.name}"]["container"]["resources"]
         assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"], resources["resourceMemoryRequest"],
                 resources["resourceMemoryLimit"]) == tuple(stage.resources), stage.name
+
+
+def test_compiling_for_kfp_needs_only_what_make_run_installs():
+    """kfp-kubernetes (the state volume, the object store's keys) is a base requirement, not an extra."""
+    import importlib.metadata
+
+    requirements = importlib.metadata.requires("living-pipeline")
+    base = [requirement for requirement in requirements if "extra ==" not in requirement]
+    assert any(requirement.startswith("kfp-kubernetes") for requirement in base)

@@ -69,9 +69,9 @@ def test_the_first_span_publishes_a_model(first_span):
     assert blessing["overall"]["candidate"][metric] >= (0.3 if name == "diabetes" else 0.85)
     assert "no model is serving yet" in blessing["reasons"][-1]
     # The inferred schema is kept for the next span, and the summary says where it came from.
-    assert os.path.isfile(tmp_path / "statistics" / "schema" / "1" / "schema.pbtxt")
+    assert os.path.isfile(tmp_path / "statistics" / name / "schema" / "1" / "schema.pbtxt")
     assert "Schema: inferred from this span" in process.stdout
-    assert "Drift: NOT CHECKED: no span before 1 has passed validation yet (first span)" in process.stdout
+    assert f"Drift: NOT CHECKED: no span of model {name!r} before 1 has been kept yet (first span)" in process.stdout
 
 
 def test_a_corrupted_second_span_is_blocked(first_span):

@@ -174,6 +174,14 @@ def test_a_missing_argument_stops_before_contacting_kfp(specs):
                              "(e.g. serving_root=/mnt/living-pipeline/serving)"
 
 
+def test_an_unknown_csv_delimiter_is_refused_before_contacting_kfp(specs):
+    host = f"http://127.0.0.1:{free_port()}"
+    code, _, stderr = cli("submit", "--host", host, "--spec", specs[0], "--param", "serving_root=/mnt/s",
+                          "--param", "csv_delimiter=:")
+    assert code == 1 and stderr.strip().splitlines() == [stderr.strip()]
+    assert stderr.startswith("Error: --param csv_delimiter ':' is not a delimiter ingest reads: give ',', ';', ")
+
+
 def test_a_credential_in_beam_args_is_refused_before_contacting_kfp(specs):
     host = f"http://127.0.0.1:{free_port()}"
     code, stdout, stderr = cli("submit", "--host", host, "--spec", specs[0], "--param", "serving_root=s3://models",

@@ -10,6 +10,7 @@ import tf_keras as keras
 
 from components.training.user_module import dense_feature, transformed_name
 
+MODEL_NAME = "penguins"
 LABEL_KEY = "species"
 PROBLEM_TYPE = "classification"
 NUMERIC_FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]

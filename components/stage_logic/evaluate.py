@@ -5,6 +5,13 @@ Raw eval examples go through the model's serving signature; the label comes from
 when its blessing metric (accuracy for classification, R² for regression) passes the
 absolute threshold and, when a model is already published, is not worse than that baseline by more
 than the tolerance. The reasons (metric, candidate, baseline, threshold) go with the decision.
+
+A metric that is undefined on a slice (R² where the label is constant, anything NaN or infinite) is None
+in the decision, with the reason in its `undefined` list; the reports show it as undefined, the KFP
+metrics leave it out (`kfp_metrics_left_out` says which), and no gate is decided on it
+(components.evaluation.blessing). A threshold outside the blessing metric's range is refused before TFMA
+runs, and data the models cannot take stops with one line naming the column
+(components.training.data_errors).
 """
 import os
 
@@ -12,13 +19,18 @@ import apache_beam as beam
 import tensorflow_model_analysis as tfma
 from tfx_bsl.public import tfxio
 
+from components import json_values
 from components.data import layout
+from components.errors import StageError
 from components.evaluation import tfma_metrics
 from components.evaluation.blessing import (
     DEFAULT_MIN_SLICE_EXAMPLES,
     DEFAULT_THRESHOLD,
     OVERALL,
+    check_thresholds,
     decide,
+    undefined_line,
+    undefined_metrics,
     value_threshold,
 )
 from components.evaluation.tfma_batches import batched_extractors
@@ -27,8 +39,10 @@ from components.platform.beam_options import RECORD_BATCH_SIZE, pipeline_options
 from components.stage_logic.schema import load_schema
 from components.stage_logic.statistics import TELEMETRY
 from components.stage_logic.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
+from components.state.provenance import check_same_prediction
 from components.state.storage import Storage
 from components.training.autograph_rules import skip_autograph_for_libraries
+from components.training.data_errors import describe_data_error
 from components.training.user_module import CLASSIFICATION, load_user_module, transformed_name
 
 CANDIDATE = "candidate"
@@ -148,9 +162,13 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
     beam_dirs = beam_dirs or {}
     user_module = load_user_module(module, storage)
     skip_autograph_for_libraries()
+    check_thresholds(user_module.PROBLEM_TYPE, threshold, slice_threshold, f"--module {module!r}")
     if slice_columns is None:
         slice_columns = list(getattr(user_module, "SLICE_COLUMNS", []))
     with_baseline = bool(baseline_dir)
+    if with_baseline:
+        check_same_prediction(baseline_dir, baseline_version, user_module.LABEL_KEY, user_module.PROBLEM_TYPE,
+                              module)
     names = class_names(model_dir, user_module.LABEL_KEY)
     binary = (user_module.PROBLEM_TYPE == CLASSIFICATION and (class_count or len(names or ())) == 2
               and output_kind not in ("logits", "logit"))
@@ -161,21 +179,31 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
                                     with_baseline, binary, prediction_keys)
     model_dirs = {CANDIDATE: beam_dirs.get("model", model_dir),
                   **({BASELINE: beam_dirs.get("baseline", baseline_dir)} if with_baseline else {})}
-    run_tfma(eval_config, model_dirs, beam_dirs.get("examples", examples_dir), schema_dir,
-             beam_dirs.get("output", output_dir), beam_args)
+    baseline_name = f"serving model version {baseline_version}" if baseline_version else "the baseline model"
+    try:
+        run_tfma(eval_config, model_dirs, beam_dirs.get("examples", examples_dir), schema_dir,
+                 beam_dirs.get("output", output_dir), beam_args)
+    except Exception as error:  # data the models cannot take is one line naming the column; the rest is raised
+        described = describe_data_error(error, "Evaluating the eval split with the candidate" + (
+            f" and {baseline_name}" if with_baseline else ""), user_module.LABEL_KEY)
+        if described:
+            raise StageError(described) from error
+        raise
     beam_runner.mirror(beam_dirs.get("output", output_dir), output_dir, storage)
 
-    slices = {_slice_name(m): _scalar_metrics(m) for m in tfma.load_metrics(output_dir)}
+    slices, undefined = undefined_metrics({_slice_name(m): _scalar_metrics(m) for m in tfma.load_metrics(output_dir)})
+    if binary and (reason := roc_undefined(output_dir)):
+        undefined.append({"slice": OVERALL, "model": CANDIDATE, "metric": "ROC curve", "reason": reason})
     _, metric_name = _blessing_metric(user_module.PROBLEM_TYPE)
     threshold = value_threshold(threshold, user_module.PROBLEM_TYPE)
-    blessed, reasons, rows = decide(slices, metric_name, threshold, tolerance,
-                                    f"serving model version {baseline_version}" if baseline_version
-                                    else "the baseline model", slice_threshold, min_slice_examples)
+    blessed, reasons, rows = decide(slices, metric_name, threshold, tolerance, baseline_name, slice_threshold,
+                                    min_slice_examples)
     overall = dict(slices.get(OVERALL, {}))
     if with_baseline:
-        overall["diff"] = {name: value - overall[BASELINE][name]
+        overall["diff"] = {name: None if value is None or overall[BASELINE][name] is None
+                           else value - overall[BASELINE][name]
                            for name, value in overall.get(CANDIDATE, {}).items() if name in overall.get(BASELINE, {})}
-    return {
+    return json_values.finite({
         "blessed": bool(blessed),
         "reasons": reasons,
         "metric": metric_name,
@@ -188,7 +216,16 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
         "baseline_version": baseline_version if with_baseline else 0,
         "overall": overall,
         "slices": rows,
-    }
+        "undefined": undefined,
+        # KFP's metrics take numbers only: the candidate's overall metrics that are undefined are left out.
+        "kfp_metrics_left_out": sorted(name for name, value in overall.get(CANDIDATE, {}).items() if value is None),
+    })
+
+
+def kfp_metrics(decision):
+    """{name: value} of the candidate's overall metrics that KFP's Metrics artifact can take (defined ones)."""
+    return {name: value for name, value in decision["overall"].get(CANDIDATE, {}).items()
+            if json_values.is_finite_number(value)}
 
 
 def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam_args="", grouped=True):
@@ -252,14 +289,37 @@ def confusion_matrix(output_dir, names=None):
     return None
 
 
-def roc_curve(output_dir):
-    """(false positive rates, true positive rates, thresholds) of a binary candidate, or None."""
+def _roc_matrices(output_dir):
     for plot in _overall_candidate_plots(output_dir):
         matrices = plot.confusion_matrix_at_thresholds.matrices
         if matrices:
-            points = sorted((m.false_positive_rate, m.recall, m.threshold) for m in matrices)
-            return tuple(list(values) for values in zip(*points))
+            return matrices
     return None
+
+
+def roc_undefined(output_dir):
+    """Why a binary candidate's ROC curve is undefined on the whole eval split ("" when it is defined, or
+    there is none): it needs examples of both classes."""
+    matrices = _roc_matrices(output_dir)
+    if not matrices:
+        return ""
+    first = matrices[0]
+    if not first.true_positives + first.false_negatives:
+        return "the eval split has no example of the positive class"
+    if not first.false_positives + first.true_negatives:
+        return "the eval split has no example of the negative class"
+    return ""
+
+
+def roc_curve(output_dir):
+    """(false positive rates, true positive rates, thresholds) of a binary candidate, or None (also where
+    the curve is undefined: see `roc_undefined`)."""
+    matrices = _roc_matrices(output_dir)
+    if not matrices or roc_undefined(output_dir):
+        return None
+    points = sorted((m.false_positive_rate, m.recall, m.threshold) for m in matrices
+                    if all(json_values.is_finite_number(v) for v in (m.false_positive_rate, m.recall, m.threshold)))
+    return tuple(list(values) for values in zip(*points)) if points else None
 
 
 def decisive_slices(slices):
@@ -277,29 +337,62 @@ def confusion_matrix_html(categories, matrix):
         numeric=tuple(range(1, len(categories) + 1))))
 
 
+def _undefined_on(decision, slice_name, model):
+    """{metric: why} of the metrics of `model` that are undefined on the slice `slice_name`."""
+    return {item["metric"]: item["reason"] for item in decision.get("undefined", [])
+            if item["slice"] == slice_name and item["model"] == model}
+
+
+def _value(value, undefined_reason=None):
+    """A metric for a report: the number, "undefined" where it is (the reason is listed apart), else "-"."""
+    from components import reports
+
+    return "undefined" if value is None and undefined_reason else reports.number(value)
+
+
+def undefined_section_items(decision):
+    """The lines that say which metrics are undefined and why, and what KFP's metrics left out."""
+    lines = [undefined_line(item) + (": not gated" if item["metric"] == decision.get("metric")
+                                     and item["slice"] != OVERALL and item["model"] == CANDIDATE else "")
+             for item in decision.get("undefined", [])]
+    if decision.get("kfp_metrics_left_out"):
+        lines.append("left out of the KFP metrics (they take numbers only): "
+                     + ", ".join(decision["kfp_metrics_left_out"]))
+    return lines
+
+
 def evaluation_html(decision, roc=None, confusion=None):
     """An HTML page: the verdict and its reasons; overall metrics (candidate, baseline, difference); per
     slice the examples, candidate, baseline and difference, the deciding slice marked; the confusion
-    matrix `(categories, matrix)` and the ROC curve when given."""
+    matrix `(categories, matrix)` and the ROC curve when given; the metrics that are undefined, and why."""
     from components import reports
 
     overall = decision["overall"]
     models = [model for model in (CANDIDATE, BASELINE, "diff") if model in overall]
     metrics = sorted({name for model in models for name in overall[model]})
+    undefined = {model: _undefined_on(decision, OVERALL, model) for model in (CANDIDATE, BASELINE)}
+    undefined["diff"] = {**undefined[BASELINE], **undefined[CANDIDATE]}
     overall_table = reports.html_table(
         ["metric", *("difference" if m == "diff" else m for m in models)],
-        [(name, *(reports.number(overall[m].get(name)) for m in models)) for name in metrics],
+        [(name, *(_value(overall[m].get(name), undefined[m].get(name)) for m in models)) for name in metrics],
         numeric=tuple(range(1, len(models) + 1)))
     slices = sorted(decision["slices"].items(), key=lambda item: (item[0] != OVERALL, item[0]))
     decisive = set(decisive_slices(decision["slices"]))
     baseline = (f"baseline (serving version {decision['baseline_version']})" if decision.get("baseline_version")
                 else "baseline")
+
+    def row_undefined(row, model):
+        return row.get("undefined", {}).get(model)
+
     slice_table = reports.html_table(
         ["slice", "examples", "candidate", baseline, "difference", "gate"],
         [(reports.Raw(f"{reports.escape(name)} <span class=\"decided\">◀ decided the blessing</span>")
           if name in decisive else name,
-          row["examples"], reports.number(row["candidate"]), reports.number(row["baseline"]),
-          reports.number(row["difference"]), row["gate"] or "not gated") for name, row in slices],
+          row["examples"], _value(row["candidate"], row_undefined(row, CANDIDATE)),
+          _value(row["baseline"], row_undefined(row, BASELINE)),
+          _value(row["difference"], BASELINE in overall and (row_undefined(row, CANDIDATE)
+                                                              or row_undefined(row, BASELINE))),
+          row["gate"] or "not gated") for name, row in slices],
         numeric=(1, 2, 3, 4), row_classes=["decisive" if name in decisive else "" for name, _ in slices])
     verdict = ("<p class=\"ok\">BLESSED</p>" if decision["blessed"] else "<p class=\"bad\">NOT BLESSED</p>")
     reasons = "".join(f"<li>{reports.escape(reason)}</li>" for reason in decision["reasons"])
@@ -307,6 +400,10 @@ def evaluation_html(decision, roc=None, confusion=None):
                    "<p class=\"muted\">No model was serving: no baseline to compare with.</p>")
     sections = [verdict, f"<ul>{reasons}</ul>", "<h2>Overall</h2>", overall_table,
                 f"<h2>Slices: {reports.escape(decision['metric'])}</h2>", no_baseline, slice_table]
+    undefined_items = undefined_section_items(decision)
+    if undefined_items:
+        sections += ["<h2>Undefined metrics</h2>", "<ul class=\"undefined\">" + "".join(
+            f"<li>{reports.escape(line)}</li>" for line in undefined_items) + "</ul>"]
     if confusion:
         sections += ["<h2>Confusion matrix (whole eval split)</h2>", confusion_matrix_html(*confusion)]
     if roc:
@@ -315,14 +412,19 @@ def evaluation_html(decision, roc=None, confusion=None):
 
 
 def blessing_markdown(decision):
-    from components.reports import markdown_table, number
+    from components.reports import markdown_table
 
     metric = decision["metric"]
     overall = decision["overall"]
-    rows = [("candidate", number(overall.get(CANDIDATE, {}).get(metric)))]
+    rows = [("candidate", _value(overall.get(CANDIDATE, {}).get(metric),
+                                 _undefined_on(decision, OVERALL, CANDIDATE).get(metric)))]
     if BASELINE in overall:
-        rows.append((f"serving model ({decision['baseline']})", number(overall[BASELINE].get(metric))))
+        rows.append((f"serving model ({decision['baseline']})",
+                     _value(overall[BASELINE].get(metric), _undefined_on(decision, OVERALL, BASELINE).get(metric))))
     lines = ["# Blessing", "", f"**{'BLESSED' if decision['blessed'] else 'NOT BLESSED'}**", "",
              *[f"- {reason}" for reason in decision["reasons"]], "",
              markdown_table(["model", metric], rows), ""]
+    undefined_items = undefined_section_items(decision)
+    if undefined_items:
+        lines += ["## Undefined metrics", "", *[f"- {line}" for line in undefined_items], ""]
     return "\n".join(lines)

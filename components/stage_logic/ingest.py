@@ -4,8 +4,10 @@ Sources: CSV, Parquet, Avro and TFRecords of tf.Examples (by `--data-format`, or
 extension), or a PostgreSQL query (`components/data/postgres.py`). A file pattern may hold `{SPAN}` and
 `{VERSION}` (as in TFX): the latest span, and its latest version, is taken unless a span is asked for.
 CSV column types are inferred over all rows (int, float or string, as TFX's CsvExampleGen does) and
-missing values ("", NA, N/A, NULL) become absent features; Parquet, Avro and database columns are
-typed from their schema (`components/data/sources.py` has the mapping); tf.Examples pass through unchanged.
+missing values ("", NA, N/A, NULL) become absent features; CSV fields are separated by `csv_delimiter`
+(`,`, `;`, tab or `|`: `components/data/csv_dialect.py`) and a byte-order mark is dropped; Parquet, Avro
+and database columns are typed from their schema (`components/data/sources.py` has the mapping);
+tf.Examples pass through unchanged.
 
 Splits (TFX's input_config / output_config):
 - hash (default): each row goes to a split by a hash of its content, weighted by `split_ratios`, so
@@ -33,7 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 
-from components.data import csv_columns, database, layout, postgres, sources
+from components.data import csv_columns, csv_dialect, database, layout, postgres, sources
 from components.data.tf_example import canonical_bytes, example_values, serialize_example
 from components.data.tfrecords import WriteGzippedTFRecords
 from components.errors import StageError
@@ -130,20 +132,26 @@ def parse_split_ratios(text):
 
 
 def _open_text(path):
-    return io.TextIOWrapper(csv_columns.open_binary(path), encoding="utf-8", newline="")
+    """The CSV file's text; "utf-8-sig" drops a byte-order mark, which would otherwise start the first name."""
+    return io.TextIOWrapper(csv_columns.open_binary(path), encoding="utf-8-sig", newline="")
 
 
-def read_header(path):
-    """The column names on the first line of a CSV file."""
+def read_header(path, delimiter=csv_dialect.DEFAULT_DELIMITER):
+    """The column names on the first line of a CSV file whose fields `delimiter` (one character) separates."""
     csv.field_size_limit(_MAX_FIELD_BYTES)
     try:
         with _open_text(path) as text:
-            header = next(csv.reader(text), None)
+            header = next(csv.reader(text, delimiter=delimiter), None)
     except UnicodeDecodeError:
         raise StageError(f"{path} is not UTF-8 text: re-encode it as UTF-8.") from None
     if not header or not any(name.strip() for name in header):
         raise StageError(f"{path} is empty: a CSV file must start with a header line of column names.")
     names = [name.strip() for name in header]
+    other = csv_dialect.one_column_hint(names, delimiter)
+    if other:
+        shown = names[0] if len(names[0]) <= 60 else names[0][:57] + "..."
+        raise StageError(f"{path}: the header is one column, {shown!r}, holding {csv_dialect.plural(other)} where "
+                         f"fields are split at {csv_dialect.plural(delimiter)}: pass {csv_dialect.flag_for(other)}.")
     if any(not name for name in names):
         raise StageError(f"{path}: the header has an empty column name: name every column.")
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -155,8 +163,9 @@ def read_header(path):
 class _ReadRows(beam.DoFn):
     """(path, split) -> (split, path, line number, cells) for each data row; bad rows go to 'errors'."""
 
-    def __init__(self, columns):
+    def __init__(self, columns, delimiter=csv_dialect.DEFAULT_DELIMITER):
         self._columns = columns
+        self._delimiter = delimiter
 
     def process(self, element):
         path, split = element
@@ -164,7 +173,7 @@ class _ReadRows(beam.DoFn):
         line = 1
         try:
             with _open_text(path) as text:
-                reader = csv.reader(text)
+                reader = csv.reader(text, delimiter=self._delimiter)
                 next(reader, None)
                 for cells in reader:
                     line = reader.line_num
@@ -173,7 +182,8 @@ class _ReadRows(beam.DoFn):
                     if len(cells) != len(self._columns):
                         yield beam.pvalue.TaggedOutput("errors", (
                             f"{path}, line {line}: {len(cells)} fields where the header has "
-                            f"{len(self._columns)}: fix the row or quote fields that hold commas."))
+                            f"{len(self._columns)}: fix the row or quote fields that hold "
+                            f"{csv_dialect.plural(self._delimiter)}."))
                         continue
                     yield split, path, line, cells
         except UnicodeDecodeError:
@@ -224,7 +234,7 @@ class _FileColumnTypes(_ReadRows):
 
     def _levels_by_blocks(self, path):
         levels, classifier = [csv_columns.MISSING] * len(self._columns), csv_columns.Classifier()
-        for block in csv_columns.read_blocks(path, len(self._columns)):
+        for block in csv_columns.read_blocks(path, len(self._columns), self._delimiter):
             for index, column in enumerate(block):
                 if levels[index] < csv_columns.STRING:
                     levels[index] = max(levels[index], classifier.column_level(column))
@@ -259,8 +269,8 @@ class _ReadTypedRows(_ReadRows):
     types, which arrive as a side input from a first, separate read of the files.
     """
 
-    def __init__(self, columns, by_rows=False):
-        super().__init__(columns)
+    def __init__(self, columns, by_rows=False, delimiter=csv_dialect.DEFAULT_DELIMITER):
+        super().__init__(columns, delimiter)
         self._by_rows = by_rows
 
     def process(self, element, inferred):
@@ -273,7 +283,7 @@ class _ReadTypedRows(_ReadRows):
         classifier = csv_columns.Classifier()
         order = csv_columns.feature_order(self._columns)
         try:
-            for block in csv_columns.read_blocks(path, len(self._columns)):
+            for block in csv_columns.read_blocks(path, len(self._columns), self._delimiter):
                 values = {column: classifier.column_values(cells, level)
                           for column, cells, level in zip(self._columns, block, levels) if level}
                 examples = csv_columns.serialize_columns(values, order, len(block[0]))
@@ -423,13 +433,28 @@ def _write_json(value, path):
         sink.write(json.dumps(value).encode())
 
 
-def _check_headers(files, description):
-    headers = {path: read_header(path) for path in files}
+def header_difference(path, header, first_path, first_header):
+    """Where `header` (of `path`) first differs from `first_header` (of `first_path`), in words; None if nowhere."""
+    for position, (first_name, name) in enumerate(zip(first_header, header), start=1):
+        if name != first_name:
+            moved = " (the same columns in another order)" if sorted(header) == sorted(first_header) else ""
+            return f"{path}: column {position} is {name!r} where {first_path} has {first_name!r}{moved}"
+    if len(header) > len(first_header):
+        return (f"{path}: column {len(first_header) + 1} is {header[len(first_header)]!r}, after the last column "
+                f"of {first_path} ({len(first_header)} columns)")
+    if len(header) < len(first_header):
+        return (f"{path}: column {len(header) + 1} is missing ({len(header)} columns) where {first_path} has "
+                f"{first_header[len(header)]!r}")
+    return None
+
+
+def _check_headers(files, description, delimiter=csv_dialect.DEFAULT_DELIMITER):
+    headers = {path: read_header(path, delimiter) for path in files}
     columns = headers[files[0]]
     for path, header in headers.items():
-        if header != columns:
-            raise StageError(f"{path} has columns {header}, but {files[0]} has {columns}: "
-                             f"every file of {description} needs the same header.")
+        difference = header_difference(path, header, files[0], columns)
+        if difference:
+            raise StageError(f"{difference}: every file of {description} needs the same header.")
     return columns
 
 
@@ -442,14 +467,15 @@ def _check_split_column(plan, columns):
 class _FileSource:
     """Files of one format, each with the split it belongs to (None unless the splits are given)."""
 
-    def __init__(self, file_splits, file_format, description):
+    def __init__(self, file_splits, file_format, description, delimiter=csv_dialect.DEFAULT_DELIMITER):
         self.file_splits = file_splits
         self.format = file_format
         self.description = description
+        self.delimiter = delimiter  # CSV only: the one character between fields
         files = list(file_splits)
         self.columns, self.row_groups = None, None
         if file_format == sources.CSV:
-            self.columns = _check_headers(files, description)
+            self.columns = _check_headers(files, description, delimiter)
         elif file_format == sources.PARQUET:
             self.column_types, self.row_groups = sources.parquet_columns(files)
             self.columns = list(self.column_types)
@@ -476,10 +502,10 @@ class _FileSource:
     def _read_csv(self, pipeline, by_rows):
         files = self._files(pipeline)
         columns = self.columns
-        inferred = (files | "ReadFilesForTypes" >> beam.ParDo(_FileColumnTypes(columns))
+        inferred = (files | "ReadFilesForTypes" >> beam.ParDo(_FileColumnTypes(columns, self.delimiter))
                     | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns))))
         records = files | "ReadRows" >> beam.ParDo(
-            _ReadTypedRows(columns, by_rows), beam.pvalue.AsSingleton(inferred)
+            _ReadTypedRows(columns, by_rows, self.delimiter), beam.pvalue.AsSingleton(inferred)
         ).with_outputs("errors", main="records")
         named_types = inferred | "NameTypes" >> beam.Map(lambda types_and_files: dict(zip(columns, types_and_files[0])))
         return records.records, records.errors, named_types
@@ -578,16 +604,52 @@ def _given_splits(pattern, files):
     return file_splits
 
 
+# The fewest eval examples evaluation can mean anything on: R² needs labels that vary, and a metric of a
+# handful of examples moves by a tenth or more with each one. A split below it is refused at ingest.
+MIN_EVAL_EXAMPLES = 10
+
+
+def _check_split_sizes(row_counts, plan, split_ratios, split_column, split_cutoff, min_eval_examples):
+    """Every split needs rows, and the eval split at least `min_eval_examples`: else one line naming the
+    split, its count, the minimum and what to do."""
+    minimum = {name: (min_eval_examples if name == layout.EVAL else 1) for name in plan.names}
+    short = [name for name in plan.names if row_counts[name] < minimum[name]]
+    if not short:
+        return
+    name = next((split for split in short if not row_counts[split]), short[0])
+    counts = ", ".join(f"{split} {row_counts[split]}" for split in plan.names)
+    if plan.mode == "given":
+        how, remedy = f"the {SPLIT_TOKEN} pattern", "add rows to its files"
+    elif plan.cutoff:
+        how, remedy = f"--split-cutoff {split_cutoff!r} on --split-column {split_column!r}", "move the cut-off"
+    else:
+        how = f"--split-ratios {split_ratios!r}" + (f" on --split-column {split_column!r}" if split_column else "")
+        remedy = ("add rows (a hash split needs a few dozen at least) or give it a larger share with --split-ratios "
+                  "(e.g. train:1,eval:1)")
+    total = sum(row_counts.values())
+    if not row_counts[name]:
+        raise StageError(f"The {name} split has no rows: {total} rows split with {how} gave {counts}; every split "
+                         f"needs rows: {remedy}.")
+    examples = "example" if row_counts[name] == 1 else "examples"
+    raise StageError(f"The {name} split has {row_counts[name]} {examples}, too few to evaluate a model on (at "
+                     f"least {minimum[name]}): {total} rows split with {how} gave {counts}: {remedy}.")
+
+
 def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAULT_SPLIT_RATIOS, beam_args="",
                     data_format="", query="", query_partition_column="",
                     query_partitions=database.DEFAULT_QUERY_PARTITIONS, split_column="",
-                    split_cutoff="", storage=None):
+                    split_cutoff="", storage=None, csv_delimiter=csv_dialect.DEFAULT_DELIMITER,
+                    min_eval_examples=MIN_EVAL_EXAMPLES):
     """Runs ingest; returns the metadata of the examples written under `output_dir`.
 
     The source is the files matched by `data_pattern` (the demo data when it and `query` are empty), in
-    `data_format` or the one their extension says, or the rows of the PostgreSQL `query`.
+    `data_format` or the one their extension says, or the rows of the PostgreSQL `query`. CSV files'
+    fields are separated by `csv_delimiter` (`,`, `;`, `|` or a tab, by any name `csv_dialect` accepts).
+    Every split needs rows, and the eval split at least `min_eval_examples` (the pipeline's ingest stage
+    keeps MIN_EVAL_EXAMPLES; a test of the readers alone may take fewer).
     """
     storage = storage or Storage()
+    delimiter = csv_dialect.delimiter(csv_delimiter)
     if query:
         if data_pattern:
             raise StageError("--data and --query are both given: ingest reads one source, leave one out.")
@@ -607,7 +669,7 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
         given_names = sorted(set(file_splits.values())) if given else ()
         plan = split_plan(split_ratios, split_column, split_cutoff, given_names)
         file_format = sources.data_format(pattern, data_format)
-        source = _FileSource(file_splits, file_format, "a span")
+        source = _FileSource(file_splits, file_format, "a span", delimiter)
         provenance = {"span": resolved.span, "version": resolved.version, "source": file_format,
                       "files": resolved.files}
     row_counts, column_types = write_examples(source, plan, output_dir, beam_args)
@@ -615,18 +677,7 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
         raise StageError(f"--query {query!r} returns no rows." if query else
                          f"The files matched by --data {data_pattern!r} hold "
                          f"{'a header but ' if source.format == sources.CSV else ''}no data rows.")
-    empty = [name for name in plan.names if not row_counts[name]]
-    if empty:
-        counts = ", ".join(f"{name} {row_counts[name]}" for name in plan.names)
-        if plan.mode == "given":
-            how, remedy = f"the {SPLIT_TOKEN} pattern", "add its files"
-        elif plan.cutoff:
-            how, remedy = f"--split-cutoff {split_cutoff!r} on --split-column {split_column!r}", "move the cut-off"
-        else:
-            how = f"--split-ratios {split_ratios!r}" + (f" on --split-column {split_column!r}" if split_column else "")
-            remedy = "add rows (a hash split needs a few dozen at least) or change --split-ratios"
-        raise StageError(f"The {empty[0]} split has no rows: {sum(row_counts.values())} rows split with {how} "
-                         f"gave {counts}; every split needs rows: {remedy}.")
+    _check_split_sizes(row_counts, plan, split_ratios, split_column, split_cutoff, min_eval_examples)
     return {
         **provenance,
         "split_mode": plan.mode,
@@ -636,15 +687,17 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
     }
 
 
-def ingest_serving_sample(pattern, output_dir, beam_args="", storage=None):
-    """A sample of serving requests (CSV) -> the `serving` split of tf.Examples under `output_dir`.
+def ingest_serving_sample(pattern, output_dir, beam_args="", storage=None, csv_delimiter=csv_dialect.DEFAULT_DELIMITER):
+    """A sample of serving requests (CSV, its fields separated by `csv_delimiter`) -> the `serving` split of
+    tf.Examples under `output_dir`.
 
     Column types are inferred from the sample itself, so a type that differs from training shows up
     as skew or an anomaly rather than as a conversion error.
     """
     storage = storage or Storage()
     resolved = resolve_input(pattern, flag="--serving-data", storage=storage)
-    source = _FileSource(dict.fromkeys(resolved.files), sources.CSV, "the serving sample")
+    source = _FileSource(dict.fromkeys(resolved.files), sources.CSV, "the serving sample",
+                         csv_dialect.delimiter(csv_delimiter))
     row_counts, _ = write_examples(source, SplitPlan(names=(SERVING_SPLIT,), weights=(1,)), output_dir, beam_args)
     if not row_counts[SERVING_SPLIT]:
         raise StageError(f"The serving sample {pattern!r} holds a header but no data rows.")

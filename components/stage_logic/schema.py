@@ -1,9 +1,10 @@
 """Schema (TFX's SchemaGen and ImportSchemaGen): a curated file, the schema kept for this data, or one
 inferred from the span.
 
-The schema lives with the spans. The first run with a statistics store (`--statistics-root`) infers it
-from the statistics of every split of its span, so the span it came from always passes, and validate
-keeps it in the store once the span passes; later spans are validated against that kept schema, so a
+The schema lives with the model's spans. The first run of a model with a statistics store
+(`--statistics-root`) infers it from the statistics of every split of its span, so the span it came from
+always passes, and validate keeps it in the model's folder of the store once the span passes; that
+model's later spans are validated against the kept schema, so a
 new category, a type change, a dropped or new column and a missing label are anomalies, not a new
 truth. `--update-schema` accepts a deliberate change: the schema is inferred again from this span and
 kept as the next version. A curated `--schema` always wins. Without a store the schema is inferred from
@@ -25,7 +26,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from components.data import layout
 from components.errors import StageError
-from components.state.statistics_store import keep_schema, kept_schema
+from components.state.statistics_store import keep_schema, kept_schema, model_store
 from components.state.storage import Storage, is_remote
 
 SCHEMA_FILE = "schema.pbtxt"
@@ -160,20 +161,28 @@ def infer_schema(statistics, label_key):
 
 
 def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", statistics_root="",
-                update_schema=False, storage=None):
+                update_schema=False, model_name="", span=0, empty_columns=(), storage=None):
     """Writes `schema.pbtxt` under `output_dir`; returns where it came from, its version and features.
 
-    `keep_as_version` (0: none) is the version validate keeps the schema as once the span passes.
+    The kept schema is `model_name`'s, in its folder of the statistics store. `keep_as_version` (0: none) is
+    the version validate keeps the schema as once the span passes. `empty_columns` are header columns
+    without a value in this span: an inferred schema cannot have them, and keeps their names, so that a
+    later span that fills them in is told so rather than alarmed by a "new" column.
     """
     storage = storage or Storage()
-    version, kept_text = (0, "") if curated_schema_path else kept_schema(statistics_root, storage)
+    store = model_store(statistics_root, model_name) if statistics_root else ""
+    version, kept_text, origin_of_kept = (0, "", {}) if curated_schema_path else kept_schema(store, storage)
     keep_as_version = 0
+    kept = {}
     if curated_schema_path:
         schema = read_curated_schema(curated_schema_path, storage)
         origin, description = "curated", f"curated: {curated_schema_path}"
     elif version and not update_schema:
         schema = text_format.Parse(kept_text, schema_pb2.Schema())
-        origin, description = "kept", f"kept schema version {version} from the statistics store {statistics_root}"
+        kept = {"model": model_name, "version": version, "span": int(origin_of_kept.get("span") or 0),
+                "location": origin_of_kept["location"],
+                "empty_columns": list(origin_of_kept.get("empty_columns") or [])}
+        origin, description = "kept", f"kept schema {describe_kept_schema(kept)}"
     else:
         # Inferring needs the label (required, and left out of SERVING); a curated or kept schema names
         # it already, and without importing the module (and TensorFlow) the stage takes a fraction of a second.
@@ -183,13 +192,14 @@ def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", s
         label_key = load_user_module(module, storage).LABEL_KEY if module else ""
         check_label(statistics, label_key, module)
         schema = infer_schema(statistics, label_key)
-        if statistics_root:
+        if store:
             keep_as_version = version + 1
             origin = "updated" if version else "inferred"
             description = (f"inferred from this span (--update-schema), to be kept as version {keep_as_version} "
-                           f"in {statistics_root} once the span passes validation" if version else
-                           f"inferred from this span's {', '.join(statistics)} statistics; kept in {statistics_root} "
-                           "once the span passes validation, and later spans are validated against it")
+                           f"of model {model_name!r} in {store} once the span passes validation" if version else
+                           f"inferred from this span's {', '.join(statistics)} statistics; kept for model "
+                           f"{model_name!r} in {store} once the span passes validation, and its later spans are "
+                           "validated against it")
         else:
             origin = "inferred"
             description = ("inferred from this span and not kept: no statistics store (--statistics-root ''), "
@@ -198,9 +208,17 @@ def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", s
     with open(schema_file(output_dir), "w") as sink:
         sink.write(text_format.MessageToString(schema))
     return {"origin": origin, "description": description, "schema_version": keep_as_version or version,
-            "keep_as_version": keep_as_version, "statistics_root": statistics_root if keep_as_version else "",
+            "keep_as_version": keep_as_version, "statistics_root": store if keep_as_version else "",
+            "model_name": model_name, "span": int(span), "kept_schema": kept,
+            "empty_columns": sorted(empty_columns) if origin in ("inferred", "updated") else [],
             "features": [feature.name for feature in schema.feature],
             "report": schema_markdown(schema, description)}
+
+
+def describe_kept_schema(kept):
+    """A kept schema in words: model, version, the span it came from and where it is."""
+    came_from = f"inferred from span {kept['span']}" if kept.get("span") else "inferred from a run without spans"
+    return f"version {kept['version']} of model {kept['model']!r} ({came_from}, at {kept['location']})"
 
 
 def keep_inferred_schema(schema_dir, metadata, storage=None):
@@ -210,7 +228,8 @@ def keep_inferred_schema(schema_dir, metadata, storage=None):
     if not version:
         return ""
     with open(schema_file(schema_dir)) as source:
-        return keep_schema(metadata["statistics_root"], version, source.read(), storage)
+        return keep_schema(metadata["statistics_root"], version, source.read(), int(metadata.get("span") or 0),
+                           list(metadata.get("empty_columns") or []), storage)
 
 
 def _value_range(domain):

@@ -21,10 +21,10 @@ TELEMETRY = ["living-pipeline"]
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
 
 
-def _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage):
+def _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage, csv_delimiter):
     """The file pattern of tf.Examples for the serving sample, converting a CSV sample first."""
     if serving_data.endswith(".csv"):
-        ingest_serving_sample(serving_data, scratch_dir, beam_args, storage)
+        ingest_serving_sample(serving_data, scratch_dir, beam_args, storage, csv_delimiter)
         return layout.examples_pattern(scratch_dir, SERVING_SPLIT)
     if serving_data.endswith(_TFRECORD_SUFFIXES):
         if not storage.match(serving_data, "--serving-data"):
@@ -35,18 +35,26 @@ def _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage):
 
 
 def _stats_options(slice_columns):
+    """The StatsOptions of every split's statistics: TFDV's defaults, one slice per value of each slice column,
+    and the quantile buckets the drift measures read (components/validation/drift_measures.py)."""
+    from components.validation.drift_measures import QUANTILES_BUCKETS
+
     slicers = [tfdv.experimental_get_feature_value_slicer({column: None}) for column in slice_columns]
-    return tfdv.StatsOptions(experimental_slice_functions=slicers or None)
+    return tfdv.StatsOptions(experimental_slice_functions=slicers or None,
+                             num_quantiles_histogram_buckets=QUANTILES_BUCKETS)
 
 
-def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=(), serving_data="", storage=None):
-    """Writes `Split-<name>/FeatureStats.pb` for each split (and the serving sample); returns the splits."""
+def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=(), serving_data="", storage=None,
+                        csv_delimiter=","):
+    """Writes `Split-<name>/FeatureStats.pb` for each split (and the serving sample, a CSV one's fields separated
+    by `csv_delimiter`); returns the splits."""
     storage = storage or Storage()
     patterns = {split: layout.examples_pattern(examples_dir, split)
                 for split in layout.split_names(examples_dir, storage)}
     with beam_runner.scratch(output_dir, storage) as scratch_dir:  # in a bucket when Beam's workers run elsewhere
         if serving_data:
-            patterns[SERVING_SPLIT] = _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage)
+            patterns[SERVING_SPLIT] = _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage,
+                                                                csv_delimiter)
         options = _stats_options(slice_columns)
         with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
             for split, pattern in patterns.items():

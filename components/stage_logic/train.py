@@ -31,6 +31,7 @@ from components.state.provenance import module_source
 from components.state.storage import Storage
 from components.tf_serving.warmup import raw_examples, without_feature, write_warmup_requests
 from components.training.autograph_rules import skip_autograph_for_libraries
+from components.training.data_errors import describe_data_error
 from components.training.fn_args import DataAccessor, FnArgs
 from components.training.user_module import CLASSIFICATION, load_user_module, train_batch_size, transformed_name
 
@@ -231,7 +232,8 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
                                          hyperparameters, custom_config, model_run_dir)
     module_path, module_sha256 = module_source(module, storage)
     result.update({"hyperparameters": hyperparameters, "custom_config": custom_config,
-                   "module_path": module_path, "module_sha256": module_sha256})
+                   "module_path": module_path, "module_sha256": module_sha256,
+                   "label_key": user_module.LABEL_KEY, "problem_type": user_module.PROBLEM_TYPE})
     if examples_dir:
         examples = [without_feature(example, user_module.LABEL_KEY) for example in raw_examples(examples_dir)]
         check = check_serving_signature(model_dir, examples, user_module.PROBLEM_TYPE,
@@ -254,9 +256,15 @@ def _train_with_build_model(user_module, module, tf_transform_output, feature_sp
     kind, class_count = output_kind(model, user_module.PROBLEM_TYPE, len(vocabulary) if vocabulary else 0, module)
     _check_model_inputs(model, feature_spec, module)
     epochs = min(MAX_EPOCHS, train_steps)
-    history = model.fit(train_data, validation_data=eval_data.take(VALIDATION_BATCHES), epochs=epochs,
-                        steps_per_epoch=math.ceil(train_steps / epochs), verbose=2,
-                        callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir)] if model_run_dir else [])
+    try:
+        history = model.fit(train_data, validation_data=eval_data.take(VALIDATION_BATCHES), epochs=epochs,
+                            steps_per_epoch=math.ceil(train_steps / epochs), verbose=2,
+                            callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir)] if model_run_dir else [])
+    except tf.errors.InvalidArgumentError as error:  # a label the model cannot take is one line naming it
+        described = describe_data_error(error, f"Training the model of --module {module!r}", user_module.LABEL_KEY)
+        if described:
+            raise StageError(described) from error
+        raise
     export_serving_model(model, tf_transform_output, user_module.LABEL_KEY, user_module.PROBLEM_TYPE,
                          model_dir, kind)
     final = {name: float(values[-1]) for name, values in history.history.items()}

@@ -2,8 +2,8 @@
 
 - Schema: every split against the schema, in its environment (the serving sample in SERVING, so
   serving requests without the label are fine).
-- Drift: this span's train split against that of the last earlier span that passed validation, found
-  in the statistics store, on every feature: with the thresholds the schema sets, or where it sets none
+- Drift: this span's train split against that of the last earlier span of the model whose data was
+  accepted, found in the statistics store, on every feature: with the thresholds the schema sets, or where it sets none
   (an inferred or kept schema) with the default ones (`--drift-threshold`): L-infinity distance for
   categories, Jensen-Shannon divergence for numbers. The train split is compared because it is the
   larger and the one the model learns.
@@ -13,8 +13,11 @@ Every feature's distance and threshold is in the result and the report; a check 
 says why ("NOT CHECKED: ..."), never that it passed. Each schema anomaly carries the share of the split's
 examples it concerns, where the statistics tell it (missing, of the wrong type, outside the domain).
 
-Anomalies block the run by default, with a message listing each one; with `blocking=False` they are
-reported as warnings and the run goes on. A span that passes is stored for the next span's check.
+Anomalies block the run by default, with a message listing each one (led, when the span disagrees with
+the model's kept schema, by a line naming that schema and the two ways forward); with `blocking=False`
+they are reported as warnings and the run goes on. A span that is let through is stored in the model's
+folder of the statistics store with its verdict; it becomes a later span's drift baseline only once push
+records it accepted (validation passed without an override, model blessed).
 """
 import os
 
@@ -28,15 +31,26 @@ from components.stage_logic.schema import (
     DEFAULT_SKEW_THRESHOLD,
     SERVING_ENVIRONMENT,
     TRAINING_ENVIRONMENT,
+    describe_kept_schema,
     keep_inferred_schema,
     load_schema,
 )
 from components.stage_logic.statistics import load_statistics
-from components.state.statistics_store import local_span_statistics, previous_span, store_span_statistics
+from components.state.statistics_store import (
+    VALIDATION_OVERRIDDEN,
+    VALIDATION_PASSED,
+    drift_baseline,
+    local_span_statistics,
+    model_store,
+    record_span_verdict,
+    store_span_statistics,
+    stored_spans,
+)
 from components.state.storage import Storage
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 _COMPARATOR_PREFIX = "COMPARATOR_"
+_NEW_COLUMN = "SCHEMA_NEW_COLUMN"
 _MAX_DETAIL = 500
 
 
@@ -210,19 +224,48 @@ def _check_summary(rows, compared_with):
             + (f"above the threshold: {', '.join(above)}" if above else "none above its threshold"))
 
 
+def _without_filled_in_columns(rows, schema_metadata):
+    """(rows, columns): the rows less the "new column" alarms for columns that were in the header of the kept
+    schema's span but had no value there (so no schema could have them), and those columns."""
+    empty_then = set((schema_metadata.get("kept_schema") or {}).get("empty_columns") or [])
+    filled = sorted({row["feature"] for row in rows if row["kind"] == _NEW_COLUMN and row["feature"] in empty_then})
+    return [row for row in rows if not (row["kind"] == _NEW_COLUMN and row["feature"] in filled)], filled
+
+
+def _kept_schema_mismatch(rows, schema_metadata, span):
+    """The line that says a span disagrees with its model's kept schema, or "" when it does not."""
+    kept = schema_metadata.get("kept_schema") or {}
+    differing = {}
+    for row in rows:
+        if row["check"] == "schema" and row["split"] != layout.SERVING and row["feature"] != "(dataset)":
+            differing.setdefault(row["feature"], row["kind"])
+    if schema_metadata.get("origin") != "kept" or not kept or not differing:
+        return ""
+    columns = ", ".join(f"{feature} ({kind})" for feature, kind in sorted(differing.items()))
+    this_span = f"Span {span}" if span else "This data"
+    return (f"{this_span} disagrees with the kept schema, {describe_kept_schema(kept)}, on {len(differing)} "
+            f"column(s): {columns}. If the change is intended, rerun with --update-schema to keep a schema "
+            f"inferred from this span; if this is another data set, give it its own --model-name.")
+
+
 def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, span=0, statistics_root="",
                         drift_threshold=DEFAULT_DRIFT_THRESHOLD, skew_threshold=DEFAULT_SKEW_THRESHOLD,
-                        schema_metadata=None, storage=None):
+                        schema_metadata=None, model_name="", storage=None):
     """Checks schema, drift and skew; returns the anomaly rows, each feature's drift and skew, and what
-    each check compared (or why it did not)."""
+    each check compared (or why it did not).
+
+    The drift baseline is the newest earlier span of `model_name` whose data was accepted (see
+    components/state/statistics_store.py). A span that is let through is stored in the model's store with
+    its verdict: validation passed, or was overridden (anomalies with `blocking` False)."""
     storage = storage or Storage()
     schema_metadata = schema_metadata or {}
+    store = model_store(statistics_root, model_name) if statistics_root else ""
     schema = with_default_comparators(load_schema(schema_dir), drift_threshold, skew_threshold,
                                       curated=schema_metadata.get("origin") == "curated")
     environment = (lambda name: name) if schema.default_environment else (lambda name: None)
     splits = layout.split_names(statistics_dir)
     serving = load_statistics(statistics_dir, layout.SERVING) if layout.SERVING in splits else None
-    earlier = previous_span(statistics_root, span, storage) if statistics_root and span else None
+    earlier, baseline_verdict = drift_baseline(store, span, storage) if store and span else (None, {})
     rows, checks, compared = [], {}, {"drift": [], "skew": []}
 
     for split in splits:
@@ -231,7 +274,7 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
             anomalies = tfdv.validate_statistics(statistics, schema, environment(SERVING_ENVIRONMENT))
             rows.extend(_anomaly_rows(split, anomalies, dataset=statistics.datasets[0], schema=schema))
         elif split == layout.TRAIN and earlier is not None:
-            with local_span_statistics(statistics_root, earlier, storage) as earlier_dir:
+            with local_span_statistics(store, earlier, storage) as earlier_dir:
                 previous = load_statistics(earlier_dir, layout.TRAIN)
             anomalies = tfdv.validate_statistics(
                 statistics, schema, environment(TRAINING_ENVIRONMENT), previous_statistics=previous)
@@ -250,31 +293,51 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
         compared["skew"] = compared_features(schema, skew, "skew")
         _write_anomalies(output_dir, "skew", skew)
 
-    baseline = f"span {earlier}, the last span before {span} that passed validation"
+    baseline = (f"span {earlier}, the last span of model {model_name!r} before {span} whose data was accepted "
+                f"({baseline_verdict.get('reason', 'accepted')})")
     checks["drift"] = (_check_summary(compared["drift"], f"{baseline} (train split)") if earlier is not None else
                        "NOT CHECKED: the data has no spans ({SPAN} in --data)" if not span else
                        "NOT CHECKED: no statistics store (--statistics-root '')" if not statistics_root else
-                       f"NOT CHECKED: no span before {span} has passed validation yet (first span)")
+                       f"NOT CHECKED: no span of model {model_name!r} before {span} has been kept yet (first span)"
+                       if not [kept for kept in stored_spans(store, storage) if kept < span] else
+                       f"NOT CHECKED: no span of model {model_name!r} before {span} has been accepted yet (a span "
+                       "is accepted when its data passed validation without --warn-on-anomalies and its model "
+                       "was blessed)")
     checks["skew"] = (_check_summary(compared["skew"], "the serving sample (train split)") if serving is not None
                       else "NOT CHECKED: no serving sample (--serving-data)")
     for check, outcome in checks.items():
         print(f"{check}: {outcome}")
 
+    rows, filled = _without_filled_in_columns(rows, schema_metadata)
+    if filled:
+        kept = schema_metadata.get("kept_schema") or {}
+        checks["filled_in_columns"] = (
+            f"{', '.join(filled)}: in the header of span {kept.get('span') or '?'} but empty there, so not in the kept "
+            "schema; their values are not validated nor used by the schema's consumers until --update-schema "
+            "keeps a schema inferred from a span that has them")
+        print(f"note: {checks['filled_in_columns']}")
+    mismatch = _kept_schema_mismatch(rows, schema_metadata, span)
     if rows and blocking:
         raise StageError(
-            f"Validation found {len(rows)} anomalies; fix the data or the schema, "
-            f"or pass --warn-on-anomalies to go on:\n{format_anomalies(rows)}")
+            (mismatch or f"Validation found {len(rows)} anomalies; fix the data or the schema, "
+             "or pass --warn-on-anomalies to go on.") + f"\n{format_anomalies(rows)}")
     if rows:
         print(f"Warning: validation found {len(rows)} anomalies (not blocking):\n{format_anomalies(rows)}")
-    kept = ""
-    if statistics_root and span:
-        store_span_statistics(statistics_dir, statistics_root, span,
-                              [split for split in splits if split != layout.SERVING], storage)
-    if statistics_root:
+    kept, verdict = "", {}
+    if store and span:
+        store_span_statistics(statistics_dir, store, span, [split for split in splits if split != layout.SERVING],
+                              storage)
+        verdict = record_span_verdict(
+            store, span, storage, validation=VALIDATION_OVERRIDDEN if rows else VALIDATION_PASSED,
+            anomalies=len(rows), accepted=False,
+            reason=(f"its {len(rows)} anomalies were let through with --warn-on-anomalies" if rows else
+                    "its data passed validation; accepted once its model is blessed"))
+    if store:
         kept = keep_inferred_schema(schema_dir, schema_metadata, storage)
     return {"anomalies": rows, "checks": checks, "drift": compared["drift"], "skew": compared["skew"],
-            "schema": schema_metadata.get("description", ""),
-            "drift_baseline_span": earlier or 0, "kept_schema": kept,
+            "schema": schema_metadata.get("description", ""), "model_name": model_name,
+            "drift_baseline_span": earlier or 0, "drift_baseline_reason": baseline_verdict.get("reason", ""),
+            "span_verdict": verdict, "kept_schema": kept,
             "warnings": format_anomalies(rows).splitlines() if rows else []}
 
 

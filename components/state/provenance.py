@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 
+from components import json_values
 from components.errors import StageError
 from components.state.serving_root import model_root, published_versions
 from components.state.storage import Storage, is_remote, join
@@ -91,7 +92,8 @@ def provenance_record(*, run, build, data, schema_dir, schema_metadata, module, 
                    "origin": schema_metadata.get("origin", ""), "description": schema_metadata.get("description", ""),
                    "version": int(schema_metadata.get("schema_version") or 0)},
         "module": {"name": module, "path": module_path, "sha256": module_sha256,
-                   "contract": training.get("contract", "")},
+                   "contract": training.get("contract", ""), "label_key": training.get("label_key", ""),
+                   "problem_type": training.get("problem_type", "")},
         "training": {"hyperparameters": _as_dict(hyperparameters, training.get("hyperparameters")),
                      "custom_config": _as_dict(custom_config, training.get("custom_config")),
                      "metrics": training.get("final") or {}},
@@ -99,7 +101,9 @@ def provenance_record(*, run, build, data, schema_dir, schema_metadata, module, 
                        "tolerance": decision.get("tolerance"),
                        "overall": overall.get("candidate", {}),
                        "baseline_overall": overall.get("baseline", {}),
-                       "slices": decision.get("slices", {})},
+                       "slices": decision.get("slices", {}),
+                       # Metrics that are undefined (None above), each with its slice, model and reason.
+                       "undefined": list(decision.get("undefined", []))},
         "blessing": {"blessed": bool(decision.get("blessed")), "reasons": list(decision.get("reasons", [])),
                      "baseline_version": int(decision.get("baseline_version") or 0),
                      "baseline": decision.get("baseline", "")},
@@ -128,12 +132,26 @@ class model_with_provenance:
         shutil.copytree(self.model_dir, copy)
         os.makedirs(os.path.join(copy, WARMUP_FOLDER), exist_ok=True)
         with open(os.path.join(copy, WARMUP_FOLDER, PROVENANCE_FILE), "w") as sink:
-            json.dump(self.record, sink, indent=2, sort_keys=True)
+            json_values.dump(json_values.finite(self.record), sink, indent=2, sort_keys=True)
         return copy
 
     def __exit__(self, *exc):
         shutil.rmtree(self._scratch, ignore_errors=True)
         return False
+
+
+def check_same_prediction(baseline_dir, baseline_version, label_key, problem_type, module, storage=None):
+    """Stops with one line when the serving model `baseline_dir` (local) predicts another label or another
+    kind of target than the candidate: the two cannot be compared, and the name is shared by mistake."""
+    record = read_provenance(baseline_dir, storage) or {}
+    kept = record.get("module", {})
+    theirs = (kept.get("label_key"), kept.get("problem_type"))
+    if not all(theirs) or theirs == (label_key, problem_type):
+        return
+    raise StageError(
+        f"The serving model's version {baseline_version} predicts {theirs[0]!r} ({theirs[1]}), but --module "
+        f"{module!r} predicts {label_key!r} ({problem_type}): they are different models under one name. Give this "
+        "one its own --model-name (or a MODEL_NAME in its module).")
 
 
 def read_provenance(version_path, storage=None):
@@ -169,7 +187,7 @@ def _summary(row):
         "version": row["version"],
         "published_at": record.get("run", {}).get("published_at", ""),
         "span": record.get("data", {}).get("span", ""),
-        "metric": f"{metric} {value:.4f}" if metric and value is not None else "",
+        "metric": (f"{metric} {value:.4f}" if value is not None else f"{metric} undefined") if metric else "",
         "baseline": (f"version {blessing['baseline_version']}" if blessing.get("baseline_version")
                      else ("none" if record else "")),
         "reason": "; ".join(reasons) if reasons else ("no provenance record" if not record else ""),

@@ -24,6 +24,8 @@ that defines:
 
 and optionally:
 
+- `MODEL_NAME` (str): the model's name, its folder in the serving root and the statistics store (default:
+  the module file's name; `--model-name` overrides it; see components/state/model_names.py).
 - `SLICE_COLUMNS` (list of raw column names): evaluation slices (default: none).
 - `TRAIN_BATCH_SIZE` (int): the training batch size (default 32).
 
@@ -140,3 +142,30 @@ def slice_columns(user_module):
 
 def train_batch_size(user_module):
     return int(getattr(user_module, "TRAIN_BATCH_SIZE", 32))
+
+
+def declared_problem_type(module):
+    """The module's PROBLEM_TYPE read from its source without importing it (no TensorFlow import), for checks
+    before any stage runs; None where it cannot be read so (a bucket URI, a value that is not a literal)."""
+    import ast
+
+    if is_remote(module):
+        return None
+    path = module if module.endswith(".py") or os.sep in module else None
+    if path is None:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            return None
+        path = spec.origin if spec is not None else None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as source:
+            tree = ast.parse(source.read())
+    except (OSError, TypeError, SyntaxError):
+        return None
+    for statement in tree.body:
+        named = isinstance(statement, ast.Assign) and any(isinstance(target, ast.Name) and target.id == "PROBLEM_TYPE"
+                                                          for target in statement.targets)
+        if named and isinstance(statement.value, ast.Constant):
+            return statement.value.value if statement.value.value in (CLASSIFICATION, REGRESSION) else None
+    return None
