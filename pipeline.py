@@ -75,6 +75,9 @@ def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
         statistics_root: str = "",
         drift_threshold: float = DEFAULT_DRIFT_THRESHOLD,
         skew_threshold: float = DEFAULT_SKEW_THRESHOLD,
+        drift_ignore: str = "",
+        drift_column_thresholds: str = "",
+        skew_column_thresholds: str = "",
         statistics_slices: str = "",
         serving_data: str = "",
         module: str = DEFAULT_MODULE,
@@ -105,7 +108,9 @@ def create_pipeline(image, kfp_volume=None, object_store=None, build_info=""):
         validate = op["validate"](statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"],
                                   block_on_anomalies=block_on_anomalies, statistics_root=statistics_root,
                                   drift_threshold=drift_threshold, skew_threshold=skew_threshold,
-                                  model_name=model_name, module=module, storage_settings=storage_settings)
+                                  drift_ignore=drift_ignore, drift_column_thresholds=drift_column_thresholds,
+                                  skew_column_thresholds=skew_column_thresholds, model_name=model_name,
+                                  module=module, storage_settings=storage_settings)
         transform = op["transform"](examples=ingest.outputs["examples"], schema=schema.outputs["schema"],
                                     module=module, beam_args=beam_args,
                                     storage_settings=storage_settings).after(validate)

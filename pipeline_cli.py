@@ -52,6 +52,7 @@ from components.stage_table import STAGES
 from components.state.model_names import check_model_name, default_model_name
 from components.state.storage import Storage, StorageSettings, refuse_credentials
 from components.training.user_module import declared_problem_type
+from components.validation.column_settings import columns_text, parse_threshold_flags, thresholds_text
 from pipeline import (
     DEFAULT_MODULE,
     DEFAULT_TOLERANCE,
@@ -90,6 +91,11 @@ def _pipeline_arguments(args):
     check_thresholds(declared_problem_type(args.module), args.threshold, args.slice_threshold,
                      f"--module {args.module!r}")
 
+    drift_threshold, drift_column_thresholds = parse_threshold_flags(args.drift_threshold, DEFAULT_DRIFT_THRESHOLD,
+                                                                     "--drift-threshold")
+    skew_threshold, skew_column_thresholds = parse_threshold_flags(args.skew_threshold, DEFAULT_SKEW_THRESHOLD,
+                                                                   "--skew-threshold")
+
     def absolute(path):
         return os.path.abspath(path) if path and "://" not in path else path
 
@@ -111,8 +117,11 @@ def _pipeline_arguments(args):
         "update_schema": args.update_schema,
         "block_on_anomalies": not args.warn_on_anomalies,
         "statistics_root": absolute(args.statistics_root),
-        "drift_threshold": args.drift_threshold,
-        "skew_threshold": args.skew_threshold,
+        "drift_threshold": drift_threshold,
+        "skew_threshold": skew_threshold,
+        "drift_ignore": columns_text(args.drift_ignore),
+        "drift_column_thresholds": thresholds_text(drift_column_thresholds),
+        "skew_column_thresholds": thresholds_text(skew_column_thresholds),
         "statistics_slices": args.statistics_slices,
         "serving_data": absolute(args.serving_data),
         "module": absolute(args.module) if args.module.endswith(".py") else args.module,
@@ -469,12 +478,14 @@ def parse_args(argv):
     run_parser.add_argument("--update-schema", action="store_true", help="accept this span's schema: infer "
                             "it again from this span and keep it in the statistics store as the next version "
                             "(default: validate against the kept schema)")
-    run_parser.add_argument("--drift-threshold", type=float, default=DEFAULT_DRIFT_THRESHOLD, help="drift "
-                            "threshold of the features the schema sets none for: L-infinity distance for "
-                            "categories, Jensen-Shannon divergence for numbers; 0 for no such check "
-                            "(default: %(default)s)")
-    run_parser.add_argument("--skew-threshold", type=float, default=DEFAULT_SKEW_THRESHOLD, help="the same "
-                            "for training-serving skew (default: %(default)s)")
+    run_parser.add_argument("--drift-threshold", action="append", metavar="X|COLUMN=X", help="drift threshold "
+                            "of the features the schema sets none for (normalized Wasserstein distance for numbers, "
+                            "L-infinity distance for categories; 0: no such check), or COLUMN=X for one column; "
+                            f"repeatable (default: {DEFAULT_DRIFT_THRESHOLD}, calibrated in docs/drift.md)")
+    run_parser.add_argument("--drift-ignore", action="append", metavar="COLUMN[,COLUMN]", help="columns not checked "
+                            "for drift (e.g. a year that changes by design); the summary lists them")
+    run_parser.add_argument("--skew-threshold", action="append", metavar="X|COLUMN=X", help="the same for "
+                            f"training-serving skew (default: {DEFAULT_SKEW_THRESHOLD})")
     run_parser.add_argument("--warn-on-anomalies", action="store_true", help="report data anomalies "
                             "as warnings instead of stopping the run")
     run_parser.add_argument("--beam-args", default="", help="Beam pipeline arguments for the Beam stages (ingest, "

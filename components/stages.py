@@ -128,7 +128,8 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, statistic
 
 
 def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
-             statistics_root: str, drift_threshold: float, skew_threshold: float, model_name: str, module: str,
+             statistics_root: str, drift_threshold: float, skew_threshold: float, drift_ignore: str,
+             drift_column_thresholds: str, skew_column_thresholds: str, model_name: str, module: str,
              storage_settings: str, anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
     """Validate (ExampleValidator): anomalies, drift of every feature against the model's last accepted span,
     skew against serving data; keeps the span's statistics and verdict (and a newly inferred schema) when it
@@ -141,6 +142,9 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
         statistics_root: The statistics store: earlier spans for the drift check, where a passing span is kept.
         drift_threshold: The default drift threshold for features whose schema sets none; 0 for none.
         skew_threshold: The default skew threshold for features whose schema sets none; 0 for none.
+        drift_ignore: Comma-separated columns not checked for drift (e.g. year); empty for none.
+        drift_column_thresholds: Per-column drift thresholds, e.g. fare=0.2,distance=0.3; empty for none.
+        skew_column_thresholds: Per-column skew thresholds, the same way; empty for none.
         model_name: The model whose spans are compared and kept; empty for the module's.
         module: The user module (import path or .py file), for the model's name when model_name is empty.
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
@@ -154,13 +158,16 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
     from components.stage_logic.validate import anomalies_markdown, validate_statistics
     from components.state.model_names import resolve_model_name
     from components.state.storage import Storage
+    from components.validation.column_settings import parse_columns_text, parse_thresholds_text
 
     with reported_stage():
         storage = Storage.from_json(storage_settings)
-        result = validate_statistics(statistics.path, schema.path, anomalies.path, block_on_anomalies,
-                                     int(statistics.metadata.get("span", 0)), statistics_root, drift_threshold,
-                                     skew_threshold, dict(schema.metadata),
-                                     model_name=resolve_model_name(model_name, module, storage), storage=storage)
+        result = validate_statistics(
+            statistics.path, schema.path, anomalies.path, block_on_anomalies, int(statistics.metadata.get("span", 0)),
+            statistics_root, drift_threshold, skew_threshold, dict(schema.metadata),
+            model_name=resolve_model_name(model_name, module, storage), drift_ignore=parse_columns_text(drift_ignore),
+            drift_column_thresholds=parse_thresholds_text(drift_column_thresholds, "--drift-threshold"),
+            skew_column_thresholds=parse_thresholds_text(skew_column_thresholds, "--skew-threshold"), storage=storage)
         anomalies.metadata.update({"anomaly_count": len(result["anomalies"]), **result})
         write_text(anomalies_report.path, anomalies_markdown(result))
 

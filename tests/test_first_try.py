@@ -124,24 +124,31 @@ def test_a_rare_new_category_is_tolerated_and_a_scaled_feature_drifts(tmp_path, 
                                  blocking=False, span=3, statistics_root=store, schema_metadata=metadata,
                                  model_name=MODEL)
     kinds = {(row["feature"], row["kind"]) for row in result["anomalies"]}
-    assert kinds == {("size", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH")}
+    assert kinds == {("size", "NORMALIZED_WASSERSTEIN_HIGH")}
     by_feature = {row["feature"]: row for row in result["drift"]}
-    assert by_feature["size"]["measure"] == "Jensen-Shannon" and by_feature["size"]["distance"] > 0.25
-    assert by_feature["colour"]["measure"] == "L-infinity" and by_feature["colour"]["outcome"] == "ok"
+    assert by_feature["size"]["measure"] == "normalized Wasserstein distance"
+    assert by_feature["size"]["distance"] > 1 and by_feature["size"]["outcome"] == "DRIFT"
+    assert by_feature["colour"]["measure"] == "L-infinity distance" and by_feature["colour"]["outcome"] == "ok"
     assert result["checks"]["drift"].startswith("4 of 5 features checked against span 1")
-    assert by_feature["extra"]["outcome"] == "not checked: absent from one of the two data sets"
+    assert by_feature["extra"]["outcome"] == "not checked: no values in either data set"
 
 
 def test_update_schema_accepts_a_deliberate_change_as_the_next_version(tmp_path, first_span):
     _, store, _, _ = first_span
-    # One value in five is a new colour: beyond the domain's tolerance, within drift of span 1 (the last accepted:
-    # span 3 was let through with --warn-on-anomalies).
+    # One value in five is a new colour: beyond the domain's tolerance, and drift against span 1 (the last accepted:
+    # span 3 was let through with --warn-on-anomalies), which the same deliberate change exempts.
     purple = rows(200, colours=("red", "blue", "red", "purple", "blue"))
     statistics, metadata = later_span(tmp_path, first_span, "span-4", purple, purple[:90], update=True)
     assert metadata["origin"] == "updated" and metadata["keep_as_version"] == 2
+    with pytest.raises(StageError, match=r"^Span 4 drifted from span 1 on 1 column\(s\): colour \(the share of "
+                                         r"'purple' went from 0.0% to 20.0% \(L-infinity distance 0.2 > 0.1"):
+        validate_statistics(statistics, str(tmp_path / "span-4-schema"), str(tmp_path / "refused"), span=4,
+                            statistics_root=store, schema_metadata=metadata, model_name=MODEL)
     result = validate_statistics(statistics, str(tmp_path / "span-4-schema"), str(tmp_path / "a"), span=4,
-                                 statistics_root=store, schema_metadata=metadata, model_name=MODEL)
+                                 statistics_root=store, schema_metadata=metadata, model_name=MODEL,
+                                 drift_ignore=["colour"])
     assert result["anomalies"] == [] and result["drift_baseline_span"] == 1
+    assert result["checks"]["drift"].endswith("none above its threshold; ignored: colour")
     version, text, _ = kept_schema(model_store(store, MODEL))
     assert version == 2 and 'value: "purple"' in text
 

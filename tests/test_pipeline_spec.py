@@ -72,7 +72,8 @@ def test_parameters_make_the_spec_reusable(spec):
             "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "csv_delimiter", "query",
             "query_partition_column", "query_partitions", "split_column", "split_cutoff", "update_schema",
             "drift_threshold", "skew_threshold", "slice_threshold", "min_slice_examples", "hyperparameters",
-            "custom_config", "storage_settings"} == set(parameters)
+            "custom_config", "storage_settings", "drift_ignore", "drift_column_thresholds",
+            "skew_column_thresholds"} == set(parameters)
     assert not parameters["serving_root"].is_optional
     assert parameters["module"].default_value.string_value == "components.penguins.module"
 

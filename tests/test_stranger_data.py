@@ -82,13 +82,17 @@ def test_a_corrupted_second_span_is_blocked(first_span):
     assert_no_traceback(process)
     assert len(result["errors"]) == 1
     error = result["errors"][0]
-    assert error.startswith("validate: Validation found")
+    # The line names the kept schema it disagrees with, the columns, and the two ways forward.
+    kept = tmp_path / "statistics" / name / "schema" / "1" / "schema.pbtxt"
+    assert error.startswith(f"validate: Span 2 disagrees with the kept schema, version 1 of model {name!r} "
+                            f"(inferred from span 1, at {kept}), on ")
+    assert "rerun with --update-schema" in error and "give it its own --model-name" in error
     numeric = stranger_data.numeric_columns(name)
     assert f"feature '{numeric[0]}': UNEXPECTED_DATA_TYPE" in error
     assert f"feature '{numeric[3]}': SCHEMA_MISSING_COLUMN" in error
     assert published(tmp_path, name) == [1]
     [summary_error] = [line for line in process.stdout.splitlines() if line.startswith("Error: ")]
-    assert summary_error.startswith("Error: validate: Validation found")
+    assert summary_error.startswith("Error: validate: Span 2 disagrees with the kept schema")
     assert summary_error.endswith("validate/stage.log):")
 
 

@@ -34,10 +34,11 @@ TRAINING_ENVIRONMENT = "TRAINING"
 SERVING_ENVIRONMENT = "SERVING"
 # The share of a span's values of a categorical feature that must be in the schema's domain.
 DOMAIN_MASS = 0.99
-# Where a schema sets no threshold (an inferred or kept one), drift and skew are measured with these:
-# L-infinity distance for categories, Jensen-Shannon divergence for numbers, both between 0 and 1.
-DEFAULT_DRIFT_THRESHOLD = 0.25
-DEFAULT_SKEW_THRESHOLD = 0.25
+# Where a schema sets no TFDV comparator (an inferred or kept schema), drift and skew are judged by the calibrated
+# measures of components/validation/drift_measures.py (docs/drift.md): normalized Wasserstein distance for numbers,
+# L-infinity distance for categories, both with this default threshold.
+DEFAULT_DRIFT_THRESHOLD = 0.1
+DEFAULT_SKEW_THRESHOLD = 0.1
 _COLUMN_DROPPED = "SCHEMA_MISSING_COLUMN"
 
 
@@ -217,8 +218,9 @@ def make_schema(statistics_dir, output_dir, curated_schema_path="", module="", s
 
 def describe_kept_schema(kept):
     """A kept schema in words: model, version, the span it came from and where it is."""
-    came_from = f"inferred from span {kept['span']}" if kept.get("span") else "inferred from a run without spans"
-    return f"version {kept['version']} of model {kept['model']!r} ({came_from}, at {kept['location']})"
+    # Numbers in KFP metadata come back as floats.
+    came_from = f"inferred from span {int(kept['span'])}" if kept.get("span") else "inferred from a run without spans"
+    return f"version {int(kept['version'])} of model {kept['model']!r} ({came_from}, at {kept['location']})"
 
 
 def keep_inferred_schema(schema_dir, metadata, storage=None):

@@ -22,7 +22,7 @@ records it accepted (validation passed without an override, model blessed).
 import os
 
 import tensorflow_data_validation as tfdv
-from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from components.data import layout
 from components.errors import StageError
@@ -47,6 +47,7 @@ from components.state.statistics_store import (
     stored_spans,
 )
 from components.state.storage import Storage
+from components.validation import drift_measures
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 _COMPARATOR_PREFIX = "COMPARATOR_"
@@ -163,32 +164,6 @@ def _write_anomalies(output_dir, name, anomalies):
         sink.write(anomalies.SerializeToString())
 
 
-def with_default_comparators(schema, drift_threshold, skew_threshold, curated):
-    """A copy of `schema` with a drift and a skew comparator on every feature that has none.
-
-    L-infinity distance for strings (categories), Jensen-Shannon divergence for numbers. A curated schema
-    is taken as its author wrote it: its features without a comparator stay unchecked, and are reported
-    so. A threshold of 0 adds none of that kind. The label has no skew comparator: serving data has no label.
-    """
-    checked = schema_pb2.Schema()
-    checked.CopyFrom(schema)
-    if curated:
-        return checked
-    for feature in checked.feature:
-        categorical = feature.type == schema_pb2.BYTES or feature.int_domain.is_categorical
-        for kind, threshold in (("drift_comparator", drift_threshold), ("skew_comparator", skew_threshold)):
-            comparator = getattr(feature, kind)
-            if not threshold or comparator.ListFields():
-                continue
-            if kind == "skew_comparator" and SERVING_ENVIRONMENT in feature.not_in_environment:
-                continue
-            if categorical:
-                comparator.infinity_norm.threshold = threshold
-            else:
-                comparator.jensen_shannon_divergence.threshold = threshold
-    return checked
-
-
 def _comparator_threshold(comparator):
     for measure, field in (("L-infinity", "infinity_norm"), ("Jensen-Shannon", "jensen_shannon_divergence")):
         if comparator.HasField(field):
@@ -196,32 +171,114 @@ def _comparator_threshold(comparator):
     return None, None
 
 
+def _comparator(feature, check):
+    return feature.drift_comparator if check == "drift" else feature.skew_comparator
+
+
 def compared_features(schema, anomalies, check):
-    """One row per feature of `schema`: the distance measured (or why none), the threshold, the verdict."""
+    """One row per feature of `schema` with a TFDV comparator (a curated schema's): the distance measured (or
+    why none), the threshold, the verdict."""
     measured = _measurements(anomalies, check)
     rows = []
     for feature in schema.feature:
-        measure, threshold = _comparator_threshold(
-            feature.drift_comparator if check == "drift" else feature.skew_comparator)
-        row = {"feature": feature.name, "measure": measure, "threshold": threshold}
+        measure, threshold = _comparator_threshold(_comparator(feature, check))
         if measure is None:
-            row.update(distance=None, outcome="not checked: no threshold for it in the schema")
-        elif feature.name not in measured:
+            continue
+        row = {"feature": feature.name, "measure": f"{measure} (the schema's)", "threshold": threshold,
+               "judged": False}
+        if feature.name not in measured:
             row.update(distance=None, outcome="not checked: absent from one of the two data sets")
         else:
             distance = measured[feature.name][0]
-            row.update(distance=distance, outcome="ABOVE THRESHOLD" if distance > threshold else "ok")
+            row.update(distance=distance, judged=True, outcome="ABOVE THRESHOLD" if distance > threshold else "ok",
+                       reason=f"the schema's {measure} comparator measured {distance:.3g}")
         rows.append(row)
     return rows
 
 
+_VERDICT_OUTCOMES = {drift_measures.DRIFT: "DRIFT", drift_measures.OK: "ok"}
+_MEASURE_KINDS = {drift_measures.NUMERIC_MEASURE: "NORMALIZED_WASSERSTEIN", drift_measures.CATEGORICAL_MEASURE:
+                  "L_INFINITY"}
+
+
+def _verdict_row(verdict, ignore_flag):
+    """A FeatureVerdict as a row of the feature-by-feature table."""
+    if verdict.verdict == drift_measures.IGNORED:
+        outcome = f"not checked: ignored ({ignore_flag})"
+    elif verdict.verdict == drift_measures.NOT_JUDGED:
+        outcome = f"not checked: {verdict.reason}"
+    else:
+        outcome = _VERDICT_OUTCOMES[verdict.verdict]
+    return {"feature": verdict.feature, "measure": verdict.measure or None, "threshold": verdict.threshold,
+            "distance": verdict.value, "outcome": outcome, "reason": verdict.reason, "p_value": verdict.p_value,
+            "judged": verdict.verdict in _VERDICT_OUTCOMES, "chart": verdict.to_json()["bins"] or
+            verdict.to_json()["categories"], "chart_kind": verdict.kind}
+
+
+def measured_features(baseline, current, schema, check, *, curated, default_threshold, column_thresholds=None,
+                      ignored=(), tfdv_anomalies=None):
+    """(rows, anomaly rows) of a drift or skew check: each feature judged by the schema's TFDV comparator where it
+    names one (a curated schema), else by the calibrated measures of components/validation/drift_measures.py.
+
+    A curated schema's features without a comparator stay unchecked unless given a threshold of their own
+    (`column_thresholds`); a default threshold of 0 turns the measures off. The skew check leaves out the
+    features serving requests do not carry (the label)."""
+    column_thresholds = dict(column_thresholds or {})
+    ignore_flag = "--drift-ignore" if check == "drift" else "not in serving requests"
+    rows = compared_features(schema, tfdv_anomalies, check) if tfdv_anomalies is not None else []
+    by_tfdv = {row["feature"] for row in rows}
+    not_served = {f.name for f in schema.feature if SERVING_ENVIRONMENT in f.not_in_environment}
+    present = {_statistics_name(f) for dataset in (baseline, current) for f in dataset.features}
+    candidates = sorted(present - by_tfdv - (not_served if check == "skew" else set()))
+    if curated:
+        for feature in schema.feature:
+            if feature.name not in by_tfdv and feature.name not in column_thresholds and feature.name not in ignored:
+                rows.append({"feature": feature.name, "measure": None, "threshold": None, "distance": None,
+                             "judged": False, "outcome": "not checked: no threshold for it in the schema"})
+        candidates = [name for name in candidates if name in column_thresholds or name in ignored]
+    elif not default_threshold:
+        flag = "--drift-threshold" if check == "drift" else "--skew-threshold"
+        rows.extend({"feature": name, "measure": None, "threshold": None, "distance": None, "judged": False,
+                     "outcome": f"not checked: {flag} 0"} for name in candidates
+                    if name not in column_thresholds and name not in ignored)
+        candidates = [name for name in candidates if name in column_thresholds or name in ignored]
+    rows.extend({"feature": f.name, "measure": None, "threshold": None, "distance": None, "judged": False,
+                 "outcome": "not checked: no values in either data set"} for f in schema.feature
+                if f.name not in present and f.name not in by_tfdv and not (check == "skew" and f.name in not_served))
+    categorical = {f.name for f in schema.feature if f.int_domain.is_categorical}
+    verdicts = drift_measures.judge_drift(
+        _only(baseline, candidates), _only(current, candidates), default_threshold=default_threshold or None,
+        column_thresholds={name: value for name, value in column_thresholds.items() if name in candidates},
+        ignored=[name for name in ignored if name in candidates], categorical=categorical.__contains__)
+    rows.extend(_verdict_row(verdict, ignore_flag) for verdict in verdicts)
+    anomalies = [{"feature": v.feature, "check": check, "kind": f"{_MEASURE_KINDS[v.measure]}_HIGH",
+                  "detail": v.reason, "measured": v.value, "threshold": v.threshold}
+                 for v in verdicts if v.drifted]
+    return sorted(rows, key=lambda row: row["feature"]), anomalies
+
+
+def _only(dataset, names):
+    """A copy of a DatasetFeatureStatistics holding only the features `names`."""
+    kept = type(dataset)()
+    kept.CopyFrom(dataset)
+    del kept.features[:]
+    kept.features.extend(f for f in dataset.features if _statistics_name(f) in names)
+    return kept
+
+
+def _statistics_name(feature):
+    return ".".join(feature.path.step) or feature.name
+
+
 def _check_summary(rows, compared_with):
-    checked = [row for row in rows if row["distance"] is not None]
+    checked = [row for row in rows if row.get("judged")]
     above = [row["feature"] for row in checked if row["outcome"] != "ok"]
+    ignored = [row["feature"] for row in rows if row["outcome"].startswith("not checked: ignored")]
     if not checked:
         return f"not checked: no feature has a threshold and values in both ({compared_with})"
     return (f"{len(checked)} of {len(rows)} features checked against {compared_with}; "
-            + (f"above the threshold: {', '.join(above)}" if above else "none above its threshold"))
+            + (f"above the threshold: {', '.join(above)}" if above else "none above its threshold")
+            + (f"; ignored: {', '.join(ignored)}" if ignored else ""))
 
 
 def _without_filled_in_columns(rows, schema_metadata):
@@ -230,6 +287,28 @@ def _without_filled_in_columns(rows, schema_metadata):
     empty_then = set((schema_metadata.get("kept_schema") or {}).get("empty_columns") or [])
     filled = sorted({row["feature"] for row in rows if row["kind"] == _NEW_COLUMN and row["feature"] in empty_then})
     return [row for row in rows if not (row["kind"] == _NEW_COLUMN and row["feature"] in filled)], filled
+
+
+def _check_named_columns(train, drift_ignore, *column_thresholds):
+    """Stops with one line when --drift-ignore or a per-column threshold names a column the data does not have."""
+    columns = sorted(_statistics_name(feature) for feature in train.features)
+    named = set(drift_ignore or ()).union(*(set(thresholds or {}) for thresholds in column_thresholds))
+    unknown = sorted(named - set(columns))
+    if unknown:
+        raise StageError(f"--drift-ignore or a per-column --drift-threshold/--skew-threshold names "
+                         f"{', '.join(map(repr, unknown))}, which is not a column of this span's train split (its "
+                         f"columns: {', '.join(columns)}): check the spelling.")
+
+
+def _drift_only(rows, span, earlier):
+    """The line for a span stopped by drift alone: which columns moved, by which measure, and the ways forward."""
+    if not rows or any(row["check"] != "drift" for row in rows):
+        return ""
+    moved = "; ".join(f"{row['feature']} ({row['detail']})" for row in rows)
+    columns = ",".join(sorted({row["feature"] for row in rows}))
+    return (f"Span {span} drifted from span {earlier} on {len({row['feature'] for row in rows})} column(s): {moved}. "
+            f"If the data is wrong, fix it; if the change is expected, pass --drift-ignore {columns} (or a higher "
+            f"--drift-threshold COLUMN=VALUE), or --warn-on-anomalies to train on it anyway.")
 
 
 def _kept_schema_mismatch(rows, schema_metadata, span):
@@ -250,23 +329,27 @@ def _kept_schema_mismatch(rows, schema_metadata, span):
 
 def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, span=0, statistics_root="",
                         drift_threshold=DEFAULT_DRIFT_THRESHOLD, skew_threshold=DEFAULT_SKEW_THRESHOLD,
-                        schema_metadata=None, model_name="", storage=None):
+                        schema_metadata=None, model_name="", drift_ignore=(), drift_column_thresholds=None,
+                        skew_column_thresholds=None, storage=None):
     """Checks schema, drift and skew; returns the anomaly rows, each feature's drift and skew, and what
     each check compared (or why it did not).
 
     The drift baseline is the newest earlier span of `model_name` whose data was accepted (see
     components/state/statistics_store.py). A span that is let through is stored in the model's store with
-    its verdict: validation passed, or was overridden (anomalies with `blocking` False)."""
+    its verdict: validation passed, or was overridden (anomalies with `blocking` False). `drift_ignore` and the
+    per-column thresholds (`{column: threshold}`) name columns of the data."""
     storage = storage or Storage()
     schema_metadata = schema_metadata or {}
     store = model_store(statistics_root, model_name) if statistics_root else ""
-    schema = with_default_comparators(load_schema(schema_dir), drift_threshold, skew_threshold,
-                                      curated=schema_metadata.get("origin") == "curated")
+    schema = load_schema(schema_dir)
+    curated = schema_metadata.get("origin") == "curated"
     environment = (lambda name: name) if schema.default_environment else (lambda name: None)
     splits = layout.split_names(statistics_dir)
     serving = load_statistics(statistics_dir, layout.SERVING) if layout.SERVING in splits else None
     earlier, baseline_verdict = drift_baseline(store, span, storage) if store and span else (None, {})
     rows, checks, compared = [], {}, {"drift": [], "skew": []}
+    train = load_statistics(statistics_dir, layout.TRAIN).datasets[0]
+    _check_named_columns(train, drift_ignore, drift_column_thresholds, skew_column_thresholds)
 
     for split in splits:
         statistics = load_statistics(statistics_dir, split)
@@ -280,7 +363,11 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
                 statistics, schema, environment(TRAINING_ENVIRONMENT), previous_statistics=previous)
             rows.extend(_anomaly_rows(split, anomalies, "drift", f"span {earlier}", dataset=statistics.datasets[0],
                                       schema=schema))
-            compared["drift"] = compared_features(schema, anomalies, "drift")
+            compared["drift"], drifted = measured_features(
+                previous.datasets[0], statistics.datasets[0], schema, "drift", curated=curated,
+                default_threshold=drift_threshold, column_thresholds=drift_column_thresholds, ignored=drift_ignore,
+                tfdv_anomalies=anomalies)
+            rows.extend({"split": f"{split} (drift against span {earlier})", **row} for row in drifted)
         else:
             anomalies = tfdv.validate_statistics(statistics, schema, environment(TRAINING_ENVIRONMENT))
             rows.extend(_anomaly_rows(split, anomalies, dataset=statistics.datasets[0], schema=schema))
@@ -290,7 +377,10 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
         skew = tfdv.validate_statistics(load_statistics(statistics_dir, layout.TRAIN), schema,
                                         environment(TRAINING_ENVIRONMENT), serving_statistics=serving)
         rows.extend(_anomaly_rows("serving", skew, "skew", "train", comparisons_only=True))
-        compared["skew"] = compared_features(schema, skew, "skew")
+        compared["skew"], skewed = measured_features(
+            train, serving.datasets[0], schema, "skew", curated=curated, default_threshold=skew_threshold,
+            column_thresholds=skew_column_thresholds, tfdv_anomalies=skew)
+        rows.extend({"split": "serving (skew against train)", **row} for row in skewed)
         _write_anomalies(output_dir, "skew", skew)
 
     baseline = (f"span {earlier}, the last span of model {model_name!r} before {span} whose data was accepted "
@@ -316,7 +406,7 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
             "schema; their values are not validated nor used by the schema's consumers until --update-schema "
             "keeps a schema inferred from a span that has them")
         print(f"note: {checks['filled_in_columns']}")
-    mismatch = _kept_schema_mismatch(rows, schema_metadata, span)
+    mismatch = _kept_schema_mismatch(rows, schema_metadata, span) or _drift_only(rows, span, earlier)
     if rows and blocking:
         raise StageError(
             (mismatch or f"Validation found {len(rows)} anomalies; fix the data or the schema, "
@@ -337,6 +427,7 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
     return {"anomalies": rows, "checks": checks, "drift": compared["drift"], "skew": compared["skew"],
             "schema": schema_metadata.get("description", ""), "model_name": model_name,
             "drift_baseline_span": earlier or 0, "drift_baseline_reason": baseline_verdict.get("reason", ""),
+            "drift_baseline": baseline if earlier is not None else "",
             "span_verdict": verdict, "kept_schema": kept,
             "warnings": format_anomalies(rows).splitlines() if rows else []}
 
@@ -359,8 +450,43 @@ def anomalies_markdown(result):
               number(r.get("threshold")), r["detail"]) for r in rows]))
     for check in ("drift", "skew"):
         if result.get(check):
+            compared = result.get("drift_baseline") or "the baseline span" if check == "drift" else "the serving sample"
             lines += ["", f"## {check.capitalize()}, feature by feature", "", markdown_table(
-                ["feature", "measure", "distance", "threshold", "outcome"],
-                [(r["feature"], r["measure"] or "-", number(r["distance"]), number(r["threshold"]), r["outcome"])
-                 for r in sorted(result[check], key=lambda r: -(r["distance"] or 0))])]
+                ["feature", "measure", "value", "threshold", "outcome", "why"],
+                [(r["feature"], r["measure"] or "-", number(r["distance"]), number(r["threshold"]), r["outcome"],
+                  r.get("reason", "") if r["outcome"] in ("ok", "DRIFT") else "")
+                 for r in sorted(result[check], key=lambda r: (r["distance"] is None, -(r["distance"] or 0)))])]
+            lines += _overlays(result[check], "span " + str(result.get("drift_baseline_span") or "")
+                               if check == "drift" else "train split", "this span" if check == "drift" else
+                               "serving sample", compared)
     return "\n".join(lines) + "\n"
+
+
+_BAR_WIDTH = 30
+
+
+def _bar(share):
+    return "█" * round(share * _BAR_WIDTH) or ("▏" if share > 0 else "")
+
+
+def _overlays(rows, baseline_name, current_name, compared_with):
+    """Both distributions of each feature that drifted (else of the three that moved most), side by side as
+    bars: what a person looks at to see why a verdict was reached."""
+    from components.reports import markdown_table
+
+    charted = [row for row in rows if row.get("chart")]
+    shown = [row for row in charted if row["outcome"] != "ok"] or sorted(
+        charted, key=lambda row: -(row["distance"] or 0))[:3]
+    lines = []
+    for row in shown:
+        lines += ["", f"### {row['feature']}: {row['outcome']}", "", f"{row.get('reason', '')} ({compared_with}).", ""]
+        if row["chart_kind"] == "numeric":
+            labels = [f"{bin_['low']:.4g} to {bin_['high']:.4g}" for bin_ in row["chart"]]
+        else:
+            labels = [str(category["value"]) for category in row["chart"]]
+        lines.append(markdown_table(
+            ["values", baseline_name, current_name],
+            [(label, f"{_bar(item['baseline_share'])} {100 * item['baseline_share']:.1f}%",
+              f"{_bar(item['current_share'])} {100 * item['current_share']:.1f}%")
+             for label, item in zip(labels, row["chart"])]))
+    return lines
