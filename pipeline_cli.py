@@ -218,21 +218,27 @@ def _demo_living(args):
 
 def _models(args):
     from components.state.provenance import models_table, published_models
+    from components.state.serving_root import published_model_names
 
     quiet_stage_logs()
     try:
         settings, _ = _storage_settings(args, args.beam_args)
-        model_name = _model_name(args, settings)
-        rows = published_models(args.serving_root, model_name, Storage(settings))
+        storage = Storage(settings)
+        names = ([_model_name(args, settings)] if args.model_name is not None or args.module is not None
+                 else published_model_names(args.serving_root, storage))
+        rows = {name: published_models(args.serving_root, name, storage) for name in names}
     except StageError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(rows, indent=2, sort_keys=True))
-    elif rows:
-        print(models_table(rows))
-    else:
-        print(f"No published versions of {model_name!r} under {args.serving_root}.")
+        listed = [{"model": name, **row} for name, versions in rows.items() for row in versions]
+        print(json_values.dumps(listed, indent=2, sort_keys=True))
+    elif not names:
+        print(f"No published models under {args.serving_root}.")
+    for name, versions in ([] if args.json else rows.items()):
+        if len(names) > 1:
+            print(f"\n{name}")
+        print(models_table(versions) if versions else f"No published versions of {name!r} under {args.serving_root}.")
     return 0
 
 
@@ -556,9 +562,9 @@ def parse_args(argv):
                                         "record inside each. The serving root may be a gs:// or s3:// URI "
                                         "(credentials from the environment, as for run).")
     models_parser.add_argument("--serving-root", default="serving", metavar="R", help="default: %(default)s")
-    models_parser.add_argument("--model-name", default=None, metavar="M", help="default: the --module's model name")
-    models_parser.add_argument("--module", default=DEFAULT_MODULE, help="the user module whose model to list when "
-                               "there is no --model-name (default: %(default)s)")
+    models_parser.add_argument("--model-name", default=None, metavar="M", help="the model to list (default: every "
+                               "model in the serving root)")
+    models_parser.add_argument("--module", default=None, help="or the user module whose model to list")
     models_parser.add_argument("--json", action="store_true", help="print every version's whole provenance "
                                "record as JSON")
     models_parser.add_argument("--beam-args", default="", help="storage options as Beam flags, e.g. "

@@ -29,6 +29,7 @@ from components.training.user_module import load_user_module
 from stranger_data import write_csv
 
 MODULE = "my_module.py"
+HEADER = ("colour", "size", "extra", "weight", "label")
 
 
 def span_of(tmp_path, name, train_rows, eval_rows, header=("colour", "size", "extra", "weight", "label")):
@@ -301,13 +302,52 @@ def test_the_summary_lists_every_feature_checked_and_the_warnings():
                   "checks": {"drift": "2 of 3 features checked against span 4", "skew": "NOT CHECKED: no serving"},
                   "drift": [{"feature": "size", "distance": 0.61, "threshold": 0.25, "outcome": "ABOVE THRESHOLD"},
                             {"feature": "colour", "distance": 0.02, "threshold": 0.25, "outcome": "ok"},
-                            {"feature": "note", "distance": None, "threshold": None, "outcome": "not checked"}],
+                            {"feature": "rain", "distance": 0.3, "threshold": 0.25, "outcome": "ok", "p_value": 0.36,
+                             "judged": True},
+                            {"feature": "note", "distance": None, "threshold": None, "outcome": "not checked"},
+                            {"feature": "tiny", "distance": 0.9, "threshold": 0.25, "judged": False,
+                             "outcome": "not checked: too few rows to judge drift"}],
                   "skew": [], "warnings": ["  - train: feature 'size': COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"]}
     assert validation_lines(validation) == [
         "Schema: kept schema version 2",
         "Drift: 2 of 3 features checked against span 4",
-        "  size 0.610 > 0.25; colour 0.020 <= 0.25; not checked: note",
+        "  size 0.610 > 0.25; rain 0.300 > 0.25 but within chance (p=0.36); colour 0.020 <= 0.25; not checked: "
+        "note, tiny",
         "Skew: NOT CHECKED: no serving",
         "Warnings (--warn-on-anomalies): 1 anomalies did not stop the run",
         "  - train: feature 'size': COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"]
     assert json.loads(error_line("a\nb").split(": ", 1)[1]) == "a\nb"
+
+
+def test_a_header_column_empty_in_the_first_span_is_no_new_column_alarm_when_filled_in(tmp_path):
+    """A column in span 1's header with no value in any row cannot be in the schema inferred from it; span 2 filling
+    it in is said so, not reported as SCHEMA_NEW_COLUMN. A column never in the header still is."""
+    store, module = str(tmp_path / "store"), user_module(tmp_path, LABELLED)
+
+    def span(number, header, train_rows, eval_rows):
+        folder = tmp_path / f"span-{number}"
+        write_csv(folder / "data" / "train" / "rows.csv", header, train_rows)
+        write_csv(folder / "data" / "eval" / "rows.csv", header, eval_rows)
+        ingested = ingest_examples(str(folder / "data" / "{SPLIT}" / "rows.csv"), str(folder / "examples"))
+        generate_statistics(str(folder / "examples"), str(folder / "statistics"))
+        empty = [column for column, kind in ingested["column_types"].items() if kind == "missing"]
+        metadata = make_schema(str(folder / "statistics"), str(folder / "schema"), module=module,
+                               statistics_root=store, model_name="filled", span=number, empty_columns=empty)
+        return lambda **flags: validate_statistics(
+            str(folder / "statistics"), str(folder / "schema"), str(folder / "anomalies"), span=number,
+            statistics_root=store, schema_metadata=metadata, model_name="filled", **flags)
+
+    assert span(1, HEADER, rows(200), rows(100))()["anomalies"] == []
+    conclude_span_verdict(model_store(store, "filled"), 1, blessed=True, why="")
+    _, text, origin = kept_schema(model_store(store, "filled"))
+    assert origin["empty_columns"] == ["extra"] and 'name: "extra"' not in text
+
+    filled = rows(200, extra=lambda i: "note" if i % 4 == 0 else "")
+    result = span(2, HEADER, filled, filled[:100])(drift_ignore=[])
+    assert result["anomalies"] == []
+    assert result["checks"]["filled_in_columns"].startswith("extra: in the header of span 1 but empty there")
+
+    header = (*HEADER, "remark")
+    refused = span(3, header, [[*row, "x"] for row in rows(200)], [[*row, "x"] for row in rows(100)])
+    with pytest.raises(StageError, match=r"feature 'remark': SCHEMA_NEW_COLUMN"):
+        refused()

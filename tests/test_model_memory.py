@@ -12,6 +12,7 @@ import stranger_data
 from components.errors import StageError
 from components.state.model_names import check_model_name, default_model_name
 from components.state.provenance import PROVENANCE_FILE, check_same_prediction
+from components.state.serving_root import publish_model
 from components.state.statistics_store import kept_schema, model_store, read_span_verdict, stored_spans
 from components.tf_serving.warmup import WARMUP_FOLDER
 from helpers import REPO
@@ -110,3 +111,21 @@ def test_two_data_sets_in_one_folder_keep_their_own_schema_spans_and_versions(tm
     assert stored_spans(model_store(statistics, "wine_module")) == [1, 2]
     assert stored_spans(model_store(statistics, "diabetes_module")) == [1]
     assert read_span_verdict(model_store(statistics, "diabetes_module"), 1)["accepted"] is True
+
+
+def test_models_lists_every_model_of_the_serving_root_by_default(tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"not read")
+    root = str(tmp_path / "serving")
+    for name in ("wine_module", "diabetes_module", "wine_module"):
+        publish_model(str(model), root, name)
+    assert main(["models", "--serving-root", root]) == 0
+    out = capsys.readouterr().out
+    assert "\ndiabetes_module\n" in out and "\nwine_module\n" in out
+    assert main(["models", "--serving-root", root, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(row["model"], row["version"]) for row in listed] == [
+        ("diabetes_module", 1), ("wine_module", 2), ("wine_module", 1)]
+    assert main(["models", "--serving-root", str(tmp_path / "empty")]) == 0
+    assert capsys.readouterr().out.strip() == f"No published models under {tmp_path / 'empty'}."

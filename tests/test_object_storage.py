@@ -23,7 +23,7 @@ from components.errors import StageError
 from components.penguins import curated_schema_path
 from components.penguins.demo import write_demo_spans
 from components.state.serving_root import BaselineChanged, latest_published_model, publish_model, published_versions
-from components.state.statistics_store import model_store, store_span_statistics, stored_spans
+from components.state.statistics_store import model_store, record_span_verdict, store_span_statistics, stored_spans
 from components.state.storage import GCS_SCHEME, S3_SCHEME, Storage, StorageSettings, refuse_credentials
 from helpers import REPO, free_port
 from object_stores import READER, WRITER, gcs_client, gcs_emulator, s3_client, s3_environment, seaweedfs
@@ -164,8 +164,10 @@ def test_a_run_on_s3_reads_its_spans_drift_and_baseline_from_buckets_and_publish
     flags, spans = stage_up_landing_zone(s3_store, tmp_path, storage)
     models, stats = s3_store.bucket("models"), s3_store.bucket("stats")
     serving_root, statistics_root = s3_store.uri(models), s3_store.uri(stats, "penguins")
-    # What earlier runs left: span 1's statistics, and version 1 serving.
-    store_span_statistics(statistics_dir, statistics_root, 1, ["train", "eval"], storage)
+    # What earlier runs left: span 1's statistics, accepted as the drift baseline, and version 1 serving.
+    store_span_statistics(statistics_dir, model_store(statistics_root, "penguins"), 1, ["train", "eval"], storage)
+    record_span_verdict(model_store(statistics_root, "penguins"), 1, storage, validation="passed", accepted=True,
+                        reason="its data passed validation and its model was blessed, published as version 1")
     publish_model(trained_model[0], serving_root, "penguins", storage=storage)
 
     environment = {name: value for name, value in s3_store.environment.items() if name != "AWS_ENDPOINT_URL"}

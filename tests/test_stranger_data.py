@@ -7,7 +7,7 @@ contract (tests/modules/). Every run uses the defaults: an inferred schema, defa
 statistics store. The first span publishes a model; then a second span arrives three ways:
 
 - corrupted (a numeric column is text in 30% of the rows, a used column is gone): blocked at validate;
-- drifted (a numeric feature multiplied by 3): blocked at validate, by the drift check of the kept schema;
+- drifted (a numeric feature multiplied by 3): blocked at validate by the default drift check, which names it;
 - relabelled (labels shuffled): trained, evaluated, not blessed, nothing published.
 
 Each outcome comes with one reason line, and no successful run prints a traceback.
@@ -93,7 +93,7 @@ def test_a_corrupted_second_span_is_blocked(first_span):
     assert published(tmp_path, name) == [1]
     [summary_error] = [line for line in process.stdout.splitlines() if line.startswith("Error: ")]
     assert summary_error.startswith("Error: validate: Span 2 disagrees with the kept schema")
-    assert summary_error.endswith("validate/stage.log):")
+    assert summary_error.endswith("validate/stage.log)")
 
 
 def test_a_drifted_second_span_is_blocked_by_the_default_drift_check(first_span):
@@ -104,8 +104,11 @@ def test_a_drifted_second_span_is_blocked_by_the_default_drift_check(first_span)
     assert_no_traceback(process)
     [error] = result["errors"]
     feature = stranger_data.numeric_columns(name)[0]
-    assert error.startswith("validate: Validation found 1 anomalies")
-    assert f"train (drift against span 1): feature '{feature}': COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in error
+    # The line names the column and the measure, and the ways forward.
+    assert error.startswith(f"validate: Span 2 drifted from span 1 on 1 column(s): {feature} (")
+    assert "normalized Wasserstein distance" in error.splitlines()[0]
+    assert f"--drift-ignore {feature}" in error.splitlines()[0]
+    assert f"train (drift against span 1): feature '{feature}': NORMALIZED_WASSERSTEIN_HIGH" in error
     assert published(tmp_path, name) == [1]
 
 
@@ -117,8 +120,9 @@ def test_a_relabelled_second_span_is_not_blessed(first_span):
     assert_no_traceback(process)
     validation = result["outputs"]["anomalies"]
     assert validation["anomaly_count"] == 0
-    assert validation["checks"]["drift"].startswith(f"{len(validation['drift'])} of ")
-    assert all(row["outcome"] == "ok" for row in validation["drift"] if row["distance"] is not None)
+    judged = [row for row in validation["drift"] if row["judged"]]
+    assert validation["checks"]["drift"].startswith(f"{len(judged)} of {len(validation['drift'])} ")
+    assert len(judged) >= len(stranger_data.numeric_columns(name)) and all(row["outcome"] == "ok" for row in judged)
     assert "Schema: kept schema version 1" in process.stdout
     blessing = result["outputs"]["blessing"]
     assert blessing["blessed"] is False

@@ -219,13 +219,22 @@ def run_compiled_spec(spec_path, arguments, pipeline_root, stage_order, runner="
     return outputs, stage_log, report
 
 
+def _feature_distance(row):
+    distance, threshold = row["distance"], row["threshold"]
+    if row["outcome"] != "ok":
+        return f"{row['feature']} {distance:.3f} > {threshold:g}"
+    if threshold is not None and distance > threshold:  # over it, but two samples of these sizes differ so by chance
+        chance = f" (p={row['p_value']:.2g})" if row.get("p_value") is not None else ""
+        return f"{row['feature']} {distance:.3f} > {threshold:g} but within chance{chance}"
+    return f"{row['feature']} {distance:.3f} <= {threshold:g}"
+
+
 def _feature_distances(rows):
-    """Each feature's distance and threshold, the ones above their threshold first."""
-    checked = sorted((row for row in rows if row["distance"] is not None),
-                     key=lambda row: (row["outcome"] == "ok", -row["distance"]))
-    parts = [f"{row['feature']} {row['distance']:.3f}{' > ' if row['outcome'] != 'ok' else ' <= '}"
-             f"{row['threshold']:g}" for row in checked]
-    unchecked = [row["feature"] for row in rows if row["distance"] is None]
+    """Each feature's distance and threshold, the ones above their threshold first; the ones not judged by name."""
+    judged = sorted((row for row in rows if row["distance"] is not None and row.get("judged", True)),
+                    key=lambda row: (row["outcome"] == "ok", -row["distance"]))
+    parts = [_feature_distance(row) for row in judged]
+    unchecked = [row["feature"] for row in rows if row not in judged]
     if unchecked:
         parts.append(f"not checked: {', '.join(unchecked)}")
     return parts

@@ -81,6 +81,19 @@ def published_versions(serving_root, model_name, storage=None):
     return sorted(int(name) for name in names if is_version_name(name))
 
 
+def published_model_names(serving_root, storage=None):
+    """The names of the models with at least one published version in the serving root, sorted."""
+    storage = storage or Storage()
+    if is_remote(serving_root):
+        prefix = serving_root.rstrip("/") + "/"
+        paths = storage.match(join(serving_root, "*", "*", SAVED_MODEL_FILE), _FLAG)
+        return sorted({path[len(prefix):].split("/")[0] for path in paths
+                       if is_version_name(path[len(prefix):].split("/")[1])})
+    if not os.path.isdir(serving_root):
+        return []
+    return sorted(name for name in os.listdir(serving_root) if published_versions(serving_root, name, storage))
+
+
 def latest_published_model(serving_root, model_name, storage=None):
     """The path or URI of the newest published version, or None when nothing is published."""
     storage = storage or Storage()

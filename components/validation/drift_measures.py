@@ -217,8 +217,10 @@ def _number(value):
     """A short human reading of a value: 3 significant digits, thousands separated."""
     if value is None or not math.isfinite(value):
         return str(value)
-    if abs(value) >= 1000:
+    if abs(value) >= 1_000_000:
         return f"{value:,.0f}"
+    if abs(value) >= 1000:
+        return f"{value:.0f}"  # a year reads 2013, not 2,013
     return f"{value:.3g}"
 
 
