@@ -193,8 +193,9 @@ def test_tfx_style_module_runs_end_to_end_and_its_version_says_where_it_came_fro
          "--statistics-root", str(tmp_path / "statistics")], capture_output=True, text=True, timeout=900)
     assert process.returncode == 0, process.stdout[-3000:]
     assert "Traceback" not in process.stdout + process.stderr
-    assert f"Published: version 1 at {tmp_path / 'serving' / 'penguins' / '1'}" in process.stdout
-    version = str(tmp_path / "serving" / "penguins" / "1")
+    # No --model-name and no MODEL_NAME in the module: the model is named after the module's file.
+    assert f"Published: version 1 at {tmp_path / 'serving' / 'tfx_penguin_module' / '1'}" in process.stdout
+    version = str(tmp_path / "serving" / "tfx_penguin_module" / "1")
     record = json.load(open(os.path.join(version, "assets.extra", "provenance.json")))
 
     def sha256(path):
@@ -202,7 +203,7 @@ def test_tfx_style_module_runs_end_to_end_and_its_version_says_where_it_came_fro
             return hashlib.sha256(source.read()).hexdigest()
 
     assert record["module"] == {"name": TFX_MODULE, "path": TFX_MODULE, "sha256": sha256(TFX_MODULE),
-                                "contract": "run_fn"}
+                                "contract": "run_fn", "label_key": "species", "problem_type": "classification"}
     assert record["schema"]["sha256"] == sha256(record["schema"]["location"])
     unsigned = tmp_path / "unsigned.yaml"
     compiler.Compiler().compile(create_pipeline(record["pipeline"]["image"], build_info=json.dumps(
