@@ -144,28 +144,53 @@ def train_batch_size(user_module):
     return int(getattr(user_module, "TRAIN_BATCH_SIZE", 32))
 
 
-def declared_problem_type(module):
-    """The module's PROBLEM_TYPE read from its source without importing it (no TensorFlow import), for checks
-    before any stage runs; None where it cannot be read so (a bucket URI, a value that is not a literal)."""
-    import ast
-
+def _module_source(module, storage):
+    """The source text of a module (import path, .py file or bucket URI), or None where it cannot be read."""
     if is_remote(module):
-        return None
+        return storage.read_text(module, "--module") if storage.exists(module, "--module") else None
     path = module if module.endswith(".py") or os.sep in module else None
     if path is None:
         try:
             spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
+        except (ImportError, ValueError):  # a parent package is missing, or not a module path at all
             return None
         path = spec.origin if spec is not None else None
     try:
         with open(path, encoding="utf-8", errors="replace") as source:
-            tree = ast.parse(source.read())
-    except (OSError, TypeError, SyntaxError):
+            return source.read()
+    except (OSError, TypeError):
         return None
-    for statement in tree.body:
-        named = isinstance(statement, ast.Assign) and any(isinstance(target, ast.Name) and target.id == "PROBLEM_TYPE"
-                                                          for target in statement.targets)
-        if named and isinstance(statement.value, ast.Constant):
-            return statement.value.value if statement.value.value in (CLASSIFICATION, REGRESSION) else None
+
+
+def declared_constant(module, name, storage=None):
+    """The literal value of a top-level `name = ...` (or `name: type = ...`) in the module's source, read without
+    importing it (no TensorFlow import); None where the source cannot be read or the value is not a literal."""
+    import ast
+
+    source = _module_source(module, storage or Storage())
+    try:
+        tree = ast.parse(source) if source is not None else None
+    except SyntaxError:
+        return None  # importing the module reports it, with its line
+    for statement in tree.body if tree else ():
+        targets = (statement.targets if isinstance(statement, ast.Assign) else
+                   [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value else [])
+        if any(isinstance(target, ast.Name) and target.id == name for target in targets):
+            return statement.value.value if isinstance(statement.value, ast.Constant) else None
     return None
+
+
+def module_file_stem(module):
+    """The module's file name without `.py`: `taxi_module` for `path/taxi_module.py`, `my.pkg.taxi_module` or a URI."""
+    if is_remote(module) or module.endswith(".py") or os.sep in module:
+        return os.path.splitext(module.rstrip("/").rsplit("/", 1)[-1])[0]
+    return module.rsplit(".", 1)[-1]
+
+
+def declared_problem_type(module):
+    """The module's PROBLEM_TYPE read from its source without importing it (no TensorFlow import), for checks
+    before any stage runs; None where it cannot be read so (a bucket URI, a value that is not a literal)."""
+    if is_remote(module):
+        return None
+    declared = declared_constant(module, "PROBLEM_TYPE")
+    return declared if declared in (CLASSIFICATION, REGRESSION) else None
