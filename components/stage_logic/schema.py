@@ -84,13 +84,13 @@ def _span_statistics(statistics_dir):
     return found
 
 
-def _statistics_name(feature):
+def statistics_name(feature):
     """A feature's name in statistics (a path of one step for tf.Examples; `name` in older statistics)."""
     return ".".join(feature.path.step) or feature.name
 
 
 def _feature_names(dataset):
-    return sorted(_statistics_name(feature) for feature in dataset.features)
+    return sorted(statistics_name(feature) for feature in dataset.features)
 
 
 def check_label(statistics, label_key, module):
@@ -139,7 +139,7 @@ def infer_schema(statistics, label_key):
     for split, dataset in statistics.items():
         if split != layout.TRAIN:
             schema = tfdv.update_schema(schema, as_list(dataset), infer_feature_shape=False)
-    by_name = {_statistics_name(f): f for d in statistics.values() for f in d.features}
+    by_name = {statistics_name(f): f for d in statistics.values() for f in d.features}
     schema.default_environment.extend([TRAINING_ENVIRONMENT, SERVING_ENVIRONMENT])
     for feature in schema.feature:
         if feature.domain and feature.name in by_name and _is_free_text(by_name[feature.name]):

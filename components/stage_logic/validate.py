@@ -34,6 +34,7 @@ from components.stage_logic.schema import (
     describe_kept_schema,
     keep_inferred_schema,
     load_schema,
+    statistics_name,
 )
 from components.stage_logic.statistics import load_statistics
 from components.state.statistics_store import (
@@ -203,6 +204,7 @@ _MEASURE_KINDS = {drift_measures.NUMERIC_MEASURE: "NORMALIZED_WASSERSTEIN", drif
 
 def _verdict_row(verdict, ignore_flag):
     """A FeatureVerdict as a row of the feature-by-feature table."""
+    chart = verdict.to_json()
     if verdict.verdict == drift_measures.IGNORED:
         outcome = f"not checked: ignored ({ignore_flag})"
     elif verdict.verdict == drift_measures.NOT_JUDGED:
@@ -211,8 +213,8 @@ def _verdict_row(verdict, ignore_flag):
         outcome = _VERDICT_OUTCOMES[verdict.verdict]
     return {"feature": verdict.feature, "measure": verdict.measure or None, "threshold": verdict.threshold,
             "distance": verdict.value, "outcome": outcome, "reason": verdict.reason, "p_value": verdict.p_value,
-            "judged": verdict.verdict in _VERDICT_OUTCOMES, "chart": verdict.to_json()["bins"] or
-            verdict.to_json()["categories"], "chart_kind": verdict.kind}
+            "judged": verdict.verdict in _VERDICT_OUTCOMES, "chart": chart["bins"] or chart["categories"],
+            "chart_kind": verdict.kind}
 
 
 def measured_features(baseline, current, schema, check, *, curated, default_threshold, column_thresholds=None,
@@ -228,7 +230,7 @@ def measured_features(baseline, current, schema, check, *, curated, default_thre
     rows = compared_features(schema, tfdv_anomalies, check) if tfdv_anomalies is not None else []
     by_tfdv = {row["feature"] for row in rows}
     not_served = {f.name for f in schema.feature if SERVING_ENVIRONMENT in f.not_in_environment}
-    present = {_statistics_name(f) for dataset in (baseline, current) for f in dataset.features}
+    present = {statistics_name(f) for dataset in (baseline, current) for f in dataset.features}
     candidates = sorted(present - by_tfdv - (not_served if check == "skew" else set()))
     if curated:
         for feature in schema.feature:
@@ -262,12 +264,8 @@ def _only(dataset, names):
     kept = type(dataset)()
     kept.CopyFrom(dataset)
     del kept.features[:]
-    kept.features.extend(f for f in dataset.features if _statistics_name(f) in names)
+    kept.features.extend(f for f in dataset.features if statistics_name(f) in names)
     return kept
-
-
-def _statistics_name(feature):
-    return ".".join(feature.path.step) or feature.name
 
 
 def _check_summary(rows, compared_with):
@@ -291,7 +289,7 @@ def _without_filled_in_columns(rows, schema_metadata):
 
 def _check_named_columns(train, drift_ignore, *column_thresholds):
     """Stops with one line when --drift-ignore or a per-column threshold names a column the data does not have."""
-    columns = sorted(_statistics_name(feature) for feature in train.features)
+    columns = sorted(statistics_name(feature) for feature in train.features)
     named = set(drift_ignore or ()).union(*(set(thresholds or {}) for thresholds in column_thresholds))
     unknown = sorted(named - set(columns))
     if unknown:
@@ -348,7 +346,8 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
     serving = load_statistics(statistics_dir, layout.SERVING) if layout.SERVING in splits else None
     earlier, baseline_verdict = drift_baseline(store, span, storage) if store and span else (None, {})
     rows, checks, compared = [], {}, {"drift": [], "skew": []}
-    train = load_statistics(statistics_dir, layout.TRAIN).datasets[0]
+    train_statistics = load_statistics(statistics_dir, layout.TRAIN)
+    train = train_statistics.datasets[0]
     _check_named_columns(train, drift_ignore, drift_column_thresholds, skew_column_thresholds)
 
     for split in splits:
@@ -374,7 +373,7 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
         _write_anomalies(output_dir, split, anomalies)
 
     if serving is not None:
-        skew = tfdv.validate_statistics(load_statistics(statistics_dir, layout.TRAIN), schema,
+        skew = tfdv.validate_statistics(train_statistics, schema,
                                         environment(TRAINING_ENVIRONMENT), serving_statistics=serving)
         rows.extend(_anomaly_rows("serving", skew, "skew", "train", comparisons_only=True))
         compared["skew"], skewed = measured_features(
