@@ -61,3 +61,53 @@ def test_module_with_run_fn_only_meets_the_contract(tmp_path):
     path = tmp_path / "tfx_style.py"
     path.write_text(COMPLETE.replace("def build_model(tf_transform_output):", "def run_fn(fn_args):"))
     assert hasattr(load_user_module(str(path)), "run_fn")
+
+
+def test_a_module_imports_its_siblings_and_an_error_in_one_names_the_siblings_line(tmp_path):
+    """As a TFX module packaged with its helpers: `import my_utils` finds the file beside the module, and an
+    error raised in that sibling's code is the module's, told at the sibling's file and line."""
+    from components.errors import describe_user_error
+
+    folder = tmp_path / "package"
+    folder.mkdir()
+    (folder / "penguin_helpers_for_test.py").write_text(
+        "FEATURES = ['a', 'b']\n\ndef scale(value):\n    raise ValueError('cannot scale ' + repr(value))\n")
+    (folder / "module_with_sibling.py").write_text(
+        COMPLETE + "import penguin_helpers_for_test as helpers\nFEATURES = helpers.FEATURES\n")
+    module = load_user_module(str(folder / "module_with_sibling.py"))
+    assert module.FEATURES == ["a", "b"]
+    with pytest.raises(ValueError) as raised:
+        module.helpers.scale(3)
+    line = describe_user_error(raised.value)
+    assert line.startswith(f"--module '{folder / 'module_with_sibling.py'}': ValueError: cannot scale 3 in scale (")
+    assert f"{folder / 'penguin_helpers_for_test.py'}, line 4)" in line
+
+
+def test_the_tfx_shim_offers_the_trainer_and_tuner_contracts_and_names_what_it_does_not(tmp_path):
+    from components.training.fn_args import FnArgs, TunerFnResult
+    from components.training.fn_args import v1 as tfx
+
+    assert tfx.components.FnArgs is FnArgs and tfx.components.TunerFnResult is TunerFnResult
+    assert TunerFnResult(tuner="t", fit_kwargs={"x": 1})._fields == ("tuner", "fit_kwargs")
+    path = tmp_path / "uses_the_trainer_component.py"
+    path.write_text("from components.training.fn_args import v1 as tfx\n" + COMPLETE
+                    + "def tuner_fn(fn_args) -> tfx.components.TunerFnResult:\n    pass\n"
+                    + "TRAINER = tfx.components.Trainer\n")
+    with pytest.raises(StageError) as raised:
+        load_user_module(str(path))
+    message = str(raised.value)
+    assert "tfx.v1.components.Trainer is not offered without TFX" in message
+    assert "tfx.v1.components.TunerFnResult" in message and "line 11" in message
+
+
+def test_tune_without_a_tuner_fn_or_with_no_trials_is_refused_before_any_stage(tmp_path, monkeypatch, capsys):
+    from pipeline_cli import main
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "no_tuner.py"
+    path.write_text(COMPLETE)
+    assert main(["run", "--module", str(path), "--tune"]) == 2
+    assert f"--tune is given but --module '{path}' defines no tuner_fn" in capsys.readouterr().err
+    assert main(["run", "--module", str(path), "--tune-trials", "0"]) == 2
+    assert "--tune-trials is 0: give a whole number of at least 1." in capsys.readouterr().err
+    assert not (tmp_path / "local_outputs").exists()

@@ -16,6 +16,7 @@ Either way the model folder gets TF Serving warm-up requests built from a few ra
 """
 import contextlib
 import inspect
+import json
 import math
 import os
 import tempfile
@@ -26,13 +27,13 @@ import tf_keras as keras
 
 from components.data import layout
 from components.errors import StageError
-from components.stage_logic.schema import schema_file
+from components.json_values import parse_object
 from components.state.provenance import module_source
 from components.state.storage import Storage
 from components.tf_serving.warmup import raw_examples, without_feature, write_warmup_requests
 from components.training.autograph_rules import skip_autograph_for_libraries
 from components.training.data_errors import describe_data_error
-from components.training.fn_args import DataAccessor, FnArgs
+from components.training.fn_args import DEFAULT_EVAL_STEPS, fn_args_for
 from components.training.user_module import CLASSIFICATION, load_user_module, train_batch_size, transformed_name
 
 SERVING_SIGNATURE = "serving_default"
@@ -169,42 +170,25 @@ def export_serving_model(model, tf_transform_output, label_key, problem_type, mo
         SERVING_SIGNATURE: serve, TRANSFORM_SIGNATURE: transform_features})
 
 
-DEFAULT_EVAL_STEPS = 10
-
-
-def _json_object(value, flag):
-    """A dict from a JSON object given as text (or already a dict); {} for empty text."""
-    import json
-
-    if isinstance(value, dict):
-        return value
-    if not (value or "").strip():
-        return {}
-    try:
-        parsed = json.loads(value)
-    except ValueError as error:
-        raise StageError(f"{flag} {value!r} is not JSON ({error}): give an object, e.g. "
-                         "'{\"num_layers\": 2}'.") from None
-    if not isinstance(parsed, dict):
-        raise StageError(f"{flag} {value!r} is not a JSON object: give one, e.g. '{{\"num_layers\": 2}}'.")
-    return parsed
-
 
 def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir, train_steps, seed=42,
                 hyperparameters=None, custom_config=None, model_run_dir=None, examples_dir=None,
-                schema_dir=None, eval_steps=DEFAULT_EVAL_STEPS, storage=None):
+                schema_dir=None, eval_steps=DEFAULT_EVAL_STEPS, storage=None, tuned_hyperparameters=None):
     """Trains and exports the serving model by the module's contract (`run_fn` if it defines one, else
     `build_model`); returns the final metrics, the per-epoch history (build_model) and what serves.
 
-    `hyperparameters` and `custom_config` are dicts or JSON text; `model_run_dir` receives TensorBoard
+    `hyperparameters` and `custom_config` are dicts or JSON text; `tuned_hyperparameters`, keras-tuner's config
+    of the best hyperparameters when the tune stage ran, takes the place of `hyperparameters`: `run_fn` gets the
+    config (as TFX's Trainer gives it), `build_model` its values. `model_run_dir` receives TensorBoard
     logs; with `examples_dir` (the ingest stage's raw examples) the serving signature is tried on raw
     eval examples and the model gets warm-up requests from them.
     """
     storage = storage or Storage()
     if train_steps < 1:
         raise StageError(f"--train-steps is {train_steps}: train for at least one step.")
-    hyperparameters = _json_object(hyperparameters, "--hyperparameters")
-    custom_config = _json_object(custom_config, "--custom-config")
+    hyperparameters = parse_object(hyperparameters, "--hyperparameters")
+    tuned_values = dict(tuned_hyperparameters.get("values") or {}) if tuned_hyperparameters else None
+    custom_config = parse_object(custom_config, "--custom-config")
     # `tf.keras` in a module is Keras 2 (tf_keras), as TFX 1.16 needs it: the transform layer and the
     # SavedModel export are Keras 2's. TensorFlow reads this when `tf.keras` is first used.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -224,14 +208,20 @@ def train_model(transformed_examples_dir, transform_graph_dir, module, model_dir
             run_dir = model_run_dir or stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="living-pipeline-model-run-"))
             result = _train_with_run_fn(user_module, module, transformed_examples_dir, transform_graph_dir,
-                                        model_dir, train_steps, eval_steps, hyperparameters, custom_config,
-                                        run_dir, schema_dir)
+                                        model_dir, train_steps, eval_steps,
+                                        tuned_hyperparameters if tuned_hyperparameters else hyperparameters,
+                                        custom_config, run_dir, schema_dir)
     else:
         result = _train_with_build_model(user_module, module, tf_transform_output, feature_spec, label,
                                          vocabulary, transformed_examples_dir, model_dir, train_steps, seed,
-                                         hyperparameters, custom_config, model_run_dir)
+                                         tuned_values if tuned_hyperparameters else hyperparameters, custom_config,
+                                         model_run_dir)
     module_path, module_sha256 = module_source(module, storage)
-    result.update({"hyperparameters": hyperparameters, "custom_config": custom_config,
+    result.update({"hyperparameters": tuned_values if tuned_hyperparameters else hyperparameters,
+                   "tuned": bool(tuned_hyperparameters), "custom_config": custom_config,
+                   # As text: KFP's metadata would turn the config's whole numbers into floats.
+                   "tuned_hyperparameters_json": json.dumps(tuned_hyperparameters, sort_keys=True)
+                   if tuned_hyperparameters else "",
                    "module_path": module_path, "module_sha256": module_sha256,
                    "label_key": user_module.LABEL_KEY, "problem_type": user_module.PROBLEM_TYPE})
     if examples_dir:
@@ -292,16 +282,10 @@ def _train_with_run_fn(user_module, module, transformed_examples_dir, transform_
                        train_steps, eval_steps, hyperparameters, custom_config, model_run_dir, schema_dir):
     """Calls the module's run_fn with TFX's FnArgs; it saves the model to fn_args.serving_model_dir."""
     os.makedirs(model_run_dir, exist_ok=True)
-    fn_args = FnArgs(
-        working_dir=tempfile.mkdtemp(prefix="living-pipeline-run-fn-"),
-        train_files=[layout.examples_pattern(transformed_examples_dir, layout.TRAIN)],
-        eval_files=[layout.examples_pattern(transformed_examples_dir, layout.EVAL)],
-        train_steps=train_steps, eval_steps=eval_steps,
-        schema_path=schema_file(schema_dir) if schema_dir else "",
-        schema_file=schema_file(schema_dir) if schema_dir else "",
-        transform_graph_path=transform_graph_dir, transform_output=transform_graph_dir,
-        data_accessor=DataAccessor(), serving_model_dir=model_dir, eval_model_dir=model_dir,
-        model_run_dir=model_run_dir, hyperparameters=hyperparameters, custom_config=custom_config)
+    fn_args = fn_args_for(transformed_examples_dir, transform_graph_dir, schema_dir, train_steps=train_steps,
+                          eval_steps=eval_steps, hyperparameters=hyperparameters, custom_config=custom_config,
+                          working_dir=tempfile.mkdtemp(prefix="living-pipeline-run-fn-"), serving_model_dir=model_dir,
+                          model_run_dir=model_run_dir)
     user_module.run_fn(fn_args)
     if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
         raise StageError(f"run_fn of --module {module!r} saved no model in fn_args.serving_model_dir: end it with "
@@ -397,7 +381,6 @@ def _check_model_inputs(model, feature_spec, module):
 def learning_curves_html(history, final=None, hyperparameters=None, custom_config=None, contract="build_model"):
     """An HTML page: the training contract, the hyperparameters and custom config, and the loss and other
     metrics per epoch, train and eval (a run_fn module's: the final values from its TensorBoard logs)."""
-    import json
 
     from components import reports
 

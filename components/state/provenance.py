@@ -65,7 +65,8 @@ def provenance_record(*, run, build, data, schema_dir, schema_metadata, module, 
     into the spec; `data`: the ingest stage's metadata plus {"pattern"}; `schema_dir`, `schema_metadata`,
     `schema_uri`: the schema artifact (its local path, metadata and URI); `training`: the train stage's
     metadata; `decision`: the blessing. `hyperparameters` and `custom_config` (dicts or the flags' JSON text)
-    are taken as given, not from the training metadata, where KFP turns every number into a float.
+    are taken as given, not from the training metadata, where KFP turns every number into a float; where the
+    tune stage chose the hyperparameters, they are its choice (kept as JSON text in the training metadata).
     """
     storage = storage or Storage()
     from components.stage_logic.schema import SCHEMA_FILE, schema_file
@@ -75,6 +76,7 @@ def provenance_record(*, run, build, data, schema_dir, schema_metadata, module, 
     module_path, module_sha256 = ((training["module_path"], training["module_sha256"])
                                   if training.get("module_sha256") else module_source(module, storage))
     overall = decision.get("overall", {})
+    tuned = json.loads(training["tuned_hyperparameters_json"]) if training.get("tuned_hyperparameters_json") else None
     return {
         "format": RECORD_FORMAT,
         "run": {"name": run.get("name", ""), "id": run.get("id", ""),
@@ -94,7 +96,10 @@ def provenance_record(*, run, build, data, schema_dir, schema_metadata, module, 
         "module": {"name": module, "path": module_path, "sha256": module_sha256,
                    "contract": training.get("contract", ""), "label_key": training.get("label_key", ""),
                    "problem_type": training.get("problem_type", "")},
-        "training": {"hyperparameters": _as_dict(hyperparameters, training.get("hyperparameters")),
+        "training": {"hyperparameters": (tuned["values"] if tuned else
+                                         _as_dict(hyperparameters, training.get("hyperparameters"))),
+                     # keras-tuner's config of the hyperparameters the tune stage chose, or null: not tuned.
+                     "tuned_hyperparameters": tuned,
                      "custom_config": _as_dict(custom_config, training.get("custom_config")),
                      "metrics": training.get("final") or {}},
         "evaluation": {"metric": decision.get("metric", ""), "threshold": decision.get("threshold"),

@@ -1,8 +1,11 @@
-"""TFX's Trainer contract without TFX: the `FnArgs` a module's `run_fn(fn_args)` receives, and its `DataAccessor`.
+"""TFX's Trainer and Tuner contracts without TFX: the `FnArgs` that a module's `run_fn(fn_args)` and
+`tuner_fn(fn_args)` receive, its `DataAccessor`, and the `TunerFnResult` that `tuner_fn` returns.
 
-A TFX Trainer module imports these from `tfx` (`tfx.components.FnArgs`, `tfx.components.DataAccessor`,
-or `tfx.components.trainer.fn_args_utils`); here it imports them from this module instead, and nothing
-else changes. The attributes keep TFX's names and meanings:
+A TFX module imports these from `tfx` (`tfx.components.FnArgs`, `tfx.components.DataAccessor`,
+`tfx.components.TunerFnResult`, or `tfx.components.trainer.fn_args_utils`); here it imports them from this
+module instead (`v1` stands for `from tfx import v1 as tfx`), and nothing else changes. What `v1` does not
+offer is refused with one line naming it (docs/training.md lists both). The attributes keep TFX's names and
+meanings:
 
 - `train_files`, `eval_files`: lists of file patterns of the transformed train and eval examples
   (gzipped TFRecords of tf.Examples, one `Split-<name>` folder each, as TFX writes them).
@@ -13,15 +16,17 @@ else changes. The attributes keep TFX's names and meanings:
 - `model_run_dir`: the run's folder for logs, e.g. TensorBoard's; kept as an artifact of the train stage.
 - `train_steps`, `eval_steps`: how many batches to train on and to validate on.
 - `schema_path` (and `schema_file`): the raw data's schema.pbtxt.
-- `custom_config`, `hyperparameters`: dicts from `--custom-config` and `--hyperparameters` (JSON).
+- `custom_config`: the dict from `--custom-config` (JSON).
+- `hyperparameters`: for `run_fn`, keras-tuner's config of the best hyperparameters when the Tuner stage ran
+  (`keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)`), otherwise the dict from
+  `--hyperparameters`; for `tuner_fn`, the dict from `--hyperparameters`.
 - `working_dir`: a scratch folder for the module.
 - `data_accessor`: `tf_dataset_factory(file_pattern, options, schema)` and
   `record_batch_factory(file_pattern, options, schema)`, reading the files through tfx-bsl's TFXIO as
   TFX's do.
 """
 import dataclasses
-import types
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from tfx_bsl.public import tfxio
 
@@ -82,6 +87,58 @@ class FnArgs:
     custom_config: Optional[Dict[str, Any]] = None
 
 
-# `from tfx import v1 as tfx` becomes `from components.training.fn_args import v1 as tfx`: `tfx.components.FnArgs`
-# and `tfx.components.DataAccessor` then name the classes above.
-v1 = types.SimpleNamespace(components=types.SimpleNamespace(FnArgs=FnArgs, DataAccessor=DataAccessor))
+class TunerFnResult(NamedTuple):
+    """What `tuner_fn(fn_args)` returns, as in TFX: a keras-tuner tuner, and the keyword arguments of its
+    `search` (the training and validation data, steps per epoch, ...)."""
+
+    tuner: Any
+    fit_kwargs: Dict[str, Any]
+
+
+SHIM_DOCS = "docs/training.md#what-the-tfx-shim-offers"
+
+
+class _TfxNamespace:
+    """A part of TFX's public API (`tfx.v1`, `tfx.v1.components`) holding only what this shim offers; any
+    other name is an AttributeError that says so, where the module's import or call names it."""
+
+    def __init__(self, path, **members):
+        self._path = path
+        self.__dict__.update(members)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"{self._path}.{name} is not offered without TFX: this shim offers "
+                             f"{', '.join(self._offered())} (see {SHIM_DOCS})")
+
+    def _offered(self):
+        return [f"{self._path}.{name}" for name in sorted(vars(self)) if not name.startswith("_")]
+
+
+# `from tfx import v1 as tfx` becomes `from components.training.fn_args import v1 as tfx`: `tfx.components.FnArgs`,
+# `tfx.components.DataAccessor` and `tfx.components.TunerFnResult` then name the classes above.
+v1 = _TfxNamespace("tfx.v1", components=_TfxNamespace(
+    "tfx.v1.components", FnArgs=FnArgs, DataAccessor=DataAccessor, TunerFnResult=TunerFnResult))
+
+
+DEFAULT_EVAL_STEPS = 10
+
+
+def fn_args_for(transformed_examples_dir, transform_graph_dir, schema_dir, *, train_steps, working_dir,
+                eval_steps=DEFAULT_EVAL_STEPS, hyperparameters=None, custom_config=None, serving_model_dir="",
+                model_run_dir=""):
+    """The FnArgs of a train or tune stage: the transformed examples' Split-train and Split-eval files, the
+    transform graph, the raw schema (when there is one), the steps, settings and folders."""
+    from components.data import layout
+    from components.stage_logic.schema import schema_file
+
+    schema_path = schema_file(schema_dir) if schema_dir else ""
+    return FnArgs(
+        working_dir=working_dir,
+        train_files=[layout.examples_pattern(transformed_examples_dir, layout.TRAIN)],
+        eval_files=[layout.examples_pattern(transformed_examples_dir, layout.EVAL)],
+        train_steps=train_steps, eval_steps=eval_steps, schema_path=schema_path, schema_file=schema_path,
+        transform_graph_path=transform_graph_dir, transform_output=transform_graph_dir,
+        data_accessor=DataAccessor(), serving_model_dir=serving_model_dir, eval_model_dir=serving_model_dir,
+        model_run_dir=model_run_dir, hyperparameters=hyperparameters, custom_config=custom_config)

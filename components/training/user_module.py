@@ -6,9 +6,10 @@ that defines:
 
 - `LABEL_KEY` (str): the raw column to predict.
 - `PROBLEM_TYPE` (str): "classification" or "regression".
-- `preprocessing_fn(inputs)`: the TensorFlow Transform function, raw features in (a feature that may be
-  missing, and every feature of an inferred schema, arrives as a SparseTensor: `dense_feature` below fills it
-  in), transformed features out (full-pass analyzers such as `tft.scale_to_z_score` and
+- `preprocessing_fn(inputs)`: the TensorFlow Transform function, raw features in (a feature the schema gives a
+  shape arrives dense, a [batch, 1] tensor, any other as a SparseTensor; an inferred schema gives a shape to
+  each feature with one value in every row of its span, as TFX's SchemaGen does; `dense_feature` below takes
+  either and fills in what is missing), transformed features out (full-pass analyzers such as `tft.scale_to_z_score` and
   `tft.compute_and_apply_vocabulary` are fine). It returns the label under `transformed_name(LABEL_KEY)`; for
   classification, an integer class id, and if it builds the label's vocabulary with
   `vocab_filename=LABEL_KEY`, the serving model also returns class names.
@@ -61,6 +62,11 @@ def _module_name(origin):
 
 
 def _import_file(path, origin, module):
+    # The module's own folder is importable, so the module can import its siblings (`import my_utils`), as a
+    # TFX module packaged with them can. Each stage is its own process: this lasts as long as the stage.
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     name = _module_name(origin)
     spec = importlib.util.spec_from_file_location(name, path)
     loaded = importlib.util.module_from_spec(spec)
@@ -79,8 +85,12 @@ def _import(module, storage):
     if is_remote(module):
         if not storage.exists(module, "--module"):
             raise StageError(f"--module {module!r}: no such file.")
-        # The download stays for the process: TensorFlow reads the module's source when it traces it.
-        local = os.path.join(tempfile.mkdtemp(prefix="living-pipeline-module-"), f"{_module_name(module)}.py")
+        # The download stays for the process: TensorFlow reads the module's source when it traces it. The
+        # module's siblings (the other .py files of its folder) come with it, so that it can import them.
+        folder = tempfile.mkdtemp(prefix="living-pipeline-module-")
+        for sibling in _sibling_sources(module, storage):
+            storage.download_file(sibling, os.path.join(folder, sibling.rsplit("/", 1)[-1]), "--module")
+        local = os.path.join(folder, f"{_module_name(module)}.py")
         storage.download_file(module, local, "--module")
         return _import_file(local, module, module)
     if module.endswith(".py") or os.sep in module:
@@ -93,6 +103,19 @@ def _import(module, storage):
     except Exception as error:  # anything the module's own code raises while it is imported
         raise StageError(describe_user_error(error) or f"--module {module!r} failed to import: "
                          f"{type(error).__name__}: {error}") from error
+
+
+# A module's folder in a bucket is read for its siblings up to this many .py files (a folder of more is not a
+# module's package; the module alone is used then).
+MAX_SIBLINGS = 200
+
+
+def _sibling_sources(module, storage):
+    """The other .py files in the bucket folder of the module `module` (not in folders below it)."""
+    folder = module.rsplit("/", 1)[0]
+    siblings = [path for path in storage.match(folder + "/*.py", "--module") if path != module
+                and "/" not in path[len(folder) + 1:]]
+    return siblings if len(siblings) <= MAX_SIBLINGS else []
 
 
 def _find_spec(module):
@@ -125,7 +148,8 @@ def load_user_module(module, storage=None):
 def dense_feature(feature, default_value):
     """A [batch] tensor of a one-value feature, with `default_value` where it is missing.
 
-    For use in `preprocessing_fn`: a feature that may be missing arrives as a SparseTensor.
+    For use in `preprocessing_fn`: a feature that may be missing arrives as a SparseTensor, one the schema
+    gives a shape (`shape { dim { size: 1 } }`) as a dense [batch, 1] tensor; either becomes [batch].
     """
     import tensorflow as tf
 
@@ -144,8 +168,9 @@ def train_batch_size(user_module):
     return int(getattr(user_module, "TRAIN_BATCH_SIZE", 32))
 
 
-def _module_source(module, storage):
+def module_source_text(module, storage=None):
     """The source text of a module (import path, .py file or bucket URI), or None where it cannot be read."""
+    storage = storage or Storage()
     if is_remote(module):
         return storage.read_text(module, "--module") if storage.exists(module, "--module") else None
     path = module if module.endswith(".py") or os.sep in module else None
@@ -167,7 +192,7 @@ def declared_constant(module, name, storage=None):
     importing it (no TensorFlow import); None where the source cannot be read or the value is not a literal."""
     import ast
 
-    source = _module_source(module, storage or Storage())
+    source = module_source_text(module, storage)
     try:
         tree = ast.parse(source) if source is not None else None
     except SyntaxError:
