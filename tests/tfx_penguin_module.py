@@ -4,8 +4,9 @@ In TFX this file would start with `from tfx import v1 as tfx`; here that one lin
 `from components.training.fn_args import v1 as tfx` (see docs/training.md). Everything else is as a TFX user
 writes it: its own `_input_fn` over `fn_args.data_accessor`, `_make_keras_model(hparams)`, a
 TensorBoard callback on `fn_args.model_run_dir`, a distribution strategy, and its own serving
-signatures. `preprocessing_fn` meets the Transform contract of this project (a measurement that may be
-missing arrives as a SparseTensor, which `dense_feature` fills in).
+signatures. `preprocessing_fn` meets the Transform contract of this project with either schema shape (a
+measurement that may be missing arrives as a SparseTensor, one in every row as a dense [batch, 1] tensor, and
+`dense_feature` takes both).
 """
 from typing import List
 

@@ -2,7 +2,9 @@
 
 It follows the contract in `components/training/user_module.py`. Measurements are scaled to z-scores over the
 values present in the training data (a full-pass TensorFlow Transform analyzer); a missing measurement
-then becomes 0, the training mean, so no magic number enters the model.
+then becomes 0, the training mean, so no magic number enters the model. Every raw feature goes through
+`dense_feature`, so the module takes the curated schema (species, island and year dense, the rest sparse) and an
+inferred one (dense wherever every row has a value) alike.
 """
 import tensorflow as tf
 import tensorflow_transform as tft

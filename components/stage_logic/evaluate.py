@@ -6,6 +6,11 @@ when its blessing metric (accuracy for classification, R² for regression) passe
 absolute threshold and, when a model is already published, is not worse than that baseline by more
 than the tolerance. The reasons (metric, candidate, baseline, threshold) go with the decision.
 
+A serving model that requires a feature in every example (a dense feature of the schema it was trained
+with) which this span's schema lets be empty (after `--update-schema`) cannot read the eval examples
+without it: both models are then measured on the examples it can read, and the reasons say how many;
+where this span's schema has no such column at all, the candidate is judged without it.
+
 A metric that is undefined on a slice (R² where the label is constant, anything NaN or infinite) is None
 in the decision, with the reason in its `undefined` list; the reports show it as undefined, the KFP
 metrics leave it out (`kfp_metrics_left_out` says which), and no gate is decided on it
@@ -70,15 +75,51 @@ def prediction_key(model_dir, problem_type):
     return preferred if preferred in outputs or len(outputs) != 1 else next(iter(outputs))
 
 
-def serving_outputs(model_dir):
-    """The names of the serving signature's outputs, read from the SavedModel's file without loading it."""
+def _serving_graph(model_dir):
+    """The serving MetaGraphDef of a SavedModel, read from its file without loading the model."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
     with tf.io.gfile.GFile(os.path.join(model_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB), "rb") as source:
         saved_model = saved_model_pb2.SavedModel.FromString(source.read())
     serving = [graph for graph in saved_model.meta_graphs if tf.saved_model.SERVING in graph.meta_info_def.tags]
-    return list((serving or saved_model.meta_graphs)[0].signature_def[SERVING_SIGNATURE].outputs)
+    return (serving or saved_model.meta_graphs)[0]
+
+
+def serving_outputs(model_dir):
+    """The names of the serving signature's outputs, read from the SavedModel's file without loading it."""
+    return list(_serving_graph(model_dir).signature_def[SERVING_SIGNATURE].outputs)
+
+
+def _constant(constants, input_name):
+    """The value of the Const node {name: node} that feeds an op's input ("name:output:0"), or None."""
+    import tensorflow as tf
+
+    node = constants.get(input_name.split(":")[0])
+    return tf.make_ndarray(node.attr["value"].tensor) if node is not None else None
+
+
+def required_features(model_dir):
+    """{raw feature: values per example} that a SavedModel's tf.Example parsing requires in every example: the
+    dense keys without a default value (a feature with a shape in the schema it was trained with)."""
+    graph = _serving_graph(model_dir).graph_def
+    required = {}
+    for nodes in [graph.node, *(function.node_def for function in graph.library.function)]:
+        constants = {node.name: node for node in nodes if node.op == "Const"}
+        for node in nodes:
+            if node.op != "ParseExampleV2":
+                continue
+            # Inputs: serialized, names, sparse_keys, dense_keys, ragged_keys, then one default per dense key.
+            keys = _constant(constants, node.input[3])
+            shapes = node.attr["dense_shapes"].list.shape
+            for index, key in enumerate(keys if keys is not None else []):
+                default = _constant(constants, node.input[5 + index])
+                if default is not None and default.size == 0:
+                    count = 1
+                    for dim in shapes[index].dim:
+                        count *= max(dim.size, 1)
+                    required[key.decode()] = count
+    return required
 
 
 def evaluation_config(label_key, problem_type, slice_columns, with_baseline, binary=False, prediction_keys=None):
@@ -162,13 +203,22 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
     beam_dirs = beam_dirs or {}
     user_module = load_user_module(module, storage)
     skip_autograph_for_libraries()
-    check_thresholds(user_module.PROBLEM_TYPE, threshold, slice_threshold, f"--module {module!r}")
+    check_thresholds(user_module.PROBLEM_TYPE, threshold, slice_threshold, f"--module {module!r}", tolerance)
     if slice_columns is None:
         slice_columns = list(getattr(user_module, "SLICE_COLUMNS", []))
-    with_baseline = bool(baseline_dir)
-    if with_baseline:
+    baseline_name = f"serving model version {baseline_version}" if baseline_version else "the baseline model"
+    readable_only, note = {}, ""
+    if baseline_dir:
         check_same_prediction(baseline_dir, baseline_version, user_module.LABEL_KEY, user_module.PROBLEM_TYPE,
                               module)
+        readable_only, lacking = _baseline_requirements(baseline_dir, load_schema(schema_dir))
+        if lacking:
+            note = (f"Not compared with {baseline_name}: it requires {', '.join(lacking)} in every example (a dense "
+                    "feature of the schema it was trained with), which this span's schema has no column for; the "
+                    "candidate is judged without it.")
+            readable_only = {}
+    # Whether the candidate is compared with the serving model; `baseline_version` stays what push checks.
+    with_baseline = bool(baseline_dir) and not note
     names = class_names(model_dir, user_module.LABEL_KEY)
     binary = (user_module.PROBLEM_TYPE == CLASSIFICATION and (class_count or len(names or ())) == 2
               and output_kind not in ("logits", "logit"))
@@ -179,10 +229,9 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
                                     with_baseline, binary, prediction_keys)
     model_dirs = {CANDIDATE: beam_dirs.get("model", model_dir),
                   **({BASELINE: beam_dirs.get("baseline", baseline_dir)} if with_baseline else {})}
-    baseline_name = f"serving model version {baseline_version}" if baseline_version else "the baseline model"
     try:
-        run_tfma(eval_config, model_dirs, beam_dirs.get("examples", examples_dir), schema_dir,
-                 beam_dirs.get("output", output_dir), beam_args)
+        counts = run_tfma(eval_config, model_dirs, beam_dirs.get("examples", examples_dir), schema_dir,
+                          beam_dirs.get("output", output_dir), beam_args, readable_only=readable_only)
     except Exception as error:  # data the models cannot take is one line naming the column; the rest is raised
         described = describe_data_error(error, "Evaluating the eval split with the candidate" + (
             f" and {baseline_name}" if with_baseline else ""), user_module.LABEL_KEY)
@@ -198,6 +247,12 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
     threshold = value_threshold(threshold, user_module.PROBLEM_TYPE)
     blessed, reasons, rows = decide(slices, metric_name, threshold, tolerance, baseline_name, slice_threshold,
                                     min_slice_examples)
+    if readable_only:
+        kept, total = counts["readable"], counts["readable"] + counts["unreadable"]
+        note = (f"Both models were measured on the {kept} of {total} eval examples that {baseline_name} can read: it "
+                f"requires {', '.join(sorted(readable_only))} in every example (a dense feature of the schema it was "
+                "trained with), which this span's schema lets be empty.")
+    reasons = ([note] if note else []) + reasons
     overall = dict(slices.get(OVERALL, {}))
     if with_baseline:
         overall["diff"] = {name: None if value is None or overall[BASELINE][name] is None
@@ -212,8 +267,8 @@ def evaluate_model(model_dir, examples_dir, schema_dir, module, output_dir, base
         "slice_threshold": slice_threshold,
         "min_slice_examples": min_slice_examples,
         "classes": names or [],
-        "baseline": baseline_dir or "",
-        "baseline_version": baseline_version if with_baseline else 0,
+        "baseline": baseline_dir if with_baseline else "",
+        "baseline_version": baseline_version if baseline_dir else 0,
         "overall": overall,
         "slices": rows,
         "undefined": undefined,
@@ -228,13 +283,53 @@ def kfp_metrics(decision):
             if json_values.is_finite_number(value)}
 
 
-def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam_args="", grouped=True):
+def _baseline_requirements(baseline_dir, schema):
+    """({feature: values per example}, [features]): what the serving model `baseline_dir` requires in every
+    example that this span's schema lets be empty, and what it requires that the schema has no column for."""
+    dense_now = {feature.name for feature in schema.feature if feature.HasField("shape")}
+    columns = {feature.name for feature in schema.feature}
+    required = {name: count for name, count in required_features(baseline_dir).items() if name not in dense_now}
+    return ({name: count for name, count in required.items() if name in columns},
+            sorted(name for name in required if name not in columns))
+
+
+class _KeepReadable(beam.DoFn):
+    """Keeps the examples of a record batch that have each of `required` ({column: values per example}), and
+    counts the examples kept and left out."""
+
+    def __init__(self, required):
+        self._required = required
+        self._readable = beam.metrics.Metrics.counter("evaluate", "readable")
+        self._unreadable = beam.metrics.Metrics.counter("evaluate", "unreadable")
+
+    def process(self, record_batch):
+        import pyarrow as pa
+        import pyarrow.compute as compute
+
+        keep = pa.array([True] * record_batch.num_rows)
+        for name, count in self._required.items():
+            index = record_batch.schema.get_field_index(name)
+            if index < 0:
+                keep = pa.array([False] * record_batch.num_rows)
+                break
+            lengths = compute.list_value_length(record_batch.column(index))
+            keep = compute.and_(keep, compute.fill_null(compute.equal(lengths, count), False))
+        kept = record_batch.filter(keep)
+        self._readable.inc(kept.num_rows)
+        self._unreadable.inc(record_batch.num_rows - kept.num_rows)
+        if kept.num_rows:
+            yield kept
+
+
+def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam_args="", grouped=True,
+             readable_only=None):
     """Runs TFMA on the eval split with the models {name: serving model folder}, writing its results to
-    `output_dir`.
+    `output_dir`; returns {"readable": examples measured, "unreadable": examples left out}.
 
     `grouped`: each batch's examples reach the metrics in groups that share their slices
     (`components.evaluation.tfma_batches`), which the metrics of `components.evaluation.tfma_metrics` take;
     without it, one at a time, as TFMA's default extraction sends them (its own metrics need that).
+    `readable_only` ({column: values per example}): only the examples that have each of these are measured.
     """
     models = [tfma.default_eval_shared_model(path, eval_config=eval_config, model_name=name)
               for name, path in model_dirs.items()]
@@ -246,11 +341,18 @@ def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam
     extractors = (batched_extractors(shared_models, eval_config, source.TensorAdapterConfig()) if grouped
                   else None)
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
-        _ = (pipeline
-             | "ReadEval" >> source.BeamSource(RECORD_BATCH_SIZE)
+        examples = pipeline | "ReadEval" >> source.BeamSource(RECORD_BATCH_SIZE)
+        if readable_only:
+            examples = examples | "KeepReadable" >> beam.ParDo(_KeepReadable(readable_only))
+        _ = (examples
              | "Evaluate" >> tfma.ExtractEvaluateAndWriteResults(
                  eval_shared_model=shared_models, eval_config=eval_config, extractors=extractors,
                  output_path=output_dir, tensor_adapter_config=source.TensorAdapterConfig(), schema=schema))
+    if not readable_only:
+        return {}
+    counters = pipeline.result.metrics().query(beam.metrics.MetricsFilter().with_namespace("evaluate"))["counters"]
+    return {name: sum(counter.committed for counter in counters if counter.key.metric.name == name)
+            for name in ("readable", "unreadable")}
 
 
 def class_names(model_dir, label_key):

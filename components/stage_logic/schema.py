@@ -10,13 +10,18 @@ truth. `--update-schema` accepts a deliberate change: the schema is inferred aga
 kept as the next version. A curated `--schema` always wins. Without a store the schema is inferred from
 each span anew, and the summary says that later spans are not held to it.
 
-An inferred schema keeps what TFDV infers about types, category values and which columns exist, but
-not how often a feature may be missing, which one span cannot tell: only the label must be in every
-training example (if it was in the train split). A category domain tolerates new values in up to
-`1 - DOMAIN_MASS` of a span's values (TFDV's `min_domain_mass`), so a rare new category is not an
-anomaly and a new common one is. A text column whose values are mostly unique (free text) gets no
-domain at all. Features get no fixed shape, so a value missing in any split is a missing value, not a
-parse error; a curated schema can be stricter. The schema has TFDV's TRAINING and SERVING environments,
+An inferred schema is shaped as TFX's SchemaGen shapes it by default (`infer_feature_shape=True`): a
+feature with exactly one value in every example of every split of the span gets a shape (`shape { dim {
+size: 1 } }` and presence `min_fraction: 1`), so it is dense: a `FixedLenFeature` that reaches
+`preprocessing_fn` as a [batch, 1] tensor and that the serving signature requires in every request. Any
+other feature (empty in some row, absent from a split, several values in a row) gets `value_count` and
+no shape, so it is sparse (a `VarLenFeature`, a SparseTensor), and how often it may be missing is left
+open, which one span cannot tell. A later span that leaves a dense feature empty is stopped by validate,
+naming the column (`dense_gaps`), before transform tries to read it. A category domain tolerates new
+values in up to `1 - DOMAIN_MASS` of a span's values (TFDV's `min_domain_mass`), so a rare new category
+is not an anomaly and a new common one is. A text column whose values are mostly unique (free text) gets
+no domain at all. A curated or kept schema is used as written (a schema kept before inferred schemas had
+shapes has none: all its features stay sparse). The schema has TFDV's TRAINING and SERVING environments,
 with the label left out of SERVING, so that serving requests (which carry no label) validate cleanly.
 """
 import os
@@ -126,6 +131,54 @@ def _drop_domain(schema, feature):
     schema.string_domain.extend(domains)
 
 
+def _values_per_example(feature):
+    """How many values a feature with a shape has in each example (1 for `shape { dim { size: 1 } }`)."""
+    count = 1
+    for dim in feature.shape.dim:
+        count *= dim.size
+    return count
+
+
+def _common_statistics(feature_statistics):
+    kind = feature_statistics.WhichOneof("stats")
+    return getattr(feature_statistics, kind).common_stats if kind else None
+
+
+def dense_gaps(schema, dataset, environment=None, split=""):
+    """{feature: what is wrong} for each feature that `schema` gives a shape (dense: that many values in every
+    example, as tfx-bsl and the serving signature read it) which the statistics `dataset` of a split do not
+    fill: "not in the train split", "empty in 3 of 120 train rows", or "1 to 2 values in a row of the train
+    split, not 1" (`split` names it). With `environment`, features the schema leaves out of it (the label in
+    SERVING) are not asked for."""
+    by_name = {statistics_name(feature): feature for feature in dataset.features}
+    rows, the_split = (f"{split} rows", f"the {split} split") if split else ("rows", "the split")
+    gaps = {}
+    for feature in schema.feature:
+        if not feature.HasField("shape") or not dataset.num_examples:
+            continue
+        if environment and (environment in feature.not_in_environment or (
+                feature.in_environment and environment not in feature.in_environment)):
+            continue
+        expected = _values_per_example(feature)
+        common = _common_statistics(by_name[feature.name]) if feature.name in by_name else None
+        if common is None or not common.num_non_missing:
+            gaps[feature.name] = f"not in {the_split}"
+        elif common.num_missing:
+            gaps[feature.name] = f"empty in {int(common.num_missing)} of {int(dataset.num_examples)} {rows}"
+        elif not common.min_num_values == common.max_num_values == expected:
+            gaps[feature.name] = (f"{int(common.min_num_values)} to {int(common.max_num_values)} values in a row "
+                                  f"of {the_split}, not {expected}")
+    return gaps
+
+
+def _make_sparse(feature):
+    """A dense feature made sparse: the same number of values when present, but no shape, and it may be missing."""
+    count = _values_per_example(feature)
+    feature.ClearField("shape")
+    feature.value_count.min = feature.value_count.max = count
+    feature.presence.ClearField("min_fraction")
+
+
 def infer_schema(statistics, label_key):
     """A schema inferred from every split's statistics, that every one of those splits passes."""
     # TFDV (and with it TensorFlow) is imported only when a schema is inferred.
@@ -134,11 +187,18 @@ def infer_schema(statistics, label_key):
     def as_list(dataset):
         return statistics_pb2.DatasetFeatureStatisticsList(datasets=[dataset])
 
+    # As TFX's SchemaGen does: inferred from the train split with shapes, then updated with each other split,
+    # which drops the shape of a feature that split leaves empty in some example.
     train = statistics[layout.TRAIN]
-    schema = tfdv.infer_schema(as_list(train), infer_feature_shape=False)
+    schema = tfdv.infer_schema(as_list(train), infer_feature_shape=True)
     for split, dataset in statistics.items():
         if split != layout.TRAIN:
-            schema = tfdv.update_schema(schema, as_list(dataset), infer_feature_shape=False)
+            schema = tfdv.update_schema(schema, as_list(dataset))
+    features = {feature.name: feature for feature in schema.feature}
+    # update_schema keeps the shape of a feature a split lacks altogether; tfx-bsl could not read that split.
+    for dataset in statistics.values():
+        for name in dense_gaps(schema, dataset):
+            _make_sparse(features[name])
     by_name = {statistics_name(f): f for d in statistics.values() for f in d.features}
     schema.default_environment.extend([TRAINING_ENVIRONMENT, SERVING_ENVIRONMENT])
     for feature in schema.feature:
@@ -148,10 +208,10 @@ def infer_schema(statistics, label_key):
             feature.distribution_constraints.min_domain_mass = DOMAIN_MASS
         if feature.name == label_key:
             feature.not_in_environment.append(SERVING_ENVIRONMENT)
-        else:
+        elif not feature.HasField("shape"):
+            # A dense feature keeps min_fraction 1, which tfx-bsl requires of a shape; a sparse one may be missing.
             feature.presence.ClearField("min_fraction")
     # A column that some split of this span lacks (rarely filled in) is optional, not dropped.
-    features = {feature.name: feature for feature in schema.feature}
     for dataset in statistics.values():
         anomalies = tfdv.validate_statistics(as_list(dataset), schema, TRAINING_ENVIRONMENT)
         for name, info in anomalies.anomaly_info.items():
@@ -267,7 +327,8 @@ def _threshold(comparator):
 
 
 def schema_markdown(schema, origin):
-    """The schema as a Markdown table: type, presence, domain, environments, drift and skew thresholds."""
+    """The schema as a Markdown table: type, presence, domain, environments, drift and skew thresholds, and the
+    tensor each feature reaches preprocessing_fn as (dense with a shape, else sparse)."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     from components.reports import markdown_table
@@ -278,8 +339,10 @@ def schema_markdown(schema, origin):
                     else "optional")
         environments = ", ".join(env for env in schema.default_environment
                                  if env not in feature.not_in_environment) or "all"
+        tensor = (f"dense {[dim.size for dim in feature.shape.dim]}" if feature.HasField("shape") else "sparse")
         rows.append((feature.name, schema_pb2.FeatureType.Name(feature.type), presence, _domain(schema, feature),
-                     environments, _threshold(feature.drift_comparator), _threshold(feature.skew_comparator)))
+                     environments, _threshold(feature.drift_comparator), _threshold(feature.skew_comparator), tensor))
     return (f"# Schema\n\n{len(schema.feature)} features, {origin}.\n\n"
-            + markdown_table(["feature", "type", "presence", "domain", "environments", "drift", "skew"], rows)
+            + markdown_table(["feature", "type", "presence", "domain", "environments", "drift", "skew", "tensor"],
+                             rows)
             + "\n")

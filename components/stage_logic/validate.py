@@ -15,7 +15,9 @@ examples it concerns, where the statistics tell it (missing, of the wrong type, 
 
 Anomalies block the run by default, with a message listing each one (led, when the span disagrees with
 the model's kept schema, by a line naming that schema and the two ways forward); with `blocking=False`
-they are reported as warnings and the run goes on. A span that is let through is stored in the model's
+they are reported as warnings and the run goes on, except where a train or eval split leaves a dense
+feature of the schema (one with a shape) empty: transform could not read it, so that always stops here,
+with one line naming the columns. A span that is let through is stored in the model's
 folder of the statistics store with its verdict; it becomes a later span's drift baseline only once push
 records it accepted (validation passed without an override, model blessed).
 """
@@ -31,12 +33,13 @@ from components.stage_logic.schema import (
     DEFAULT_SKEW_THRESHOLD,
     SERVING_ENVIRONMENT,
     TRAINING_ENVIRONMENT,
+    dense_gaps,
     describe_kept_schema,
     keep_inferred_schema,
     load_schema,
     statistics_name,
 )
-from components.stage_logic.statistics import load_statistics
+from components.stage_logic.statistics import load_statistics, ordered_splits
 from components.state.statistics_store import (
     VALIDATION_OVERRIDDEN,
     VALIDATION_PASSED,
@@ -49,6 +52,7 @@ from components.state.statistics_store import (
 )
 from components.state.storage import Storage
 from components.validation import drift_measures
+from components.validation.column_settings import check_threshold
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 _COMPARATOR_PREFIX = "COMPARATOR_"
@@ -78,6 +82,8 @@ _ABSENCE_KINDS = {"FEATURE_TYPE_LOW_FRACTION_PRESENT", "FEATURE_TYPE_LOW_NUMBER_
                   "SCHEMA_MISSING_COLUMN"}
 _WRONG_TYPE_KINDS = {"FLOAT_TYPE_NOT_FLOAT", "INT_TYPE_NOT_INT_STRING", "INT_TYPE_NOT_STRING", "UNEXPECTED_DATA_TYPE",
                      "BOOL_TYPE_UNEXPECTED_STRING", "BOOL_TYPE_UNEXPECTED_FLOAT"}
+# A dense feature (one with a shape) that some examples leave empty, or fill with another number of values.
+_SHAPE_KIND = "INVALID_FEATURE_SHAPE"
 _OUT_OF_RANGE_KINDS = {"INT_TYPE_SMALL_INT", "INT_TYPE_BIG_INT", "FLOAT_TYPE_SMALL_FLOAT", "FLOAT_TYPE_BIG_FLOAT"}
 
 
@@ -113,7 +119,7 @@ def affected_share(dataset, schema, feature_name, kind):
         return 1.0 if feature is None and examples and kind in _ABSENCE_KINDS else None
     stats = feature.num_stats if feature.HasField("num_stats") else feature.string_stats
     common = stats.common_stats
-    if kind in _ABSENCE_KINDS:
+    if kind in _ABSENCE_KINDS or (kind == _SHAPE_KIND and common.num_missing):
         return common.num_missing / examples
     if kind in _WRONG_TYPE_KINDS:
         return common.num_non_missing / examples
@@ -309,20 +315,65 @@ def _drift_only(rows, span, earlier):
             f"--drift-threshold COLUMN=VALUE), or --warn-on-anomalies to train on it anyway.")
 
 
-def _kept_schema_mismatch(rows, schema_metadata, span):
-    """The line that says a span disagrees with its model's kept schema, or "" when it does not."""
+def _gap_words(gaps):
+    """{feature: "empty in 3 of 120 train rows; not in the eval split"} from {split: {feature: what}}."""
+    found = {}
+    for split in ordered_splits(gaps):
+        for feature, what in gaps[split].items():
+            found.setdefault(feature, []).append(what)
+    return {feature: "; ".join(whats) for feature, whats in found.items()}
+
+
+def _kept_schema_mismatch(rows, schema_metadata, span, gaps=None):
+    """The line that says a span disagrees with its model's kept schema, or "" when it does not; a dense feature
+    left empty (`gaps`, of the train and eval splits) is said in words."""
     kept = schema_metadata.get("kept_schema") or {}
-    differing = {}
+    differing, shape_kinds = {}, set()
     for row in rows:
         if row["check"] == "schema" and row["split"] != layout.SERVING and row["feature"] != "(dataset)":
             differing.setdefault(row["feature"], row["kind"])
+            if row["kind"] == _SHAPE_KIND:
+                shape_kinds.add(row["feature"])
     if schema_metadata.get("origin") != "kept" or not kept or not differing:
         return ""
-    columns = ", ".join(f"{feature} ({kind})" for feature, kind in sorted(differing.items()))
+    in_words = {feature: f"{what}; a dense feature of the schema, required in every row"
+                for feature, what in _gap_words(gaps or {}).items() if feature in shape_kinds}
+    columns = ", ".join(f"{feature} ({in_words.get(feature, kind)})" for feature, kind in sorted(differing.items()))
     this_span = f"Span {span}" if span else "This data"
     return (f"{this_span} disagrees with the kept schema, {describe_kept_schema(kept)}, on {len(differing)} "
             f"column(s): {columns}. If the change is intended, rerun with --update-schema to keep a schema "
             f"inferred from this span; if this is another data set, give it its own --model-name.")
+
+
+def _dense_gaps_line(gaps, schema_metadata, span, blocking):
+    """The line for a span that leaves dense features of the schema empty (`gaps`: {split: {feature: what}}), or
+    "". In a train or eval split transform cannot read them, which --warn-on-anomalies cannot change; in the
+    serving sample they are requests the model would refuse."""
+    described = _gap_words(gaps)
+    if not described:
+        return ""
+    origin = schema_metadata.get("origin")
+    kept = schema_metadata.get("kept_schema") or {}
+    schema = (f"the kept schema, {describe_kept_schema(kept)}," if origin == "kept" and kept else
+              f"--schema {schema_metadata['description'].removeprefix('curated: ')!r}" if origin == "curated" and
+              schema_metadata.get("description") else "the schema")
+    optional = ("if the column may be empty from now on, rerun with --update-schema to keep a schema inferred from "
+                "this span (the column then reaches preprocessing_fn as a SparseTensor)" if origin == "kept" else
+                "make the column optional in the schema: value_count { min: 1 max: 1 } instead of its shape, and a "
+                "presence min_fraction below 1")
+    columns = ", ".join(f"{feature} ({what})" for feature, what in sorted(described.items()))
+    this_span = f"Span {span}" if span else "This data"
+    if set(gaps) == {layout.SERVING}:
+        # The training data fills these columns, so a schema inferred again would have them dense again.
+        curated = "in --schema" if origin == "curated" else "in a curated --schema"
+        return (f"The serving sample has missing values in {len(described)} column(s) that {schema} requires in "
+                f"every row (dense features: the served model refuses a request without them): {columns}. Make "
+                f"clients send them, or make the columns optional {curated}: value_count {{ min: 1 max: 1 }} "
+                "instead of their shape, and a presence min_fraction below 1.")
+    return (f"{this_span} has missing values in {len(described)} column(s) that {schema} requires in every row "
+            f"(dense features, as TFX's SchemaGen infers a column filled in every row of its span): {columns}. "
+            f"Transform cannot read such rows{'' if blocking else ', so --warn-on-anomalies cannot let them through'}"
+            f": fill in the values, or, {optional}.")
 
 
 def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, span=0, statistics_root="",
@@ -337,6 +388,8 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
     its verdict: validation passed, or was overridden (anomalies with `blocking` False). `drift_ignore` and the
     per-column thresholds (`{column: threshold}`) name columns of the data."""
     storage = storage or Storage()
+    check_threshold(drift_threshold, "--drift-threshold")  # a spec run from a dashboard takes any value
+    check_threshold(skew_threshold, "--skew-threshold")
     schema_metadata = schema_metadata or {}
     store = model_store(statistics_root, model_name) if statistics_root else ""
     schema = load_schema(schema_dir)
@@ -345,13 +398,17 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
     splits = layout.split_names(statistics_dir)
     serving = load_statistics(statistics_dir, layout.SERVING) if layout.SERVING in splits else None
     earlier, baseline_verdict = drift_baseline(store, span, storage) if store and span else (None, {})
-    rows, checks, compared = [], {}, {"drift": [], "skew": []}
+    rows, checks, compared, gaps = [], {}, {"drift": [], "skew": []}, {}
     train_statistics = load_statistics(statistics_dir, layout.TRAIN)
     train = train_statistics.datasets[0]
     _check_named_columns(train, drift_ignore, drift_column_thresholds, skew_column_thresholds)
 
     for split in splits:
         statistics = load_statistics(statistics_dir, split)
+        split_environment = environment(SERVING_ENVIRONMENT if split == layout.SERVING else TRAINING_ENVIRONMENT)
+        split_gaps = dense_gaps(schema, statistics.datasets[0], split_environment, split)
+        if split_gaps:
+            gaps[split] = split_gaps
         if split == layout.SERVING:
             anomalies = tfdv.validate_statistics(statistics, schema, environment(SERVING_ENVIRONMENT))
             rows.extend(_anomaly_rows(split, anomalies, dataset=statistics.datasets[0], schema=schema))
@@ -405,11 +462,18 @@ def validate_statistics(statistics_dir, schema_dir, output_dir, blocking=True, s
             "schema; their values are not validated nor used by the schema's consumers until --update-schema "
             "keeps a schema inferred from a span that has them")
         print(f"note: {checks['filled_in_columns']}")
-    mismatch = _kept_schema_mismatch(rows, schema_metadata, span) or _drift_only(rows, span, earlier)
+    unreadable = {split: found for split, found in gaps.items() if split != layout.SERVING}
+    only_serving = all(row["split"].startswith(layout.SERVING) for row in rows)
+    lead = (_kept_schema_mismatch(rows, schema_metadata, span, unreadable)
+            or _dense_gaps_line(unreadable or (gaps if only_serving else {}), schema_metadata, span, blocking)
+            or _drift_only(rows, span, earlier))
     if rows and blocking:
         raise StageError(
-            (mismatch or f"Validation found {len(rows)} anomalies; fix the data or the schema, "
+            (lead or f"Validation found {len(rows)} anomalies; fix the data or the schema, "
              "or pass --warn-on-anomalies to go on.") + f"\n{format_anomalies(rows)}")
+    if unreadable:
+        raise StageError(_dense_gaps_line(unreadable, schema_metadata, span, blocking)
+                         + (f"\n{format_anomalies(rows)}" if rows else ""))
     if rows:
         print(f"Warning: validation found {len(rows)} anomalies (not blocking):\n{format_anomalies(rows)}")
     kept, verdict = "", {}
