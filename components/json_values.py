@@ -6,9 +6,31 @@ JSON the project writes goes through `dumps`, `dump` or `write`, which refuse su
 (`allow_nan=False`), so a regression fails where the value is written, not in a reader. A value that may
 legitimately be undefined (a metric of a slice whose label is constant) is made `None` first, by
 `finite`, and the reason it is undefined travels beside it (see components.evaluation.blessing).
+Every string in it is redacted on the way (components.redaction): no known secret value is written.
 """
 import json
 import math
+
+from components.redaction import redact_value
+
+
+def parse_object(value, flag):
+    """A dict from a JSON object given as text (or already a dict); {} for empty text. Anything else stops with
+    one line naming `flag`."""
+    from components.errors import StageError
+
+    if isinstance(value, dict):
+        return value
+    if not (value or "").strip():
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise StageError(f"{flag} {value[:80]!r} is not JSON ({error}): give an object, e.g. "
+                         "'{\"num_layers\": 3}'.") from None
+    if not isinstance(parsed, dict):
+        raise StageError(f"{flag} {value[:80]!r} is not a JSON object: give one, e.g. '{{\"num_layers\": 3}}'.")
+    return parsed
 
 
 def is_finite_number(value):
@@ -29,11 +51,11 @@ def finite(value):
 
 def dumps(value, **options):
     """`json.dumps` that raises ValueError on NaN or infinity instead of writing invalid JSON."""
-    return json.dumps(value, allow_nan=False, **options)
+    return json.dumps(redact_value(value), allow_nan=False, **options)
 
 
 def dump(value, sink, **options):
-    json.dump(value, sink, allow_nan=False, **options)
+    json.dump(redact_value(value), sink, allow_nan=False, **options)
 
 
 def write(path, value, indent=2, **options):

@@ -2,10 +2,13 @@
 
 Nothing is fetched from the network (no script, style sheet or font), so a report renders in the
 dashboard's sandboxed frame and on an air-gapped cluster. Each builder takes plain values or protos
-and returns text; the stages write it to their HTML and Markdown artifacts.
+and returns text; the stages write it to their HTML and Markdown artifacts (`write_text`, which redacts
+known secret values).
 """
 import html
 import math
+
+from components.redaction import redact
 
 _STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif; margin: 20px;
@@ -333,8 +336,9 @@ def markdown_table(headers, rows):
 
 
 def write_text(path, text):
+    """Writes a report, with every known secret value redacted (components.redaction)."""
     with open(path, "w", encoding="utf-8") as sink:
-        sink.write(text)
+        sink.write(redact(text))
 
 
 def markdown_page(title, text):

@@ -7,7 +7,10 @@ DockerRunner mounts the pipeline root into each container at the same path, and 
 module files), and the pipeline root is made writable for the image's non-root user. `StageLog` passes
 their output through to the terminal while noting each stage's start, end, peak memory and error line;
 after the run, the run report is written and a summary is printed from the pipeline's outputs.
+kfp.local puts its interpreter in place of `python3` only in the command's shell scripts here
+(`python_in_scripts_only`), so every argument reaches the stage as given.
 """
+import contextlib
 import os
 import re
 import shutil
@@ -17,18 +20,21 @@ import warnings
 
 from kfp import local
 from kfp.components import load_component_from_file
-from kfp.local import pipeline_orchestrator
+from kfp.local import pipeline_orchestrator, subprocess_task_handler
 
 from components.errors import PEAK_MEMORY_PREFIX, TRACEBACK_BEGIN, TRACEBACK_END, read_error_line
 from components.evaluation.blessing import undefined_line
 from components.platform.run_report import write_run_report
+from components.redaction import Redactor
+from components.stage_logic.push import BASELINE_CHANGED, NOT_BLESSED, PUBLISHED
 
 
 class StageLog:
     """Passes the run's output through, noting when each stage starts and ends and any stage error.
 
     Each stage's output is also kept, whole, for its log file (`stage.log` in the stage's folder of the
-    run). Tracebacks go only there: the terminal shows the one-line error of a failed stage instead.
+    run). Tracebacks go only there: the terminal shows the one-line error of a failed stage instead. Known
+    secret values (components.redaction) are redacted from every line first, so neither shows one.
     """
 
     _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -39,6 +45,7 @@ class StageLog:
 
     def __init__(self, stream):
         self._stream = stream
+        self._redactor = Redactor.from_environment()  # the stages' environment: known secrets never shown or kept
         self._partial = ""
         self._current = None
         self._hiding = None  # None, "marked", or the indentation of a traceback kfp did not mark
@@ -50,7 +57,7 @@ class StageLog:
     def write(self, text):
         self._partial += text
         *lines, self._partial = self._partial.split("\n")
-        for line in lines:
+        for line in map(self._redactor.redact, lines):
             if self._note(line):
                 self._stream.write(line + "\n")
         return len(text)
@@ -190,6 +197,30 @@ def _runner(runner, pipeline_root):
     raise LocalRunError(f"--runner {runner}: use subprocess or docker")
 
 
+def python_in_scripts_only(full_command, executable):
+    """A task's command with `executable` in place of `python3` in the shell scripts it runs (`sh -c SCRIPT`,
+    `sh -ec SCRIPT`), and nothing else changed.
+
+    kfp.local's SubprocessRunner replaces `python3` everywhere in the command, the component's source and its
+    arguments included: a data folder `/data/python3.11/`, a module, a root, a query or Beam arguments holding
+    `python3` reached the stage mangled (`/data//path/to/bin/python.11/`). Only the scripts name the interpreter.
+    """
+    return [element.replace("python3", executable)
+            if index >= 2 and full_command[index - 2] == "sh" and full_command[index - 1] in ("-c", "-ec")
+            else element for index, element in enumerate(full_command)]
+
+
+@contextlib.contextmanager
+def _python_only_in_scripts():
+    # kfp.local has no setting for this: its task handler calls this module-level function.
+    replace_everywhere = subprocess_task_handler.replace_python_executable
+    subprocess_task_handler.replace_python_executable = python_in_scripts_only
+    try:
+        yield
+    finally:
+        subprocess_task_handler.replace_python_executable = replace_everywhere
+
+
 def run_compiled_spec(spec_path, arguments, pipeline_root, stage_order, runner="subprocess"):
     """Runs the compiled spec at `spec_path` with kfp.local under `pipeline_root`, with the runner named
     `runner` (subprocess or docker).
@@ -203,7 +234,8 @@ def run_compiled_spec(spec_path, arguments, pipeline_root, stage_order, runner="
     stage_log = StageLog(terminal)
     sys.stdout = stage_log
     try:
-        outputs = pipeline_orchestrator.run_local_pipeline(pipeline_spec=pipeline_spec, arguments=arguments)
+        with _python_only_in_scripts():
+            outputs = pipeline_orchestrator.run_local_pipeline(pipeline_spec=pipeline_spec, arguments=arguments)
     finally:
         sys.stdout = terminal
     # kfp.local names a run's folder after the pipeline; other new folders (a serving root or statistics
@@ -285,9 +317,48 @@ def summary(outputs, stage_log, total_seconds, report):
     lines.append(f"Blessing: {'BLESSED' if blessing['blessed'] else 'NOT BLESSED'}")
     lines.extend(f"  - {reason}" for reason in blessing["reasons"])
     pushed = outputs["pushed_model"].metadata
-    lines.append(f"Published: version {int(pushed['version'])} at {pushed['path']}" if pushed["pushed"]
-                 else "Published: nothing (the model was not blessed)")
+    outcome, status = run_outcome(outputs)
+    if outcome == PUBLISHED:
+        lines.append(f"Published: version {int(pushed['version'])} at {pushed['path']}")
+    elif outcome == NOT_BLESSED:
+        lines.append("Published: nothing (the model was not blessed)")
+    else:
+        why = pushed["reason"].removeprefix("blessed, but ")
+        lines.append(f"Published: nothing, though the model was blessed ({why})")
+        lines.append(f"Exit status {status}: rerun to evaluate the candidate against the newer version.")
     return "\n".join(lines)
+
+
+# `run`'s exit status for each way a local run can end (docs/safety.md, "Exit statuses").
+FAILED = "failed"
+EXIT_STATUSES = {PUBLISHED: 0, NOT_BLESSED: 0, FAILED: 1, BASELINE_CHANGED: 3}
+
+
+def run_outcome(outputs):
+    """(outcome, exit status) of a local run: published, not-blessed, baseline-changed (blessed, but a newer
+    version was published or was being published meanwhile, so nothing was) or failed (a stage failed)."""
+    if not outputs:
+        return FAILED, EXIT_STATUSES[FAILED]
+    pushed = outputs["pushed_model"].metadata
+    outcome = pushed.get("outcome") or (PUBLISHED if pushed["pushed"] else
+                                        NOT_BLESSED if not outputs["blessing"].metadata["blessed"] else
+                                        BASELINE_CHANGED)
+    return outcome, EXIT_STATUSES[outcome]
+
+
+def summary_record(outputs, stage_log, report):
+    """The run's summary as JSON (`run --summary-json`): the outcome and exit status, stages, errors, outputs."""
+    outcome, status = run_outcome(outputs)
+    return {
+        "succeeded": bool(outputs),
+        "outcome": outcome,
+        "exit_status": status,
+        "run_report": report,
+        "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds"), "peak_mb": s.get("peak_mb")}
+                   for name, s in stage_log.stages.items()},
+        "errors": stage_log.errors,
+        "outputs": {name: artifact.metadata for name, artifact in outputs.items()},
+    }
 
 
 def quiet_stage_logs():

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 
 from components.errors import StageError
 from components.platform.flags import split_flags
@@ -40,8 +41,9 @@ _STREAM_CHUNK_BYTES = 8 * 1024 * 1024
 # Beam options that carry secrets (S3 keys, Azure's connection string), and any option named like one.
 _CREDENTIAL_FLAGS = ("--s3_access_key_id", "--s3_secret_access_key", "--s3_session_token", "--azure_connection_string")
 _CREDENTIAL_NAME = re.compile(r"secret|password|passwd|token|access_key|connection_string|credential", re.I)
-# A URL with a password in it (a database URL such as postgresql://user:password@host/db).
-_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]+:[^/@\s]+@", re.I)
+# A URL with a password in it (a database URL such as postgresql://user:password@host/db), the password
+# percent-encoded or not (an AWS secret key often holds a `/`).
+_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]+:[^@\s]+@", re.I)
 
 
 def is_remote(path):
@@ -53,22 +55,48 @@ def refuse_credentials(beam_args, flag="--beam-args"):
 
     Credentials passed as pipeline parameters would be in the compiled spec, the run's parameters, the
     logs and KFP's database. The stages take them from their environment or the workload's identity.
+    A flag is read as Beam reads it: `--s3_sec=...`, `--s3_sec ...` and `-s3_sec=...` (passed on by name to
+    the workers, which read it again) all set Beam's secret key (see `credential_option`).
     """
     args = split_flags(beam_args, flag)
-    names = [arg.split("=", 1)[0] for arg in args if arg.startswith("--")]
     for arg in args:
         if _URL_WITH_PASSWORD.search(arg):
             raise StageError(
-                f"{flag} holds a URL with a password ({arg.split('=', 1)[0] if arg.startswith('--') else 'a value'}): "
+                f"{flag} holds a URL with a password ({arg.split('=', 1)[0] if arg.startswith('-') else 'a value'}): "
                 "a database URL reaches ingest and Beam's workers only through their environment "
                 "(LIVING_PIPELINE_DATABASE_URL, from a Kubernetes secret on a cluster), never the job's options.")
-    for name in names:
-        if name.lower() in _CREDENTIAL_FLAGS or _CREDENTIAL_NAME.search(name):
+    for name in (arg.split("=", 1)[0] for arg in args if arg.startswith("-") and arg.strip("-")):
+        credential = credential_option(name)
+        if credential:
+            read_as = "" if credential == name else f", which Beam reads as {credential}"
             raise StageError(
-                f"{flag} holds {name}, a credential: credentials are never pipeline parameters (they would be "
-                "in the compiled spec, the run's parameters and logs); give the stages AWS_ACCESS_KEY_ID, "
+                f"{flag} holds {name}{read_as}, a credential: credentials are never pipeline parameters (they "
+                "would be in the compiled spec, the run's parameters and logs); give the stages AWS_ACCESS_KEY_ID, "
                 "AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (or GOOGLE_APPLICATION_CREDENTIALS) as environment "
                 "variables, on KFP from a Kubernetes secret, or use the workload's identity.")
+
+
+def refuse_password_in_url(value, flag=""):
+    """Raises StageError if `value` holds a URL with a password (http://KEY:SECRET@host); never shows it."""
+    if _URL_WITH_PASSWORD.search(value):
+        raise StageError(f"{flag + ': ' if flag else ''}a URL with a password in it is a credential, and credentials "
+                         "are never pipeline parameters or settings (they would be in the compiled spec, the run's "
+                         "parameters and logs): give the URL without it, and the stages AWS_ACCESS_KEY_ID and "
+                         "AWS_SECRET_ACCESS_KEY as environment variables (on KFP from a Kubernetes secret: "
+                         "--kfp-s3-secret).")
+
+
+def credential_option(name):
+    """The credential option the flag named `name` sets ('' for none): `name` itself when it is named like a
+    credential, else the credential option Beam sets from it (an abbreviation such as `--s3_sec`, one dash
+    or three), as Beam's own parsers read it (components.platform.beam_options)."""
+    if name.lower() in _CREDENTIAL_FLAGS or _CREDENTIAL_NAME.search(name):
+        return name
+    with warnings.catch_warnings():  # Beam's Google clients warn about this Python at import, on the terminal
+        warnings.filterwarnings("ignore", message="You are using a Python version", category=FutureWarning)
+        from components.platform.beam_options import options_set_by  # imports Beam: only when there are flags
+
+    return next((f"--{option}" for option in sorted(options_set_by(name)) if _CREDENTIAL_NAME.search(option)), "")
 
 
 def _use_anonymous_gcs_credentials():
@@ -136,6 +164,12 @@ class StorageSettings:
     s3_region_name: str = ""  # empty: AWS_REGION, AWS_DEFAULT_REGION or the profile's
     s3_verify: str = ""  # Beam's --s3_verify: whether (or with which CA bundle) to verify TLS certificates
     s3_disable_ssl: bool = False
+
+    def __post_init__(self):
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, str):
+                refuse_password_in_url(value, f"the storage setting {name} (--s3-endpoint-url, --s3-region, "
+                                              "--param storage_settings)")
 
     @classmethod
     def from_json(cls, text, flag="storage_settings"):
