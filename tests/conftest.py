@@ -105,9 +105,17 @@ def postgres_url():
         yield url
 
 
+@pytest.fixture(scope="session")
+def reader_url(postgres_url):
+    """The URL of the read-only role docs/sources.md documents, on the test server (see postgres_server.py)."""
+    from postgres_server import create_reader
+    return create_reader(postgres_url)
+
+
 @pytest.fixture
-def database_url(postgres_url, monkeypatch):
-    """Points ingest at the test server the way a user does: through the environment."""
+def database_url(postgres_url, reader_url, monkeypatch):
+    """Points ingest at the test server the way a user should: through the environment, as the documented
+    read-only role. Returns the owner's URL, which sets tables up and checks them afterwards."""
     from components.data.database import DATABASE_URL_VARIABLE
-    monkeypatch.setenv(DATABASE_URL_VARIABLE, postgres_url)
+    monkeypatch.setenv(DATABASE_URL_VARIABLE, reader_url)
     return postgres_url

@@ -1,22 +1,29 @@
 """A real PostgreSQL server for the tests, started on loopback in a temporary folder and stopped after.
 
-It uses the server binaries of Debian's `postgresql` package (`.ci/run` installs it). PostgreSQL refuses
-to run as root, so when the tests run as root (as in CI) the server runs as the `postgres` user the
-package creates. Password authentication is on, so the tests can check that a password never shows.
+It uses the server binaries of Debian's `postgresql` package (`.ci/run` installs it), which include its
+contrib extensions (dblink). PostgreSQL refuses to run as root, so when the tests run as root (as in CI)
+the server runs as the `postgres` user the package creates. Password authentication is on, so the tests
+can check that a password never shows. `USER` is the superuser that owns everything; `create_reader`
+adds the read-only role docs/sources.md tells users to create, with that page's own SQL.
 """
 import contextlib
 import glob
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
 
-from helpers import free_port
+import psycopg
+
+from helpers import REPO, free_port
 
 USER = "living"
 PASSWORD = "s3cret-Pa55word"
 DATABASE = "postgres"
+READER = "pipeline_reader"
+READER_PASSWORD = "r3ader-Pa55word"
 
 
 def _binary(name):
@@ -60,3 +67,21 @@ def running_server():
         subprocess.run([*as_user, _binary("pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"],
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def read_only_role_sql():
+    """The SQL docs/sources.md gives under "A read-only role", for its example names."""
+    with open(os.path.join(REPO, "docs", "sources.md")) as page:
+        text = page.read()
+    section = text[text.index("### A read-only role"):]
+    return re.search(r"```sql\n(.*?)```", section, re.S).group(1)
+
+
+def create_reader(url):
+    """Creates the documented read-only role (once) on the server at `url` (the owner's); returns its URL."""
+    statements = (read_only_role_sql().replace("'choose-a-password'", f"'{READER_PASSWORD}'")
+                  .replace("app_owner", USER).replace(" zoo ", f" {DATABASE} "))
+    with psycopg.connect(url, autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [READER]).fetchone():
+            connection.execute(statements)
+    return url.replace(f"{USER}:{PASSWORD}@", f"{READER}:{READER_PASSWORD}@")

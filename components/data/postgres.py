@@ -12,8 +12,13 @@ queries over that column (`WHERE column >= low AND column < high`, and one for i
 element, so Beam reads them in parallel; otherwise the query is read in one piece.
 
 The query can only read, by construction:
-- it must start as a query does (SELECT, WITH, VALUES, TABLE or a parenthesis), checked before
-  anything is sent;
+- it is parsed with PostgreSQL's own grammar before anything is sent, and must be one SELECT (or WITH ...
+  SELECT, VALUES, TABLE) that calls no function that acts beyond reading (components/data/query_check.py);
+- the role every connection uses is checked first: one that can do more than read (a superuser, a member
+  of pg_read_server_files, a role that may write or owns objects) is refused unless
+  `--allow-privileged-role` (components/data/database_role.py);
+- every statement and every idle transaction ends after `--query-timeout` seconds (statement_timeout and
+  idle_in_transaction_session_timeout, startup parameters of every connection);
 - it is sent as a subquery, `SELECT * FROM (<query>) AS source`, always with the extended query
   protocol (a prepared statement here, a server-side cursor in the readers), which carries exactly one
   statement: text that closes the subquery and appends `; COMMIT; DROP TABLE ...` is refused by the
@@ -24,19 +29,23 @@ The query can only read, by construction:
 import dataclasses
 import json
 import os
-import re
 
 import apache_beam as beam
 
-from components.data.database import DATABASE_URL_VARIABLE, DEFAULT_QUERY_PARTITIONS
+from components.data.database import (
+    DATABASE_URL_VARIABLE,
+    DEFAULT_QUERY_PARTITIONS,
+    DEFAULT_QUERY_TIMEOUT_SECONDS,
+    MAX_QUERY_TIMEOUT_SECONDS,
+)
+from components.data.database_role import check_role
+from components.data.query_check import check_defined_calls, check_query, short_query
 from components.data.sources import feature_value
 from components.errors import StageError
 
 _FETCH_ROWS = 2000
 # Every session ingest opens is read-only from its first statement; added to the connection's own options.
 _READ_ONLY_SESSION = "-c default_transaction_read_only=on"
-# What a read-only query may start with, after comments.
-_QUERY_START = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*(SELECT|WITH|VALUES|TABLE|\()", re.I | re.S)
 # PostgreSQL's message when one prepared statement holds several commands.
 _SEVERAL_COMMANDS = "cannot insert multiple commands into a prepared statement"
 _JSON_OIDS = frozenset({114, 3802})
@@ -74,58 +83,81 @@ def _connection_source(url):
     return f"${DATABASE_URL_VARIABLE}" if url else "libpq's PG* environment variables"
 
 
-def _short(query):
-    query = " ".join(query.split())
-    return query if len(query) <= 80 else query[:77] + "..."
+@dataclasses.dataclass(frozen=True)
+class QuerySettings:
+    """How ingest's sessions are limited: `timeout_seconds` (--query-timeout) for any statement or idle
+    transaction, and whether a role that can do more than read is taken (--allow-privileged-role)."""
+    timeout_seconds: int = DEFAULT_QUERY_TIMEOUT_SECONDS
+    allow_privileged_role: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.timeout_seconds, bool) or not isinstance(self.timeout_seconds, int) \
+                or not 1 <= self.timeout_seconds <= MAX_QUERY_TIMEOUT_SECONDS:
+            raise StageError(f"--query-timeout {self.timeout_seconds!r}: give a whole number of seconds from 1 to "
+                             f"{MAX_QUERY_TIMEOUT_SECONDS} (default: {DEFAULT_QUERY_TIMEOUT_SECONDS}).")
 
 
-def _session_options(url):
-    """The connection's startup options: the user's own (URL or PGOPTIONS), then a read-only session."""
+def _session_options(url, settings):
+    """The connection's startup options: the user's own (URL or PGOPTIONS), then a read-only session whose
+    statements and idle transactions end after the query timeout (later options win)."""
     import psycopg
 
     own = psycopg.conninfo.conninfo_to_dict(url).get("options") if url else None
-    return " ".join(filter(None, [own if own is not None else os.environ.get("PGOPTIONS", ""), _READ_ONLY_SESSION]))
+    limits = (f"-c statement_timeout={settings.timeout_seconds}s "
+              f"-c idle_in_transaction_session_timeout={settings.timeout_seconds}s")
+    return " ".join(filter(None, [own if own is not None else os.environ.get("PGOPTIONS", ""), _READ_ONLY_SESSION,
+                                  limits]))
 
 
-def _connect(url):
+def _connect(url, settings=QuerySettings()):
+    """A read-only session, limited by `settings`, whose role has been checked (database_role.check_role)."""
     import psycopg
 
     try:
-        connection = psycopg.connect(url, connect_timeout=10, options=_session_options(url))
+        connection = psycopg.connect(url, connect_timeout=10, options=_session_options(url, settings))
     except psycopg.Error as error:
         raise StageError(f"Cannot connect to PostgreSQL with {_connection_source(url)} "
                          f"({_masked(str(error), url)}): set {DATABASE_URL_VARIABLE} to "
                          "postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or PGHOST, PGUSER, ...") from None
     connection.read_only = True
+    if not settings.allow_privileged_role:
+        try:
+            check_role(connection)
+            connection.rollback()  # the check's own transaction; the caller starts afresh
+        except BaseException:
+            connection.close()
+            raise
     return connection
 
 
-def _query_error(query, error, url):
+def _query_error(query, error, url, settings):
     message = _masked(getattr(error.diag, "message_primary", None) or str(error), url)
     if message == _SEVERAL_COMMANDS:
-        return (f"--query {_short(query)!r} holds more than one statement: give one read-only query "
+        return (f"--query {short_query(query)!r} holds more than one statement: give one read-only query "
                 "(SELECT, WITH ... SELECT, VALUES or TABLE); nothing was run.")
-    return f"The PostgreSQL query --query {_short(query)!r} failed: {message}: fix the query."
+    limit = f"--query-timeout {settings.timeout_seconds} second{'' if settings.timeout_seconds == 1 else 's'}"
+    if "statement timeout" in message:
+        return (f"ingest stopped --query {short_query(query)!r} after {limit} (PostgreSQL: {message}): make the "
+                "query faster, or raise --query-timeout.")
+    if "idle-in-transaction timeout" in message:
+        return (f"ingest's session reading --query {short_query(query)!r} waited between rows longer than {limit} "
+                f"(PostgreSQL: {message}): raise --query-timeout.")
+    return f"The PostgreSQL query --query {short_query(query)!r} failed: {message}: fix the query."
 
 
 def _subquery(query):
     return query.strip().rstrip(";").strip()
 
 
-def _check_read_only(query):
-    """Refuses, before anything is sent, a query that does not start as a read-only query does."""
-    if not _QUERY_START.match(query):
-        raise StageError(f"--query {_short(query)!r} is not a read-only query: give one SELECT (or WITH ... "
-                         "SELECT, VALUES, TABLE) statement; ingest never writes to the database.")
-
-
 @dataclasses.dataclass(frozen=True)
 class QuerySource:
-    """What ingest needs to read a query: its columns' types and PostgreSQL type ids, and the partitions."""
+    """What ingest needs to read a query: its columns' types and PostgreSQL type ids, the partitions, and the
+    limits of every session that reads it."""
     query: str
     column_types: dict
     column_oids: dict
     partitions: list
+    settings: QuerySettings = QuerySettings()
 
 
 def _sql(query, partition_column, partition):
@@ -149,42 +181,48 @@ def partition_ranges(low, high, count):
     return [(start, min(start + width, high + 1)) for start in range(low, high + 1, width)]
 
 
-def describe_query(query, partition_column="", partitions=DEFAULT_QUERY_PARTITIONS):
-    """Checks the query against the database; returns its column types and the partitions to read."""
+def describe_query(query, partition_column="", partitions=DEFAULT_QUERY_PARTITIONS, settings=QuerySettings()):
+    """Checks the query, the role and the functions it calls against the database; returns its column types
+    and the partitions to read."""
     import psycopg
     from psycopg import sql
 
     if not _subquery(query):
         raise StageError("--query is empty: give a SELECT query.")
-    _check_read_only(query)
+    calls = check_query(query)
     if partitions < 1:
         raise StageError(f"--query-partitions {partitions}: give 1 or more.")
     url = database_url()
-    with _connect(url) as connection:
+    with _connect(url, settings) as connection:
         try:
+            if settings.allow_privileged_role:
+                privileged = check_role(connection, allow_privileged_role=True)
+                if privileged:
+                    print(f"ingest: {privileged}; taken because --allow-privileged-role is given.", flush=True)
+            check_defined_calls(connection, query, calls)
             with connection.cursor() as cursor:
                 # prepare=True: the extended query protocol, one statement at most (see the docstring).
                 cursor.execute(sql.SQL("{} LIMIT 0").format(_sql(query, "", ("all",))), prepare=True)
                 description = cursor.description
         except psycopg.Error as error:
-            raise StageError(_query_error(query, error, url)) from None
+            raise StageError(_query_error(query, error, url, settings)) from None
         names = [column.name for column in description]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise StageError(f"--query {_short(query)!r} returns {', '.join(duplicates)} more than once: "
+            raise StageError(f"--query {short_query(query)!r} returns {', '.join(duplicates)} more than once: "
                              "give each column its own name (AS ...).")
         column_types, column_oids = {}, {}
         for column in description:
             if column.type_code not in _COLUMN_TYPES:
                 type_name = psycopg.postgres.types.get(column.type_code)
                 type_name = type_name.name if type_name else f"oid {column.type_code}"
-                raise StageError(f"--query {_short(query)!r}: column {column.name!r} has PostgreSQL type "
+                raise StageError(f"--query {short_query(query)!r}: column {column.name!r} has PostgreSQL type "
                                  f"{type_name}, which ingest does not take: cast it in the query, e.g. "
                                  f"{column.name}::text or extract(epoch from {column.name}).")
             column_types[column.name] = _COLUMN_TYPES[column.type_code]
             column_oids[column.name] = column.type_code
         if not partition_column:
-            return QuerySource(query, column_types, column_oids, [("all",)])
+            return QuerySource(query, column_types, column_oids, [("all",)], settings)
         if column_oids.get(partition_column) not in _INTEGER_OIDS:
             raise StageError(f"--query-partition-column {partition_column!r} is not an integer column of the "
                              f"query's result ({', '.join(names)}): partition on an integer column, or on none.")
@@ -196,10 +234,10 @@ def describe_query(query, partition_column="", partitions=DEFAULT_QUERY_PARTITIO
                                                   query=_sql(query, "", ("all",))), prepare=True)
                 low, high, nulls = cursor.fetchone()
         except psycopg.Error as error:
-            raise StageError(_query_error(query, error, url)) from None
+            raise StageError(_query_error(query, error, url, settings)) from None
     ranges = [] if low is None else [
         ("range", start, stop) for start, stop in partition_ranges(low, high, partitions)]
-    return QuerySource(query, column_types, column_oids, ranges + ([("null",)] if nulls else []))
+    return QuerySource(query, column_types, column_oids, ranges + ([("null",)] if nulls else []), settings)
 
 
 class ReadQueryPartitions(beam.DoFn):
@@ -213,6 +251,7 @@ class ReadQueryPartitions(beam.DoFn):
         self._query = source.query
         self._column_oids = source.column_oids
         self._partition_column = partition_column
+        self._settings = source.settings
 
     def _converters(self, names):
         def json_text(value):
@@ -224,8 +263,10 @@ class ReadQueryPartitions(beam.DoFn):
 
         url = database_url()
         try:
+            check_query(self._query)
             # A server-side cursor: psycopg always declares it with the extended query protocol.
-            with _connect(url) as connection, connection.cursor(name="living_pipeline_ingest") as cursor:
+            with _connect(url, self._settings) as connection, \
+                    connection.cursor(name="living_pipeline_ingest") as cursor:
                 cursor.itersize = _FETCH_ROWS
                 cursor.execute(_sql(self._query, self._partition_column, partition))
                 names, converters = None, None
@@ -237,4 +278,4 @@ class ReadQueryPartitions(beam.DoFn):
         except StageError as error:
             yield beam.pvalue.TaggedOutput("errors", str(error))
         except psycopg.Error as error:
-            yield beam.pvalue.TaggedOutput("errors", _query_error(self._query, error, url))
+            yield beam.pvalue.TaggedOutput("errors", _query_error(self._query, error, url, self._settings))
