@@ -84,7 +84,7 @@ def first_run(tmp_path_factory):
 def test_demo_run_publishes_a_model_that_classifies_raw_examples(first_run):
     tmp_path, process, result = first_run
     assert result["succeeded"]
-    assert list(result["stages"]) == ["ingest", "statistics", "schema", "validate", "transform", "train",
+    assert list(result["stages"]) == ["ingest", "statistics", "schema", "validate", "transform", "tune", "train",
                                       "evaluate", "push"]
     assert all(stage["status"] == "SUCCESS" for stage in result["stages"].values())
     pushed = result["outputs"]["pushed_model"]
@@ -141,7 +141,6 @@ def no_label_csv(tmp_path):
 
 
 @pytest.mark.parametrize("case,expected", [
-    ("missing file", "No file matches --data"),
     ("empty csv", "empty.csv is empty: a CSV file must start with a header line"),
     ("ragged rows", "ragged.csv, line 3: 1 fields where the header has 2"),
     ("non-UTF-8 bytes", "latin1.csv is not UTF-8 text: re-encode it as UTF-8."),
@@ -181,7 +180,6 @@ def test_bad_input_stops_with_one_clear_line_and_publishes_nothing(tmp_path, no_
     os.makedirs(tmp_path / "span-1")
     (tmp_path / "span-1" / "a.csv").write_text("species,island\nAdelie,Dream\n")
     args = {
-        "missing file": ["--data", str(tmp_path / "nowhere" / "*.csv")],
         "empty csv": ["--data", str(tmp_path / "empty.csv")],
         "ragged rows": ["--data", str(tmp_path / "ragged.csv")],
         "non-UTF-8 bytes": ["--data", str(tmp_path / "latin1.csv")],
@@ -296,9 +294,9 @@ def run_reports(first_run):
 def test_run_report_shows_every_stage_in_a_browser(first_run, tmp_path):
     index, _ = run_reports(first_run)
     dom = rendered_dom(index)
-    for stage in ("ingest", "statistics", "schema", "validate", "transform", "train", "evaluate", "push"):
+    for stage in ("ingest", "statistics", "schema", "validate", "transform", "tune", "train", "evaluate", "push"):
         assert f"<b>{stage}</b>" in dom
-    assert dom.count(">SUCCESS<") == 8
+    assert dom.count(">SUCCESS<") == 9
     assert "BLESSED" in dom and "published version 1" in dom and "no data anomalies" in dom
     assert "threshold &gt;= 0.8: passes</li>" in dom, "the blessing's reasons"
     assert "confusion matrix" in dom and all(name in dom for name in ("Adelie", "Gentoo", "Chinstrap"))
@@ -348,7 +346,7 @@ def test_stage_reports_in_a_browser(first_run, report, expected):
 def test_reports_fetch_nothing_from_the_network(first_run):
     index, reports_dir = run_reports(first_run)
     pages = [index] + [os.path.join(reports_dir, name) for name in os.listdir(reports_dir)]
-    assert len(pages) == 9
+    assert len(pages) == 10
     for page in pages:
         with open(page) as source:
             text = source.read()

@@ -71,6 +71,16 @@ def read_blocks(path, column_count, delimiter=","):
         raise RowPathNeeded(path) from error
 
 
+def has_bad_cell(columns, max_cell_bytes):
+    """Whether a block's text columns hold a cell over `max_cell_bytes` bytes or a NUL byte (the row path
+    then says which: `components.data.cell_limits`)."""
+    for column in columns:
+        longest = pc.max(pc.binary_length(column)).as_py()
+        if (longest or 0) > max_cell_bytes or pc.any(pc.match_substring(column, "\x00")).as_py():
+            return True
+    return False
+
+
 def open_binary(path):
     """The file at `path` (local or in a bucket, decompressed if it ends in .gz or .bz2), to read as bytes."""
     raw = FileSystems.open(path)

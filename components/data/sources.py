@@ -26,10 +26,10 @@ import uuid
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from components.data import cell_limits
+from components.data.formats import AVRO, CSV, FORMATS, PARQUET, TFRECORD
 from components.errors import StageError
 
-CSV, PARQUET, AVRO, TFRECORD = "csv", "parquet", "avro", "tfrecord"
-FORMATS = (CSV, PARQUET, AVRO, TFRECORD)
 _EXTENSIONS = {
     ".csv": CSV, ".parquet": PARQUET, ".pq": PARQUET, ".avro": AVRO, ".tfrecord": TFRECORD,
     ".tfrecords": TFRECORD, ".tfrecord.gz": TFRECORD, ".tfrecords.gz": TFRECORD, ".gz": TFRECORD,
@@ -151,8 +151,35 @@ def _arrow_to_values(column):
     return [feature_value(value) for value in column.to_pylist()]
 
 
+def _arrow_cell_problem(column, limit):
+    """(row index, problem) of the first cell of a pyarrow text or binary column over `limit` bytes or, in
+    text, holding a NUL byte; None when there is none (and for every other type)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    if pa.types.is_fixed_size_binary(column.type):
+        column = column.cast(pa.binary())
+    if not (text or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        return None
+    bad = pc.greater(pc.binary_length(column), limit)
+    if text:
+        bad = pc.or_(bad, pc.match_substring(column, "\x00"))
+    bad = pc.fill_null(bad, False)
+    if not pc.any(bad).as_py():
+        return None
+    index = pc.indices_nonzero(bad.combine_chunks() if isinstance(bad, pa.ChunkedArray) else bad)[0].as_py()
+    return index, cell_limits.cell_problem(column[index].as_py(), limit)
+
+
 class ReadParquetRowGroups(beam.DoFn):
-    """(path, row group, split) -> (split, {column: value}) for each row; unreadable data to 'errors'."""
+    """(path, row group, split) -> (split, {column: value}) for each row; unreadable data, and a row group with
+    a cell over `max_cell_bytes` or a NUL byte in text (`components.data.cell_limits`), to 'errors'."""
+
+    def __init__(self, max_cell_bytes=cell_limits.DEFAULT_MAX_CELL_BYTES):
+        self._max_cell_bytes = max_cell_bytes
 
     def process(self, element):
         import pyarrow as pa
@@ -161,6 +188,7 @@ class ReadParquetRowGroups(beam.DoFn):
         try:
             with _parquet_file(path) as parquet:
                 table = parquet.read_row_group(group)
+                first_row = sum(parquet.metadata.row_group(earlier).num_rows for earlier in range(group))
         except (pa.ArrowException, OSError) as error:
             yield beam.pvalue.TaggedOutput(
                 "errors", f"{path}, row group {group}: unreadable Parquet data ({error}): replace the file.")
@@ -169,6 +197,13 @@ class ReadParquetRowGroups(beam.DoFn):
             yield beam.pvalue.TaggedOutput("errors", str(error))
             return
         names = table.column_names
+        for name in names:
+            bad_cell = _arrow_cell_problem(table.column(name), self._max_cell_bytes)
+            if bad_cell:
+                index, problem = bad_cell
+                yield beam.pvalue.TaggedOutput("errors", cell_limits.problem_line(
+                    f"{path}, row {first_row + index + 1}", name, problem))
+                return
         columns = [_arrow_to_values(table.column(name)) for name in names]
         for row in zip(*columns):
             yield split, dict(zip(names, row))
@@ -228,7 +263,11 @@ def avro_columns(files):
 
 
 class ReadAvroFiles(beam.DoFn):
-    """(path, split) -> (split, {field: value}) for each record; unreadable data to 'errors'."""
+    """(path, split) -> (split, {field: value}) for each record; unreadable data, and records with a value over
+    `max_cell_bytes` or a NUL byte in text (`components.data.cell_limits`), to 'errors'."""
+
+    def __init__(self, max_cell_bytes=cell_limits.DEFAULT_MAX_CELL_BYTES):
+        self._max_cell_bytes = max_cell_bytes
 
     def process(self, element):
         path, split = element
@@ -237,7 +276,13 @@ class ReadAvroFiles(beam.DoFn):
             with FileSystems.open(path) as handle:
                 for record in _avro_reader(path, handle):
                     count += 1
-                    yield split, {name: feature_value(value) for name, value in record.items()}
+                    values = {name: feature_value(value) for name, value in record.items()}
+                    bad_cell = cell_limits.row_problem(values, self._max_cell_bytes)
+                    if bad_cell:
+                        yield beam.pvalue.TaggedOutput("errors", cell_limits.problem_line(
+                            f"{path}, record {count}", *bad_cell, kind="field"))
+                        continue
+                    yield split, values
         except StageError as error:
             yield beam.pvalue.TaggedOutput("errors", str(error))
         except (ValueError, EOFError, OSError) as error:
@@ -261,7 +306,11 @@ def example_feature_types(serialized):
 
 
 class ReadTFRecordFiles(beam.DoFn):
-    """(path, split) -> (split, serialized tf.Example) for each record, unchanged; bad data to 'errors'."""
+    """(path, split) -> (split, serialized tf.Example) for each record, unchanged; bad data, and examples with
+    a bytes value over `max_cell_bytes` (`components.data.cell_limits`), to 'errors'."""
+
+    def __init__(self, max_cell_bytes=cell_limits.DEFAULT_MAX_CELL_BYTES):
+        self._max_cell_bytes = max_cell_bytes
 
     def process(self, element):
         from apache_beam.io.filesystem import CompressionTypes
@@ -280,8 +329,14 @@ class ReadTFRecordFiles(beam.DoFn):
                     record = _TFRecordUtil.read_record(handle)
                     if record is None:
                         break
-                    parse_example(record)
+                    example = parse_example(record)
                     count += 1
+                    bad_cell = (cell_limits.example_problem(example, self._max_cell_bytes)
+                                if len(record) > self._max_cell_bytes else None)
+                    if bad_cell:
+                        yield beam.pvalue.TaggedOutput("errors", cell_limits.problem_line(
+                            f"{path}, record {count}", *bad_cell, kind="feature"))
+                        continue
                     yield split, record
         except (ValueError, OSError, EOFError, DecodeError) as error:
             reason = str(error).split(":")[0] or type(error).__name__

@@ -46,11 +46,20 @@ def _range_text(low, high):
     return f"from {low:g} to {high:g}" if low is not None else f"at most {high:g}"
 
 
-def check_thresholds(problem_type, threshold=DEFAULT_THRESHOLD, slice_threshold=0.0, source=""):
+def check_thresholds(problem_type, threshold=DEFAULT_THRESHOLD, slice_threshold=0.0, source="", tolerance=0.0):
     """Raises StageError (one line) for a value threshold outside the range of the problem type's blessing
     metric, which could never pass (--threshold 10 for R²) or would pass every slice (--slice-threshold -1
-    for accuracy); `source` says where the problem type came from (e.g. the module's flag). With no
-    problem type (None: not known yet), only what is out of both metrics' range is refused (above 1)."""
+    for accuracy), for a negative --threshold other than the default's stand-in (it would silently mean the
+    default), and for a tolerance that is not a finite number; `source` says where the problem type came from
+    (e.g. the module's flag). With no problem type (None: not known yet), only what is out of both metrics'
+    range is refused (above 1)."""
+    if not math.isfinite(tolerance):
+        raise StageError(f"--tolerance {tolerance:g}: give a finite number, how much lower than the serving "
+                         "model's the candidate's metric may be (e.g. 0.01; 0: no lower at all).")
+    if threshold < 0 and threshold != DEFAULT_THRESHOLD:
+        raise StageError(f"--threshold {threshold:g}: give a threshold from 0 to 1 (0 for no value gate), or leave "
+                         f"it out for the default ({DEFAULT_THRESHOLDS['classification']:g} accuracy, "
+                         f"{DEFAULT_THRESHOLDS['regression']:g} R²).")
     if problem_type is None:
         of = "the blessing metric (accuracy for classification, R² for regression)"
         metric, low, high, default = "at most 1", None, 1.0, "0.8 accuracy, 0.1 R²"

@@ -7,7 +7,8 @@ CSV column types are inferred over all rows (int, float or string, as TFX's CsvE
 missing values ("", NA, N/A, NULL) become absent features; CSV fields are separated by `csv_delimiter`
 (`,`, `;`, tab or `|`: `components/data/csv_dialect.py`) and a byte-order mark is dropped; Parquet, Avro
 and database columns are typed from their schema (`components/data/sources.py` has the mapping);
-tf.Examples pass through unchanged.
+tf.Examples pass through unchanged. From every source, a cell over `max_cell_bytes` or text holding a NUL
+byte is refused with its file, line and column (`components/data/cell_limits.py`).
 
 Splits (TFX's input_config / output_config):
 - hash (default): each row goes to a split by a hash of its content, weighted by `split_ratios`, so
@@ -35,7 +36,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 
-from components.data import csv_columns, csv_dialect, database, layout, postgres, sources
+from components.data import cell_limits, csv_columns, csv_dialect, database, layout, postgres, sources
+from components.data.layout import parse_split_ratios
 from components.data.tf_example import canonical_bytes, example_values, serialize_example
 from components.data.tfrecords import WriteGzippedTFRecords
 from components.errors import StageError
@@ -45,12 +47,15 @@ from components.state.storage import Storage, is_remote
 SPAN_TOKEN = "{SPAN}"
 VERSION_TOKEN = "{VERSION}"
 SPLIT_TOKEN = "{SPLIT}"
-_SPLIT_NAME = r"[A-Za-z0-9_]+"
+_SPLIT_NAME = layout.SPLIT_NAME
 MISSING_VALUES = csv_columns.MISSING_VALUES
 _COUNTER_NAMESPACE = "ingest"
 SERVING_SPLIT = layout.SERVING
 _ERRORS_FILE = "_errors"
-_MAX_FIELD_BYTES = 64 * 1024 * 1024
+# Python's csv module stops at a field this long (in characters); a shorter cell over --max-cell-bytes is
+# read whole, so its error names its column.
+_MAX_FIELD_CHARACTERS = 64 * 1024 * 1024
+_FIELD_LIMIT_ERROR = "field larger than field limit"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,21 +121,6 @@ def resolve_input(pattern, span=0, flag="--data", storage=None):
     return ResolvedInput(files=versions[chosen_version], span=chosen_span, version=chosen_version)
 
 
-def parse_split_ratios(text):
-    """'train:2,eval:1' -> [('train', 2), ('eval', 1)]; train and eval must be there."""
-    splits = []
-    for item in text.split(","):
-        name, _, ratio = item.strip().partition(":")
-        if not re.fullmatch(_SPLIT_NAME, name) or not ratio.strip().isdigit() or int(ratio) < 1:
-            raise StageError(f"--split-ratios {text!r}: write it as name:weight pairs, "
-                             "e.g. 'train:2,eval:1' (positive whole weights).")
-        splits.append((name, int(ratio)))
-    names = [name for name, _ in splits]
-    if len(set(names)) != len(names) or not {layout.TRAIN, layout.EVAL} <= set(names):
-        raise StageError(f"--split-ratios {text!r} must name 'train' and 'eval' once each.")
-    return splits
-
-
 def _open_text(path):
     """The CSV file's text; "utf-8-sig" drops a byte-order mark, which would otherwise start the first name."""
     return io.TextIOWrapper(csv_columns.open_binary(path), encoding="utf-8-sig", newline="")
@@ -138,15 +128,21 @@ def _open_text(path):
 
 def read_header(path, delimiter=csv_dialect.DEFAULT_DELIMITER):
     """The column names on the first line of a CSV file whose fields `delimiter` (one character) separates."""
-    csv.field_size_limit(_MAX_FIELD_BYTES)
+    csv.field_size_limit(_MAX_FIELD_CHARACTERS)
     try:
         with _open_text(path) as text:
             header = next(csv.reader(text, delimiter=delimiter), None)
     except UnicodeDecodeError:
         raise StageError(f"{path} is not UTF-8 text: re-encode it as UTF-8.") from None
+    except csv.Error as error:
+        raise StageError(f"{path}, line 1: unreadable CSV header ({error}): the first line must name the "
+                         "columns.") from None
     if not header or not any(name.strip() for name in header):
         raise StageError(f"{path} is empty: a CSV file must start with a header line of column names.")
     names = [name.strip() for name in header]
+    nul = next((position for position, name in enumerate(names, start=1) if "\x00" in name), None)
+    if nul:
+        raise StageError(f"{path}, line 1: column {nul}'s name holds a NUL byte (\\x00): remove it from the header.")
     other = csv_dialect.one_column_hint(names, delimiter)
     if other:
         shown = names[0] if len(names[0]) <= 60 else names[0][:57] + "..."
@@ -161,16 +157,20 @@ def read_header(path, delimiter=csv_dialect.DEFAULT_DELIMITER):
 
 
 class _ReadRows(beam.DoFn):
-    """(path, split) -> (split, path, line number, cells) for each data row; bad rows go to 'errors'."""
+    """(path, split) -> (split, path, line number, cells) for each data row; bad rows go to 'errors', and so
+    do rows with a cell over `max_cell_bytes` or a NUL byte (`components.data.cell_limits`)."""
 
-    def __init__(self, columns, delimiter=csv_dialect.DEFAULT_DELIMITER):
+    def __init__(self, columns, delimiter=csv_dialect.DEFAULT_DELIMITER,
+                 max_cell_bytes=cell_limits.DEFAULT_MAX_CELL_BYTES):
         self._columns = columns
         self._delimiter = delimiter
+        self._max_cell_bytes = max_cell_bytes
 
     def process(self, element):
         path, split = element
-        csv.field_size_limit(_MAX_FIELD_BYTES)
-        line = 1
+        field_limit = max(_MAX_FIELD_CHARACTERS, self._max_cell_bytes)
+        csv.field_size_limit(field_limit)
+        line, reader = 1, None
         try:
             with _open_text(path) as text:
                 reader = csv.reader(text, delimiter=self._delimiter)
@@ -185,11 +185,23 @@ class _ReadRows(beam.DoFn):
                             f"{len(self._columns)}: fix the row or quote fields that hold "
                             f"{csv_dialect.plural(self._delimiter)}."))
                         continue
+                    bad_cell = cell_limits.text_row_problem(self._columns, cells, self._max_cell_bytes)
+                    if bad_cell:
+                        yield beam.pvalue.TaggedOutput("errors", cell_limits.problem_line(
+                            f"{path}, line {line}", *bad_cell))
+                        continue
                     yield split, path, line, cells
         except UnicodeDecodeError:
             yield beam.pvalue.TaggedOutput(
                 "errors", f"{path}, after line {line}: not UTF-8 text: re-encode the file as UTF-8.")
         except csv.Error as error:
+            if _FIELD_LIMIT_ERROR in str(error):  # a cell longer than any limit, cut off before its row ended
+                yield beam.pvalue.TaggedOutput("errors", (
+                    f"{path}, line {reader.line_num if reader else line}: a cell of more than "
+                    f"{field_limit} characters, over the {self._max_cell_bytes}-byte limit "
+                    f"({cell_limits.FLAG}): shorten or drop the value (an unclosed quote makes one cell of the "
+                    "rest of the file)."))
+                return
             yield beam.pvalue.TaggedOutput("errors", f"{path}, line {line}: unreadable CSV ({error}).")
 
 
@@ -235,6 +247,8 @@ class _FileColumnTypes(_ReadRows):
     def _levels_by_blocks(self, path):
         levels, classifier = [csv_columns.MISSING] * len(self._columns), csv_columns.Classifier()
         for block in csv_columns.read_blocks(path, len(self._columns), self._delimiter):
+            if csv_columns.has_bad_cell(block, self._max_cell_bytes):
+                raise csv_columns.RowPathNeeded(path)  # the row path names the line and column
             for index, column in enumerate(block):
                 if levels[index] < csv_columns.STRING:
                     levels[index] = max(levels[index], classifier.column_level(column))
@@ -269,8 +283,9 @@ class _ReadTypedRows(_ReadRows):
     types, which arrive as a side input from a first, separate read of the files.
     """
 
-    def __init__(self, columns, by_rows=False, delimiter=csv_dialect.DEFAULT_DELIMITER):
-        super().__init__(columns, delimiter)
+    def __init__(self, columns, by_rows=False, delimiter=csv_dialect.DEFAULT_DELIMITER,
+                 max_cell_bytes=cell_limits.DEFAULT_MAX_CELL_BYTES):
+        super().__init__(columns, delimiter, max_cell_bytes)
         self._by_rows = by_rows
 
     def process(self, element, inferred):
@@ -467,11 +482,13 @@ def _check_split_column(plan, columns):
 class _FileSource:
     """Files of one format, each with the split it belongs to (None unless the splits are given)."""
 
-    def __init__(self, file_splits, file_format, description, delimiter=csv_dialect.DEFAULT_DELIMITER):
+    def __init__(self, file_splits, file_format, description, delimiter=csv_dialect.DEFAULT_DELIMITER,
+                 max_cell_bytes=cell_limits.DEFAULT_MAX_CELL_BYTES):
         self.file_splits = file_splits
         self.format = file_format
         self.description = description
         self.delimiter = delimiter  # CSV only: the one character between fields
+        self.max_cell_bytes = max_cell_bytes
         files = list(file_splits)
         self.columns, self.row_groups = None, None
         if file_format == sources.CSV:
@@ -502,10 +519,11 @@ class _FileSource:
     def _read_csv(self, pipeline, by_rows):
         files = self._files(pipeline)
         columns = self.columns
-        inferred = (files | "ReadFilesForTypes" >> beam.ParDo(_FileColumnTypes(columns, self.delimiter))
-                    | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns))))
+        inferred = (files | "ReadFilesForTypes" >> beam.ParDo(
+            _FileColumnTypes(columns, self.delimiter, self.max_cell_bytes))
+            | "InferTypes" >> beam.CombineGlobally(_InferColumnTypes(len(columns))))
         records = files | "ReadRows" >> beam.ParDo(
-            _ReadTypedRows(columns, by_rows, self.delimiter), beam.pvalue.AsSingleton(inferred)
+            _ReadTypedRows(columns, by_rows, self.delimiter, self.max_cell_bytes), beam.pvalue.AsSingleton(inferred)
         ).with_outputs("errors", main="records")
         named_types = inferred | "NameTypes" >> beam.Map(lambda types_and_files: dict(zip(columns, types_and_files[0])))
         return records.records, records.errors, named_types
@@ -513,32 +531,56 @@ class _FileSource:
     def _read_parquet(self, pipeline):
         groups = [(path, group, self.file_splits[path]) for path, group in self.row_groups]
         records = (pipeline | "RowGroups" >> beam.Create(groups) | "Spread" >> beam.Reshuffle()
-                   | "ReadParquet" >> beam.ParDo(sources.ReadParquetRowGroups()).with_outputs(
+                   | "ReadParquet" >> beam.ParDo(sources.ReadParquetRowGroups(self.max_cell_bytes)).with_outputs(
                        "errors", main="records"))
         return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
 
     def _read_avro(self, pipeline):
-        records = self._files(pipeline) | "ReadAvro" >> beam.ParDo(sources.ReadAvroFiles()).with_outputs(
-            "errors", main="records")
+        records = self._files(pipeline) | "ReadAvro" >> beam.ParDo(
+            sources.ReadAvroFiles(self.max_cell_bytes)).with_outputs("errors", main="records")
         return records.records, records.errors, pipeline | "Types" >> beam.Create([self.column_types])
 
     def _read_tfrecord(self, pipeline):
-        records = self._files(pipeline) | "ReadTFRecord" >> beam.ParDo(sources.ReadTFRecordFiles()).with_outputs(
-            "errors", main="records")
+        records = self._files(pipeline) | "ReadTFRecord" >> beam.ParDo(
+            sources.ReadTFRecordFiles(self.max_cell_bytes)).with_outputs("errors", main="records")
         column_types = (records.records
                         | "FeatureTypes" >> beam.Map(lambda record: sources.example_feature_types(record[1]))
                         | "InferTypes" >> beam.CombineGlobally(sources.InferExampleTypes()))
         return records.records, records.errors, column_types
 
 
+class _CheckRowCells(beam.DoFn):
+    """(split, {column: value}) rows of a source that does not check its own cells (a database query) ->
+    the same rows; a row with a cell over `max_cell_bytes` or a NUL byte in text goes to 'errors' instead."""
+
+    def __init__(self, description, max_cell_bytes, key_column=""):
+        self._description = description
+        self._max_cell_bytes = max_cell_bytes
+        self._key_column = key_column  # a column that tells the rows apart, named in the error
+
+    def process(self, row):
+        bad_cell = cell_limits.row_problem(row[1], self._max_cell_bytes)
+        if not bad_cell:
+            yield row
+            return
+        key = row[1].get(self._key_column) if self._key_column else None
+        where = self._description + (f", the row where {self._key_column} = {key!r}" if key is not None else "")
+        yield beam.pvalue.TaggedOutput("errors", cell_limits.problem_line(where, *bad_cell))
+
+
 class _QuerySource:
     """A PostgreSQL query, read in the partitions `components.data.postgres.describe_query` found."""
 
-    def __init__(self, query, partition_column, partitions):
-        self.query_source = postgres.describe_query(query, partition_column, partitions)
+    def __init__(self, query, partition_column, partitions, max_cell_bytes=cell_limits.DEFAULT_MAX_CELL_BYTES,
+                 settings=None):
+        self.query_source = postgres.describe_query(query, partition_column, partitions,
+                                                    settings or postgres.QuerySettings())
         self.partition_column = partition_column
         self.columns = list(self.query_source.column_types)
         self.description = f"the query {query!r}"
+        shown = " ".join(query.split())
+        self.cell_check = _CheckRowCells(f"--query {shown if len(shown) <= 80 else shown[:77] + '...'!r}",
+                                         max_cell_bytes, partition_column)
 
     def read(self, pipeline, plan):
         del plan  # rows from a database are split by the example's own values
@@ -546,7 +588,11 @@ class _QuerySource:
                    | "Spread" >> beam.Reshuffle()
                    | "ReadQuery" >> beam.ParDo(postgres.ReadQueryPartitions(
                        self.query_source, self.partition_column)).with_outputs("errors", main="records"))
-        return records.records, records.errors, pipeline | "Types" >> beam.Create([self.query_source.column_types])
+        # The cells are checked here, apart from the reader (components/data/postgres.py), which yields rows
+        # as {column: value} like the file readers; a new non-file source can take the same step.
+        checked = records.records | "CheckCells" >> beam.ParDo(self.cell_check).with_outputs("errors", main="records")
+        errors = (records.errors, checked.errors) | "QueryErrors" >> beam.Flatten()
+        return checked.records, errors, pipeline | "Types" >> beam.Create([self.query_source.column_types])
 
 
 def write_examples(source, plan, output_dir, beam_args=""):
@@ -639,24 +685,30 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
                     data_format="", query="", query_partition_column="",
                     query_partitions=database.DEFAULT_QUERY_PARTITIONS, split_column="",
                     split_cutoff="", storage=None, csv_delimiter=csv_dialect.DEFAULT_DELIMITER,
-                    min_eval_examples=MIN_EVAL_EXAMPLES):
+                    min_eval_examples=MIN_EVAL_EXAMPLES, max_cell_bytes=cell_limits.DEFAULT_MAX_CELL_BYTES,
+                    query_timeout=database.DEFAULT_QUERY_TIMEOUT_SECONDS, allow_privileged_role=False):
     """Runs ingest; returns the metadata of the examples written under `output_dir`.
 
     The source is the files matched by `data_pattern` (the demo data when it and `query` are empty), in
     `data_format` or the one their extension says, or the rows of the PostgreSQL `query`. CSV files'
     fields are separated by `csv_delimiter` (`,`, `;`, `|` or a tab, by any name `csv_dialect` accepts).
     Every split needs rows, and the eval split at least `min_eval_examples` (the pipeline's ingest stage
-    keeps MIN_EVAL_EXAMPLES; a test of the readers alone may take fewer).
+    keeps MIN_EVAL_EXAMPLES; a test of the readers alone may take fewer). A cell over `max_cell_bytes`, or a
+    NUL byte in text, is refused with one line naming its file, line and column (`components.data.cell_limits`).
+    The query's sessions end any statement after `query_timeout` seconds, and refuse a role that can do more
+    than read unless `allow_privileged_role` (`components.data.postgres.QuerySettings`).
     """
     storage = storage or Storage()
     delimiter = csv_dialect.delimiter(csv_delimiter)
+    cell_limits.check_max_cell_bytes(max_cell_bytes)
     if query:
         if data_pattern:
             raise StageError("--data and --query are both given: ingest reads one source, leave one out.")
         if span:
             raise StageError(f"--span {span} applies to --data patterns with {SPAN_TOKEN}, not to --query.")
         plan = split_plan(split_ratios, split_column, split_cutoff)
-        source = _QuerySource(query, query_partition_column, query_partitions)
+        source = _QuerySource(query, query_partition_column, query_partitions, max_cell_bytes,
+                              postgres.QuerySettings(query_timeout, allow_privileged_role))
         provenance = {"span": 0, "version": None, "source": "postgresql", "query": query,
                       "query_partitions": len(source.query_source.partitions)}
     else:
@@ -669,7 +721,7 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
         given_names = sorted(set(file_splits.values())) if given else ()
         plan = split_plan(split_ratios, split_column, split_cutoff, given_names)
         file_format = sources.data_format(pattern, data_format)
-        source = _FileSource(file_splits, file_format, "a span", delimiter)
+        source = _FileSource(file_splits, file_format, "a span", delimiter, max_cell_bytes)
         provenance = {"span": resolved.span, "version": resolved.version, "source": file_format,
                       "files": resolved.files}
     row_counts, column_types = write_examples(source, plan, output_dir, beam_args)
@@ -687,17 +739,19 @@ def ingest_examples(data_pattern, output_dir, span=0, split_ratios=layout.DEFAUL
     }
 
 
-def ingest_serving_sample(pattern, output_dir, beam_args="", storage=None, csv_delimiter=csv_dialect.DEFAULT_DELIMITER):
+def ingest_serving_sample(pattern, output_dir, beam_args="", storage=None, csv_delimiter=csv_dialect.DEFAULT_DELIMITER,
+                          max_cell_bytes=cell_limits.DEFAULT_MAX_CELL_BYTES):
     """A sample of serving requests (CSV, its fields separated by `csv_delimiter`) -> the `serving` split of
-    tf.Examples under `output_dir`.
+    tf.Examples under `output_dir`; its cells are limited as ingest's are (`max_cell_bytes`, no NUL bytes).
 
     Column types are inferred from the sample itself, so a type that differs from training shows up
     as skew or an anomaly rather than as a conversion error.
     """
     storage = storage or Storage()
+    cell_limits.check_max_cell_bytes(max_cell_bytes)
     resolved = resolve_input(pattern, flag="--serving-data", storage=storage)
     source = _FileSource(dict.fromkeys(resolved.files), sources.CSV, "the serving sample",
-                         csv_dialect.delimiter(csv_delimiter))
+                         csv_dialect.delimiter(csv_delimiter), max_cell_bytes)
     row_counts, _ = write_examples(source, SplitPlan(names=(SERVING_SPLIT,), weights=(1,)), output_dir, beam_args)
     if not row_counts[SERVING_SPLIT]:
         raise StageError(f"The serving sample {pattern!r} holds a header but no data rows.")

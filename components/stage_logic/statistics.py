@@ -11,6 +11,7 @@ from tensorflow_data_validation import constants as tfdv_constants
 from tfx_bsl.public import tfxio
 
 from components.data import layout
+from components.data.cell_limits import DEFAULT_MAX_CELL_BYTES
 from components.errors import StageError
 from components.platform import beam_runner
 from components.platform.beam_options import pipeline_options
@@ -21,10 +22,10 @@ TELEMETRY = ["living-pipeline"]
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
 
 
-def _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage, csv_delimiter):
+def _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage, csv_delimiter, max_cell_bytes):
     """The file pattern of tf.Examples for the serving sample, converting a CSV sample first."""
     if serving_data.endswith(".csv"):
-        ingest_serving_sample(serving_data, scratch_dir, beam_args, storage, csv_delimiter)
+        ingest_serving_sample(serving_data, scratch_dir, beam_args, storage, csv_delimiter, max_cell_bytes)
         return layout.examples_pattern(scratch_dir, SERVING_SPLIT)
     if serving_data.endswith(_TFRECORD_SUFFIXES):
         if not storage.match(serving_data, "--serving-data"):
@@ -45,16 +46,16 @@ def _stats_options(slice_columns):
 
 
 def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=(), serving_data="", storage=None,
-                        csv_delimiter=","):
+                        csv_delimiter=",", max_cell_bytes=DEFAULT_MAX_CELL_BYTES):
     """Writes `Split-<name>/FeatureStats.pb` for each split (and the serving sample, a CSV one's fields separated
-    by `csv_delimiter`); returns the splits."""
+    by `csv_delimiter` and its cells limited as ingest's are, by `max_cell_bytes`); returns the splits."""
     storage = storage or Storage()
     patterns = {split: layout.examples_pattern(examples_dir, split)
                 for split in layout.split_names(examples_dir, storage)}
     with beam_runner.scratch(output_dir, storage) as scratch_dir:  # in a bucket when Beam's workers run elsewhere
         if serving_data:
             patterns[SERVING_SPLIT] = _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage,
-                                                                csv_delimiter)
+                                                                csv_delimiter, max_cell_bytes)
         options = _stats_options(slice_columns)
         with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
             for split, pattern in patterns.items():
@@ -90,8 +91,9 @@ def _feature_name(feature):
     return ".".join(feature.path.step) or feature.name
 
 
-def _find_feature(dataset, name):
-    return next((f for f in dataset.features if _feature_name(f) == name), None)
+def _features_by_name(dataset):
+    """{name: feature} of a dataset's statistics: looked up once, not searched for each of a wide table's features."""
+    return {_feature_name(f): f for f in reversed(dataset.features)}
 
 
 def _numeric_rows(features, num_examples):
@@ -136,13 +138,14 @@ def _slice_value(feature):
     return f"{top.value} ({100 * top.frequency / max(stats.common_stats.num_non_missing, 1):.0f}%)"
 
 
-def _feature_card(name, overall, slices):
-    """One feature: a table with a column per split, every split in one chart, and a row per slice."""
+def _feature_card(name, overall, slices, named, named_slices):
+    """One feature: a table with a column per split, every split in one chart, and a row per slice. `named` and
+    `named_slices` are `overall`'s and `slices`' features by name (`_features_by_name`)."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
     from components import reports
 
-    present = {split: _find_feature(dataset, name) for split, dataset in overall.items()}
+    present = {split: named[split].get(name) for split in overall}
     features = {split: feature for split, feature in present.items() if feature is not None}
     num_examples = {split: dataset.num_examples for split, dataset in overall.items()}
     kind = statistics_pb2.FeatureNameStatistics.Type.Name(next(iter(features.values())).type)
@@ -166,7 +169,7 @@ def _feature_card(name, overall, slices):
     if slice_names:
         what = "mean" if numeric else "most frequent value"
         by_slice = (f"<p class=\"muted\">{what} by slice</p>" + reports.html_table(
-            ["slice", *slices], [(slice_name, *(_slice_value(_find_feature(slices[split][slice_name], name))
+            ["slice", *slices], [(slice_name, *(_slice_value(named_slices[split][slice_name].get(name))
                                                 if slice_name in slices[split] else "-" for split in slices))
                                  for slice_name in slice_names], numeric=tuple(range(1, len(slices) + 1)) if numeric
             else ()))
@@ -201,7 +204,10 @@ def statistics_html(statistics_by_split):
             ["slice", *(f"{split} examples" for split in slices)],
             [(name, *(reports.number(slices[split][name].num_examples) if name in slices[split] else "-"
                       for split in slices)) for name in slice_names], numeric=tuple(range(1, len(slices) + 1)))]
-    sections += [_feature_card(name, overall, slices) for name in names]
+    named = {split: _features_by_name(dataset) for split, dataset in overall.items()}
+    named_slices = {split: {slice_name: _features_by_name(dataset) for slice_name, dataset in datasets.items()}
+                    for split, datasets in slices.items()}
+    sections += [_feature_card(name, overall, slices, named, named_slices) for name in names]
     return reports.html_page("Statistics", *sections)
 
 

@@ -15,8 +15,15 @@ def _threshold(text, flag):
         value = float(text)
     except ValueError:
         raise StageError(f"{flag} {text!r}: give a number (e.g. 0.1), or COLUMN=NUMBER for one column.") from None
-    if not math.isfinite(value) or value < 0:
-        raise StageError(f"{flag} {text!r}: a threshold is a number of 0 or more (0 turns that check off).")
+    return check_threshold(value, flag, text)
+
+
+def check_threshold(value, flag, given=None):
+    """`value` when it is a usable drift or skew threshold (finite, 0 or more); else one line naming `flag` (and
+    the text `given`, where the value came from one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise StageError(f"{flag} {given if given is not None else value!r}: a threshold is a number of 0 or more "
+                         "(0 turns that check off).")
     return value
 
 
