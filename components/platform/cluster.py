@@ -15,9 +15,13 @@ one of two places, both KFP-only settings that never reach the portable spec Ver
   run on any node.
 - a volume (`compile --kfp-volume PVC`), mounted in the stages whose row names kept state; a
   ReadWriteOnce volume ties those pods to one node.
+
+Either way, each pod also gets the platform's own deadline (`activeDeadlineSeconds`), a few minutes after
+its stage's own time limit (components/platform/time_limits.py), in case the stage cannot stop itself.
 """
 from typing import NamedTuple
 
+from components.platform.time_limits import platform_deadline
 from components.stage_table import BY_NAME
 
 STATE_MOUNT_PATH = "/mnt/living-pipeline"
@@ -40,10 +44,11 @@ ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
 KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
-def configure_tasks(tasks, kfp_volume=None, object_store=None):
+def configure_tasks(tasks, kfp_volume=None, object_store=None, timeouts=None):
     """Sets each task's resources and caching from the stage table; with `kfp_volume` (a PVC name), mounts
     it in the stages that keep state; with `object_store` (an ObjectStore), gives every stage its endpoint
-    and keys as environment variables."""
+    and keys as environment variables. A spec for KFP (either of those) also gets each pod's deadline from
+    `timeouts` ({stage: seconds}; the portable spec holds no Kubernetes settings, as Vertex AI needs)."""
     for task in tasks:
         stage = BY_NAME[task.name]
         resources = stage.resources
@@ -61,4 +66,8 @@ def configure_tasks(tasks, kfp_volume=None, object_store=None):
             task.set_env_variable(ENDPOINT_VARIABLE, object_store.endpoint)
             kubernetes.use_secret_as_env(task, secret_name=object_store.secret, secret_key_to_env={
                 object_store.access_key_key: KEY_VARIABLES[0], object_store.secret_key_key: KEY_VARIABLES[1]})
+        if (kfp_volume or object_store) and timeouts:
+            from kfp import kubernetes
+
+            kubernetes.set_timeout(task, platform_deadline(timeouts[task.name]))
     return tasks
