@@ -2,15 +2,21 @@
 or kill one with SIGKILL at a chosen point.
 
     python tests/publish_child.py publish MODEL_DIR SERVING_ROOT MODEL_NAME [--compared-with N]
-                                  [--barrier DIR] [--kill-at POINT]
+                                  [--barrier DIR] [--kill-at POINT] [--hold-at POINT --hold DIR]
+                                  [--elsewhere] [--lease-seconds S]
+    python tests/publish_child.py push MODEL_DIR SERVING_ROOT MODEL_NAME --compared-with N [--barrier DIR]
     python tests/publish_child.py store-statistics STATISTICS_DIR STATISTICS_ROOT SPAN [--kill-at POINT]
 
 Prints the outcome as one JSON line: {"version": N, "path": ...}, {"refused": reason} or {"stored": span},
-with "peak_mb", the process's peak resident memory, and "seconds" the publish took.
+with "peak_mb", the process's peak resident memory, and "seconds" the publish took; `push` prints push's
+result for a model blessed against version N (what the push stage records as its output).
 `--barrier DIR`: after the imports and a first look at the store, writes DIR/ready-<pid> and waits
 for DIR/go, so that concurrent publishers reach the store together. `--kill-at` makes the process
 kill itself (SIGKILL: no cleanup, no finally) at one of the points in KILL_POINTS, by wrapping the
-step it dies in, in this process only.
+step it dies in, in this process only. `--hold-at` pauses it at one of HOLD_POINTS: it writes
+DIR/held and waits for DIR/release, renewing its lease meanwhile as any slow publish does.
+`--elsewhere` makes its owner records say it runs on another machine, so other publishers judge it by its
+lease, which `--lease-seconds` shortens (renewed ten times a lease: a loaded test machine takes seconds to renew).
 """
 import argparse
 import hashlib
@@ -23,7 +29,8 @@ import subprocess
 import sys
 import time
 
-from components.state import serving_root, statistics_store
+from components.stage_logic.push import push_model
+from components.state import owners, serving_root, statistics_store
 from components.state.serving_root import BaselineChanged, publish_model, published_versions
 from components.state.storage import Storage
 
@@ -79,6 +86,17 @@ def _die_before_cleanup():
     Storage.copy, Storage.delete = copy, delete
 
 
+def _die_after_writing(marker):
+    """Dies right after writing a file whose path holds `marker` (e.g. a claim, before its won- marker)."""
+    original = Storage.write_bytes
+
+    def write_bytes(self, path, *args):
+        original(self, path, *args)
+        if marker in path:
+            _die()
+    Storage.write_bytes = write_bytes
+
+
 KILL_POINTS = {
     # Local serving root.
     "local-staging": _die_in_staging_copy,
@@ -87,6 +105,7 @@ KILL_POINTS = {
     # Bucket serving root.
     "bucket-upload": lambda: _die_after(Storage, "upload_file"),
     "bucket-before-claim": lambda: _die_before(serving_root, "_claim_version"),
+    "bucket-claim-written": lambda: _die_after_writing("/.claims/"),
     "bucket-after-claim": lambda: _die_after(serving_root, "_claim_version"),
     "bucket-copy": lambda: _die_after(Storage, "copy"),
     "bucket-before-cleanup": _die_before_cleanup,
@@ -94,6 +113,51 @@ KILL_POINTS = {
     "statistics-local-between-splits": lambda: _die_after(os, "replace"),
     "statistics-bucket-between-splits": lambda: _die_after(Storage, "write_bytes"),
 }
+
+
+def _hold(folder):
+    open(os.path.join(folder, "held"), "w").close()
+    while not os.path.exists(os.path.join(folder, "release")):
+        time.sleep(0.05)
+
+
+def _hold_in_staging_copy(folder):
+    """Local: holds once copytree has copied one file of the model into the hidden staging folder."""
+    original, held = shutil.copytree, []
+
+    def copy_then_hold(*args, **kwargs):
+        result = shutil.copy2(*args, **kwargs)
+        if not held:
+            held.append(True)
+            _hold(folder)
+        return result
+
+    def copytree(source, target, *args, **kwargs):
+        if not args:
+            kwargs.setdefault("copy_function", copy_then_hold)
+        return original(source, target, *args, **kwargs)
+    shutil.copytree = copytree
+
+
+def _hold_after_first_copy(folder):
+    """Bucket: holds after the version's files but saved_model.pb are copied, before the last copy."""
+    original = Storage.copy
+
+    def copy(self, *args):
+        original(self, *args)
+        if Storage.copy is copy:
+            Storage.copy = original
+            _hold(folder)
+    Storage.copy = copy
+
+
+HOLD_POINTS = {"local-staging": _hold_in_staging_copy, "bucket-copy": _hold_after_first_copy}
+
+
+def _elsewhere():
+    """Owner records that say this process runs on another machine."""
+    here = owners.this_process
+    owners.this_process = lambda: {**here(), "host": "elsewhere", "boot_id": "another-machine"}
 
 
 def write_fake_model(path, seed, big_asset_bytes=0):
@@ -168,14 +232,22 @@ def _peak_mb():
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("action", choices=["publish", "store-statistics"])
+    parser.add_argument("action", choices=["publish", "push", "store-statistics"])
     parser.add_argument("source")
     parser.add_argument("root")
     parser.add_argument("name")
     parser.add_argument("--compared-with", type=int, default=None)
     parser.add_argument("--barrier", default="")
     parser.add_argument("--kill-at", choices=sorted(KILL_POINTS), default="")
+    parser.add_argument("--hold-at", choices=sorted(HOLD_POINTS), default="")
+    parser.add_argument("--hold", default="")
+    parser.add_argument("--elsewhere", action="store_true")
+    parser.add_argument("--lease-seconds", type=float, default=0)
     args = parser.parse_args()
+    if args.lease_seconds:
+        owners.LEASE_SECONDS, owners.RENEW_SECONDS = args.lease_seconds, args.lease_seconds / 10
+    if args.elsewhere:
+        _elsewhere()
     if args.action == "store-statistics":
         statistics_store.stored_spans(args.root)
         if args.kill_at:
@@ -190,7 +262,13 @@ def main():
             time.sleep(0.01)
     if args.kill_at:
         KILL_POINTS[args.kill_at]()
+    if args.hold_at:
+        HOLD_POINTS[args.hold_at](args.hold)
     started = time.monotonic()
+    if args.action == "push":
+        blessing = {"blessed": True, "reasons": ["passes"], "baseline_version": args.compared_with}
+        print(json.dumps(push_model(args.source, blessing, args.root, args.name)), flush=True)
+        return
     try:
         version, path = publish_model(args.source, args.root, args.name, compared_with=args.compared_with)
     except BaselineChanged as changed:

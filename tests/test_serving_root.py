@@ -1,13 +1,17 @@
 """Publishing to a local serving root: increasing versions, never a partial or clobbered one, never one
-published over a version the candidate was not compared with."""
+published over a version the candidate was not compared with; and how a publish's owner is judged (by its
+process on this machine, by its lease from elsewhere) before the next publish removes its staging."""
+import json
 import multiprocessing
 import os
+import socket
+import subprocess
 import time
 
 import pytest
 
 from components.errors import StageError
-from components.state import serving_root
+from components.state import owners, serving_root
 from components.state.serving_root import (
     BaselineChanged,
     baseline_model,
@@ -123,3 +127,53 @@ def test_only_a_saved_model_is_published(tmp_path):
     with pytest.raises(StageError, match=r"^The model '.*not-a-model' has no saved_model.pb"):
         publish_model(str(tmp_path / "not-a-model"), str(tmp_path / "serving"), "m")
     assert not os.path.exists(tmp_path / "serving")
+
+
+def _record_of(process_identity, renewed_ago=0.0):
+    return json.dumps({**process_identity, "renewed": time.time() - renewed_ago, "lease": owners.LEASE_SECONDS})
+
+
+def _ended_process():
+    """The identity a process had, once it has ended (and been waited for)."""
+    child = subprocess.Popen(["sleep", "0"])
+    identity = {**owners.this_process(), "pid": child.pid, "started": None}
+    child.wait()
+    return identity
+
+
+def test_an_owner_on_this_machine_is_judged_by_its_process():
+    assert owners.owner_status(json.loads(_record_of(owners.this_process(), renewed_ago=3600)))[0], \
+        "a running owner is live, however long ago it renewed"
+    reused = {**owners.this_process(), "started": owners.this_process()["started"] - 1}
+    assert owners.owner_status(json.loads(_record_of(reused))) == (
+        False, f"pid {os.getpid()} on host {socket.gethostname()}, no longer running"), "another process under its pid"
+    assert not owners.owner_status(json.loads(_record_of(_ended_process())))[0]
+    zombie = subprocess.Popen(["sleep", "0"])
+    try:
+        os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # it has ended, and is not reaped: a zombie
+        assert not owners.owner_status(json.loads(_record_of({**owners.this_process(), "pid": zombie.pid})))[0]
+    finally:
+        zombie.wait()
+
+
+def test_an_owner_elsewhere_is_judged_by_its_lease():
+    elsewhere = {**owners.this_process(), "host": "elsewhere", "boot_id": "another-machine"}
+    assert owners.owner_status(json.loads(_record_of(elsewhere, renewed_ago=5))) == (
+        True, f"pid {os.getpid()} on host elsewhere, its lease renewed 5 s ago")
+    assert owners.owner_status(json.loads(_record_of(elsewhere, renewed_ago=owners.LEASE_SECONDS + 1))) == (
+        False, f"pid {os.getpid()} on host elsewhere, its lease not renewed for {owners.LEASE_SECONDS + 1} s "
+               f"(lease {owners.LEASE_SECONDS} s)")
+
+
+def test_the_next_publish_removes_staging_whose_owner_is_dead_and_leaves_a_live_owners(tmp_path):
+    root = tmp_path / "serving" / "m"
+    owners_of = {"dead": _ended_process(), "live": owners.this_process(),
+                 "lapsed": {**owners.this_process(), "host": "elsewhere", "boot_id": "another-machine"}}
+    ago = {"lapsed": owners.LEASE_SECONDS + 60}
+    stamp = int(time.time())
+    for name, identity in owners_of.items():
+        _fake_model(str(root / f".incoming-{stamp}-{name.encode().hex()}"), "half a model")
+        (root / f".incoming-{stamp}-{name.encode().hex()}.owner").write_text(_record_of(identity, ago.get(name, 0)))
+    publish_model(_models(tmp_path, 1)[0], str(tmp_path / "serving"), "m")
+    live = f".incoming-{stamp}-{'live'.encode().hex()}"
+    assert sorted(os.listdir(root)) == sorted([".publish.lock", "1", live, live + ".owner"])

@@ -263,3 +263,20 @@ def test_storage_options_become_the_runs_storage_settings_and_leave_beam_args(kf
     assert json.loads(parameters.pop("storage_settings")) == {
         "s3_endpoint_url": "http://minio-service.kubeflow:9000", "s3_region_name": "eu-west-1"}
     assert parameters == {"serving_root": "s3://mlpipeline/serving", "beam_args": "--direct_num_workers=2"}
+
+
+def test_a_submitted_time_limit_reaches_the_run_and_the_pods_of_the_spec_it_compiles(kfp_api):
+    """`--param stage_timeouts` goes over the spec's defaults; the spec submit compiles for KFP gives the pods
+    deadlines a little after those limits, so a longer limit is not cut short by the platform."""
+    code, _, stderr = submit(kfp_api.host, "--version-name", "7c1b2c3d4e5f", "--kfp-volume", "state",
+                             "--param", "serving_root=/mnt/living-pipeline/serving",
+                             "--param", "stage_timeouts=train=30h,transform=10m")
+    assert code == 0, stderr
+    (run,) = kfp_api.runs
+    limits = dict(pair.split("=") for pair in run["runtime_config"]["parameters"]["stage_timeouts"].split(","))
+    assert {stage: int(seconds) for stage, seconds in limits.items()} == {
+        "ingest": 7200, "statistics": 7200, "schema": 1800, "validate": 1800, "transform": 600, "tune": 21600,
+        "train": 108000, "evaluate": 7200, "push": 14400}
+    executors = kfp_api.versions[-1]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert int(executors["exec-train"]["activeDeadlineSeconds"]) == 108000 + 300
+    assert int(executors["exec-transform"]["activeDeadlineSeconds"]) == 600 + 300

@@ -52,7 +52,8 @@ def _verdict_sections(blessing, pushed, validation):
     """The verdict with what was published, the blessing's reasons, the anomaly count and any warnings."""
     verdict = "BLESSED" if blessing.get("blessed") else "NOT BLESSED"
     published = (f"published version {int(pushed['version'])} at {pushed['path']}" if pushed.get("pushed")
-                 else "nothing published")
+                 else "nothing published" if not blessing.get("blessed")
+                 else "nothing published: " + pushed.get("reason", "").removeprefix("blessed, but "))
     count = int(validation.get("anomaly_count", 0))
     anomalies = ("no data anomalies" if not count else
                  f"{count} data {'anomaly' if count == 1 else 'anomalies'} (reported as warnings: "

@@ -5,6 +5,10 @@ published version is still the one evaluate compared the candidate with (`baseli
 none). If another run published in between, nothing is published and the result says why; a rerun
 compares the candidate with the new version.
 
+The result says which of three outcomes it was (`outcome`): `published`, `not-blessed`, or
+`baseline-changed` (blessed, but a newer version was published or is being published meanwhile; its number is
+`newer_version`). The run's summary, summary JSON and exit status follow it.
+
 With a provenance `record` (components.state.provenance), the version is published with the record in its
 `assets.extra/provenance.json`; the model artifact itself is left as it is.
 """
@@ -14,6 +18,8 @@ from components.state.provenance import PROVENANCE_FILE, model_with_provenance
 from components.state.serving_root import BaselineChanged, is_version_name, publish_model
 from components.state.storage import Storage
 from components.tf_serving.warmup import WARMUP_FOLDER
+
+PUBLISHED, NOT_BLESSED, BASELINE_CHANGED = "published", "not-blessed", "baseline-changed"
 
 
 def compared_version(blessing):
@@ -28,7 +34,7 @@ def push_model(model_dir, blessing, serving_root, model_name, record=None, stora
     """Publishes the model if `blessing` says so (with its provenance `record`); returns what was done and why."""
     storage = storage or Storage()
     if not blessing["blessed"]:
-        return {"pushed": False, "version": 0, "path": "",
+        return {"pushed": False, "outcome": NOT_BLESSED, "version": 0, "path": "",
                 "reason": "not blessed: " + "; ".join(blessing["reasons"])}
     staged = model_with_provenance(model_dir, record) if record else contextlib.nullcontext(model_dir)
     try:
@@ -36,8 +42,9 @@ def push_model(model_dir, blessing, serving_root, model_name, record=None, stora
             version, path = publish_model(publishable, serving_root, model_name,
                                           compared_with=compared_version(blessing), storage=storage)
     except BaselineChanged as changed:
-        return {"pushed": False, "version": 0, "path": "", "reason": f"blessed, but {changed}"}
-    return {"pushed": True, "version": version, "path": path,
+        return {"pushed": False, "outcome": BASELINE_CHANGED, "newer_version": changed.version, "version": 0,
+                "path": "", "reason": f"blessed, but {changed}"}
+    return {"pushed": True, "outcome": PUBLISHED, "version": version, "path": path,
             "provenance": f"{path}/{WARMUP_FOLDER}/{PROVENANCE_FILE}" if record else "",
             "reason": "blessed: " + "; ".join(blessing["reasons"])}
 

@@ -17,39 +17,54 @@ Versions are increasing integers written in ASCII digits, and a version counts a
   *`) honour, so conditional creates alone could not be tested here.
 - **No publish without a fair comparison.** `publish_model(..., compared_with=N)` publishes only while
   version N (0: none) is still the newest published version and no other publish after N is under
-  way; otherwise it raises `BaselineChanged` and publishes nothing, and a rerun compares with the new
-  version. Push passes the version evaluate compared the candidate with.
-- **Debris from a publish that died** is removed by the next publish once it is old enough to be
-  sure its publisher is gone: staging older than `ABANDONED_STAGING_SECONDS`; in a bucket, a claim
-  older than `ABANDONED_CLAIM_SECONDS` whose version never got its `saved_model.pb`, with the files
-  copied for it. A publisher that would exceed either age stops before its version becomes visible.
-  A dead claim's number is not used again (its claim stays until a later version exists). Local
-  roots never show a numbered folder that is not whole; in a bucket, a publish killed during the
-  final copies (seconds for a large model) leaves a numbered prefix without `saved_model.pb` until
-  its claim is abandoned and the next publish removes it; TF Serving may try to load it in between,
-  and fails to.
+  way; otherwise it raises `BaselineChanged` (with the newer version) and publishes nothing, and a rerun
+  compares with the new version. Push passes the version evaluate compared the candidate with.
+- **Owners, leases and takeovers** (`components.state.owners`). Every staged upload has an owner record
+  beside it (`.incoming-<time>-<id>.owner`), and a bucket claim is itself its owner's record: host, boot id,
+  pid namespace, pid and the process's start time, and the time its lease was last renewed. The owner
+  renews both every `owners.RENEW_SECONDS` (15 s) from a background thread for as long as it publishes.
+  The next publish judges each owner: seen from the same machine and pid namespace, by its process (no such
+  pid, or another process started under it: dead, taken over at once; running: never taken over, however
+  slow); seen from anywhere else (another pod or container), by its lease (`owners.LEASE_SECONDS`, 120 s:
+  lapsed, taken over). Before its version becomes visible, an owner checks that it renewed within half a
+  lease and that what it staged or copied is all still there, so a publish paused past its lease stops
+  rather than publish what another publish may be removing (this holds while clocks differ by less than
+  half a lease).
+- **Debris from a publish that died** is removed by the next publish once its owner is judged dead: its
+  staged upload (local: renamed to `.removing-<id>` under the lock, then deleted), and, in a bucket, the
+  files copied for a claimed version that never got its `saved_model.pb`. A dead claim's number is not
+  used again (its claim stays until a later version exists), and it holds nobody back; a live one refuses
+  publishes compared with the version before it (`BaselineChanged`, naming its owner), and holds the
+  number for publishes that check nothing (they try it again, up to one and a half leases). Records and
+  claims written without a lease (an older release) are judged by the age in their names:
+  `ABANDONED_STAGING_SECONDS`, `ABANDONED_CLAIM_SECONDS`. Local roots never show a numbered folder that is
+  not whole; in a bucket, a publish killed during the final copies (seconds for a large model) leaves a
+  numbered prefix without `saved_model.pb` until the next publish judges its owner dead and removes it;
+  TF Serving may try to load it in between, and fails to.
 """
 import contextlib
 import fcntl
-import json
 import os
 import random
 import re
 import shutil
-import socket
 import time
 import uuid
 
 from components.errors import StageError
+from components.state import owners
+from components.state.owners import Lease, LeaseLost, owner_record, owner_status, read_record
 from components.state.storage import Storage, is_remote, join
 
 SAVED_MODEL_FILE = "saved_model.pb"
-# Staged uploads older than this belong to a publish that died (a publish must upload within half of it).
+# Staged uploads and claims that an older release wrote without owner records are judged by the age in their
+# names (that release's publishes stopped at half of each): older than these, their publish died.
 ABANDONED_STAGING_SECONDS = 6 * 3600
-# A bucket version claim older than this whose version is not published belongs to a publish that died.
 ABANDONED_CLAIM_SECONDS = 10 * 60
 _LOCK_FILE = ".publish.lock"
 _STAGING_PREFIX = ".incoming-"
+_OWNER_SUFFIX = ".owner"
+_REMOVING_PREFIX = ".removing-"
 _CLAIMS_FOLDER = ".claims"
 _WON_PREFIX = "won-"
 _FLAG = "--serving-root"
@@ -59,10 +74,19 @@ _STAMPED_NAME = re.compile(r"([0-9]+)-[0-9a-f]+\Z")
 _CLAIM_ATTEMPTS_COMPARED = 12
 _CLAIM_ATTEMPTS_ANY = 100
 _CLAIM_PAUSE_SECONDS = (0.05, 0.3)
+# How long a claim's record read while it was not marked won serves the next listings (see _BucketState).
+_UNWON_RECORD_REUSE_SECONDS = 10
 
 
 class BaselineChanged(Exception):
-    """The serving model is no longer the one the candidate was compared with; nothing was published."""
+    """The serving model is no longer the one the candidate was compared with; nothing was published.
+
+    `version` is the newer version: published, or being published by another run.
+    """
+
+    def __init__(self, message, version=0):
+        super().__init__(message)
+        self.version = version
 
 
 def is_version_name(name):
@@ -140,22 +164,38 @@ def _is_abandoned(stamped_name, age_seconds):
     return bool(found) and int(found[1]) < time.time() - age_seconds
 
 
+def _judged(data, name, legacy_seconds):
+    """(live, who) of the owner of a claim or staged upload named `name` (`<time>-<id>`), from its owner record
+    `data` (bytes; None when it could not be read, as when its owner is removing it: live until seen gone).
+    Without a record (written by a release before owner records), the age in its name decides."""
+    if data is None:
+        return True, "its owner record could not be read"
+    record = read_record(data)
+    if record is not None:
+        return owner_status(record)
+    if _is_abandoned(name, legacy_seconds):
+        return False, f"no owner record, written over {legacy_seconds} s ago"
+    return True, f"no owner record, written less than {legacy_seconds} s ago"
+
+
 def _check_baseline(newest, compared_with, root):
     if compared_with is not None and newest != compared_with:
         raise BaselineChanged(
             f"version {newest} is now the newest published version at {root}; the candidate was compared "
-            f"with {_described(compared_with)}: nothing was published; rerun to compare it with version {newest}")
+            f"with {_described(compared_with)}: nothing was published; rerun to compare it with version {newest}",
+            version=newest)
 
 
 def _described(version):
     return f"version {version}" if version else "no published model"
 
 
-def _check_staging_age(started, root):
-    if time.time() - started > ABANDONED_STAGING_SECONDS / 2:
-        raise StageError(f"{_FLAG} {root!r}: uploading the model took longer than "
-                         f"{ABANDONED_STAGING_SECONDS // 2} s, after which another publish may remove it: nothing "
-                         "was published; publish from closer to the store.")
+def _check_lease(lease, root, what):
+    try:
+        lease.check()
+    except LeaseLost as lost:
+        raise StageError(f"{_FLAG} {root!r}: publishing {what}: {lost}: nothing was published; run push "
+                         "again.") from None
 
 
 @contextlib.contextmanager
@@ -168,34 +208,90 @@ def _publish_lock(root):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _local_owner(root, name):
+    """(live, who) of the owner of the local staged folder `name` (and of its record `name`.owner)."""
+    try:
+        with open(os.path.join(root, name + _OWNER_SUFFIX), "rb") as source:
+            data = source.read()
+    except FileNotFoundError:
+        data = b""  # no record: an older release's folder, judged by its age
+    return _judged(data, name, ABANDONED_STAGING_SECONDS)
+
+
+def _remove_dead_staging(root):
+    """Removes the staged folders and owner records of local publishes whose owner is dead, and what an
+    interrupted removal left. A dead owner's folder is first renamed out of the way under the lock, so that
+    its owner, were it alive after all, could not rename it into a version (it checks under the lock)."""
+    names = os.listdir(root)
+    staged = {name.removesuffix(_OWNER_SUFFIX) for name in names if name.startswith(_STAGING_PREFIX)}
+    dead = sorted(name for name in staged if not _local_owner(root, name)[0])
+    if dead:
+        with _publish_lock(root):
+            for name in dead:
+                if not _local_owner(root, name)[0]:  # again, under the lock: a lease may have been renewed since
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(os.path.join(root, name),
+                                  os.path.join(root, _REMOVING_PREFIX + name.removeprefix(_STAGING_PREFIX)))
+    for name in os.listdir(root):
+        if name.startswith(_REMOVING_PREFIX):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    for name in dead:
+        if not os.path.exists(os.path.join(root, name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(root, name + _OWNER_SUFFIX))
+
+
+def _write_local(path, data):
+    with open(path, "wb") as sink:
+        sink.write(data)
+
+
+def _file_sizes(folder):
+    """{relative path: size} of a local folder's files, through symbolic links as copytree copies them."""
+    return {os.path.relpath(os.path.join(parent, name), folder): os.path.getsize(os.path.join(parent, name))
+            for parent, _, names in os.walk(folder, followlinks=True) for name in names}
+
+
 def _publish_locally(model_dir, root, compared_with):
     os.makedirs(root, exist_ok=True)
-    for name in os.listdir(root):
-        if name.startswith(_STAGING_PREFIX) and _is_abandoned(name, ABANDONED_STAGING_SECONDS):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    started = time.time()
+    _remove_dead_staging(root)
     staging = os.path.join(root, _STAGING_PREFIX + _stamp())
+    record = staging + _OWNER_SUFFIX
     try:
-        shutil.copytree(model_dir, staging)
-        with _publish_lock(root):
-            _check_staging_age(started, root)
-            numbered = [int(name) for name in os.listdir(root) if is_version_name(name)]
-            published = [version for version in numbered
-                         if os.path.isfile(os.path.join(root, str(version), SAVED_MODEL_FILE))]
-            _check_baseline(max(published, default=0), compared_with, root)
-            version = max(numbered, default=0) + 1
-            path = os.path.join(root, str(version))
-            os.rename(staging, path)
+        with Lease() as lease:
+            made = time.monotonic()
+            _write_local(record, owner_record())
+            lease.hold(lambda data: _write_local(record, data), f"the staged folder {staging}", made)
+            shutil.copytree(model_dir, staging)
+            with _publish_lock(root):
+                _check_lease(lease, root, "the model")
+                if not os.path.isdir(staging) or _file_sizes(staging) != _file_sizes(model_dir):
+                    raise StageError(f"{_FLAG} {root!r}: another publish removed this publish's staged folder "
+                                     f"{staging}, as its lease had lapsed: nothing was published; run push again.")
+                numbered = [int(name) for name in os.listdir(root) if is_version_name(name)]
+                published = [version for version in numbered
+                             if os.path.isfile(os.path.join(root, str(version), SAVED_MODEL_FILE))]
+                _check_baseline(max(published, default=0), compared_with, root)
+                version = max(numbered, default=0) + 1
+                path = os.path.join(root, str(version))
+                os.rename(staging, path)
     finally:
+        # The lease has ended: nothing renews the record any more.
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(record)
     return version, path
 
 
 class _BucketState:
-    """One listing of a model's prefix in a bucket: versions, claims and staged uploads."""
+    """One listing of a model's prefix in a bucket: versions, claims, staged uploads and their owners."""
 
-    def __init__(self, root, storage):
-        self.numbered, self.published, self.claims, self.staging = set(), set(), {}, {}
+    def __init__(self, root, storage, unwon_records=None):
+        self.root, self._storage, self._owners = root, storage, {}
+        # {claim URI: (record bytes, time read)} of claims not marked won, kept across one publish's listings: a
+        # claimant writes such a record once per try and renews nothing until it wins, so one read serves a while.
+        self._unwon_records = {} if unwon_records is None else unwon_records
+        self.numbered, self.published, self.claims, self.staging, self.staging_records = set(), set(), {}, {}, set()
         for path, relative in storage.files_under(root, _FLAG):
             top, _, rest = relative.partition("/")
             if is_version_name(top):
@@ -206,37 +302,93 @@ class _BucketState:
                 version, _, claim = rest.partition("/")
                 if is_version_name(version) and claim:
                     self.claims.setdefault(int(version), []).append(claim)
-            elif top.startswith(_STAGING_PREFIX):
+            elif top.startswith(_STAGING_PREFIX) and rest:
                 self.staging.setdefault(top, []).append(path)
+            elif top.startswith(_STAGING_PREFIX) and top.endswith(_OWNER_SUFFIX):
+                self.staging_records.add(top.removesuffix(_OWNER_SUFFIX))
         self.newest = max(self.published, default=0)
 
+    def _owner(self, uri, name, legacy_seconds, reuse=False):
+        if uri not in self._owners:
+            kept, read_at = self._unwon_records.get(uri, (None, 0.0))
+            if reuse and kept is not None and time.monotonic() - read_at < _UNWON_RECORD_REUSE_SECONDS:
+                data = kept
+            else:
+                try:
+                    data = self._storage.read_bytes(uri, _FLAG)
+                except StageError:
+                    data = None
+                if reuse and data is not None:
+                    self._unwon_records[uri] = (data, time.monotonic())
+            self._owners[uri] = _judged(data, name, legacy_seconds)
+        return self._owners[uri]
+
+    def claim_owner(self, version, claimant):
+        """(live, who) of the publish that claimed `version` as `claimant` (its id, without the won- prefix).
+
+        A claim is written before its won- marker and removed after it, so a marker without its claim is an
+        older release's (whose claims held no lease): judged by its age."""
+        if claimant not in self.claims[version]:
+            return _judged(b"", claimant, ABANDONED_CLAIM_SECONDS)
+        return self._owner(join(self.root, _CLAIMS_FOLDER, str(version), claimant), claimant, ABANDONED_CLAIM_SECONDS,
+                           reuse=_WON_PREFIX + claimant not in self.claims[version])
+
+    def claimants(self, version):
+        """{claimant id: whether it marked the number as won} of a version's claims."""
+        found = {}
+        for claim in self.claims[version]:
+            claimant = claim.removeprefix(_WON_PREFIX)
+            found[claimant] = found.get(claimant, False) or claim.startswith(_WON_PREFIX)
+        return found
+
+    def live_claimants(self, version):
+        """[(claimant, won, who)] of the claims on `version` whose publish may still be running."""
+        return [(claimant, won, who) for claimant, won in self.claimants(version).items()
+                for live, who in [self.claim_owner(version, claimant)] if live]
+
     def _dead(self, version):
-        return all(_is_abandoned(claim, ABANDONED_CLAIM_SECONDS) for claim in self.claims[version])
+        return not self.live_claimants(version)
+
+    def staging_owner(self, name):
+        """(live, who) of the publish that staged the upload `name` (`.incoming-<id>`)."""
+        if name not in self.staging_records:
+            return _judged(b"", name, ABANDONED_STAGING_SECONDS)
+        return self._owner(join(self.root, name + _OWNER_SUFFIX), name, ABANDONED_STAGING_SECONDS)
 
     def next_free(self):
         """The number after every version, finished or not, and every won or dead claim.
 
         A number that others contend for without a winner yet is not passed: it is tried again.
         """
-        taken = {version for version, claims in self.claims.items()
-                 if any(claim.startswith(_WON_PREFIX) for claim in claims) or self._dead(version)}
+        taken = {version for version in self.claims
+                 if any(self.claimants(version).values()) or self._dead(version)}
         return max(self.numbered | taken, default=0) + 1
 
     def live_claims_after(self, version):
         """Versions after `version`, not published, claimed by a publish that may still be running:
-        (those with a winner, those only contended for)."""
-        live = [number for number in self.claims
-                if number > version and number not in self.published and not self._dead(number)]
-        won = [number for number in live if any(claim.startswith(_WON_PREFIX) for claim in self.claims[number])]
-        return sorted(won), sorted(set(live) - set(won))
+        ([(version, who) of those with a winner], [(version, who) of those only contended for])."""
+        won, contended = [], []
+        for number in sorted(self.claims):
+            if number <= version or number in self.published:
+                continue
+            live = self.live_claimants(number)
+            winner = [who for _, has_won, who in live if has_won]
+            if winner:
+                won.append((number, winner[0]))
+            elif live:
+                contended.append((number, live[0][2]))
+        return won, contended
 
 
 def _remove_abandoned(root, state, storage):
-    """Removes what publishes that died left: old staged uploads; for a dead claim, the files copied for a
+    """Removes what publishes that died left: their staged uploads; for a dead claim, the files copied for a
     version never finished; and dead claims that no longer hold a number back (their version is published,
-    or a later version exists)."""
-    debris = [path for name, paths in state.staging.items() if _is_abandoned(name, ABANDONED_STAGING_SECONDS)
-              for path in paths]
+    or a later version exists). Owner records go last, so that a removal cut short is judged again."""
+    debris, markers, records = [], [], []
+    for name in sorted(set(state.staging) | state.staging_records):
+        if not state.staging_owner(name)[0]:
+            debris += state.staging.get(name, [])
+            records += [join(root, name + _OWNER_SUFFIX)] if name in state.staging_records else []
     highest = max(state.numbered, default=0)
     for version, claims in state.claims.items():
         if not state._dead(version):
@@ -244,12 +396,16 @@ def _remove_abandoned(root, state, storage):
         if version in state.numbered and version not in state.published:
             debris += [path for path, _ in storage.files_under(join(root, str(version)), _FLAG)]
         if version in state.published or version < highest:
-            debris += [join(root, _CLAIMS_FOLDER, str(version), claim) for claim in claims]
-    storage.delete(debris, _FLAG, root)
+            uris = [join(root, _CLAIMS_FOLDER, str(version), claim) for claim in claims]
+            markers += [uri for uri, claim in zip(uris, claims) if claim.startswith(_WON_PREFIX)]
+            records += [uri for uri, claim in zip(uris, claims) if not claim.startswith(_WON_PREFIX)]
+    for batch in (debris, markers, records):
+        storage.delete(batch, _FLAG, root)
 
 
 def _claim_version(root, compared_with, publisher, storage):
-    """Claims the next version number in a bucket; returns (version, the URIs that hold the claim).
+    """Claims the next version number in a bucket; returns (version, the URIs that hold the claim: the won-
+    marker, then the claim, which is the owner record).
 
     A publisher writes `.claims/<version>/<its id>`, then lists `.claims/<version>/`: it holds the number
     if its claim is the only one there, and then says so with `won-<its id>`; otherwise it takes its
@@ -258,70 +414,83 @@ def _claim_version(root, compared_with, publisher, storage):
     once the earlier one has published and taken its claim back, the version's files.
     """
     attempts = _CLAIM_ATTEMPTS_ANY if compared_with is None else _CLAIM_ATTEMPTS_COMPARED
-    for attempt in range(1, attempts + 1):
-        state = _BucketState(root, storage)
+    # A publish that checks no baseline waits out a claim whose owner died elsewhere mid-claim: one lease.
+    deadline = time.monotonic() + (1.5 * owners.LEASE_SECONDS if compared_with is None else 0)
+    attempt, contended, unwon_records = 0, [], {}
+    while attempt < attempts or time.monotonic() < deadline:
+        attempt += 1
+        state = _BucketState(root, storage, unwon_records)
         contended = []
         if compared_with is not None:
             _check_baseline(state.newest, compared_with, root)
             won, contended = state.live_claims_after(compared_with)
             if won:
-                raise _publishing_elsewhere(won[0], root, compared_with)
+                raise _publishing_elsewhere(*won[0], root, compared_with)
         if not contended:
             version = state.next_free()
             folder = join(root, _CLAIMS_FOLDER, str(version))
             claim = join(folder, publisher)
-            storage.write_bytes(claim, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode(),
-                                _FLAG)
+            storage.write_bytes(claim, owner_record(), _FLAG)
             alone = [name for _, name in storage.files_under(folder, _FLAG)] == [publisher]
             # A publisher that finished this number since the listing above has taken its claim back: its
             # version's files, copied before that, hold the number now.
             if alone and not any(True for _ in storage.files_under(join(root, str(version)), _FLAG)):
                 won = join(folder, _WON_PREFIX + publisher)
                 storage.write_bytes(won, b"won", _FLAG)
-                return version, [claim, won]
+                return version, [won, claim]
             storage.delete([claim], _FLAG, claim)
         time.sleep(random.uniform(*_CLAIM_PAUSE_SECONDS) * min(attempt, 4))
     if compared_with is not None:
-        raise _publishing_elsewhere(compared_with + 1, root, compared_with)
-    raise StageError(f"{_FLAG} {root!r}: no version number could be claimed in {attempts} attempts, as other "
+        raise _publishing_elsewhere(*(contended[0] if contended else (compared_with + 1, "")), root, compared_with)
+    raise StageError(f"{_FLAG} {root!r}: no version number could be claimed in {attempt} attempts, as other "
                      "publishers claimed them at the same time: nothing was published; run push again.")
 
 
-def _publishing_elsewhere(version, root, compared_with):
+def _publishing_elsewhere(version, who, root, compared_with):
     return BaselineChanged(
-        f"another run is publishing version {version} at {root}, after {_described(compared_with)} that the "
-        "candidate was compared with: nothing was published; rerun to compare it with the new version")
+        f"another run is publishing version {version} at {root}" + (f" ({who})" if who else "") + ", after "
+        f"{_described(compared_with)} that the candidate was compared with: nothing was published; rerun to "
+        "compare it with the new version", version=version)
 
 
 def _publish_to_bucket(model_dir, root, compared_with, storage):
     _remove_abandoned(root, _BucketState(root, storage), storage)
-    started = time.time()
     publisher = _stamp()
-    staged = storage.upload_folder(model_dir, join(root, _STAGING_PREFIX + publisher), _FLAG)
+    staging = join(root, _STAGING_PREFIX + publisher)
+    record = staging + _OWNER_SUFFIX
+    staged, claim, copied, published = [], [], [], False
     try:
-        _check_staging_age(started, root)
-        version, claim = _claim_version(root, compared_with, publisher, storage)
-        claimed = time.monotonic()
-        path = join(root, str(version))
-        last = [item for item in staged if item[1] == SAVED_MODEL_FILE]
-        first = [item for item in staged if item[1] != SAVED_MODEL_FILE]
-        copied = []
-        try:
+        with Lease() as lease:
+            made = time.monotonic()
+            storage.write_bytes(record, owner_record(), _FLAG)
+            lease.hold(lambda data: storage.write_bytes(record, data, _FLAG), f"the staged upload {staging}", made)
+            staged = storage.upload_folder(model_dir, staging, _FLAG)
+            _check_lease(lease, root, "the model")
+            made = time.monotonic()  # no later than the claim was made (the claim may take several tries)
+            version, claim = _claim_version(root, compared_with, publisher, storage)
+            lease.hold(lambda data: storage.write_bytes(claim[1], data, _FLAG), f"the claim on version {version}",
+                       made)
+            path = join(root, str(version))
+            last = [item for item in staged if item[1] == SAVED_MODEL_FILE]
+            first = [item for item in staged if item[1] != SAVED_MODEL_FILE]
             for batch in filter(None, (first, last)):
-                if batch is last and time.monotonic() - claimed > ABANDONED_CLAIM_SECONDS / 2:
-                    raise StageError(f"{_FLAG} {root!r}: copying version {version} took longer than "
-                                     f"{ABANDONED_CLAIM_SECONDS // 2} s, after which another publish may remove "
-                                     "it: nothing was published; run push again.")
+                if batch is last:
+                    # Only now does the version become visible: not if another publish may have taken it over.
+                    _check_lease(lease, root, f"version {version}")
+                    if {relative for _, relative in storage.files_under(path, _FLAG)} != {r for _, r in first}:
+                        raise StageError(f"{_FLAG} {root!r}: another publish removed files copied for version "
+                                         f"{version}: nothing was published; run push again.")
                 targets = [join(path, relative) for _, relative in batch]
                 storage.copy([source for source, _ in batch], targets, _FLAG, path)
                 copied += targets
-        except Exception:
-            # A failure we see (not a kill): take back what was copied and the claim, so the number is free.
-            storage.delete(copied, _FLAG, path)
-            storage.delete(claim, _FLAG, root)
-            raise
-        # Published: the version itself now holds its number.
-        storage.delete(claim, _FLAG, root)
+            published = True
     finally:
+        # The lease has ended: nothing renews the records any more. A failure we see (not a kill) takes back
+        # what was copied; the claim goes either way (once published, the version itself holds its number).
+        if not published:
+            storage.delete(copied, _FLAG, root)
+        for uri in claim:
+            storage.delete([uri], _FLAG, root)
         storage.delete([source for source, _ in staged], _FLAG, root)
+        storage.delete([record], _FLAG, root)
     return version, path
