@@ -17,15 +17,16 @@ from the provenance record inside each. The pipeline itself is pipeline.py; `pyt
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import tempfile
 import time
 
 from components import json_values
-from components.data.csv_dialect import DEFAULT_DELIMITER, delimiter_name
-from components.data.database import DATABASE_URL_VARIABLE, DEFAULT_QUERY_PARTITIONS
+from components.data import table_width
+from components.data.cell_limits import DEFAULT_MAX_CELL_BYTES
+from components.data.csv_dialect import DEFAULT_DELIMITER, delimiter, delimiter_name
+from components.data.database import DATABASE_URL_VARIABLE, DEFAULT_QUERY_PARTITIONS, DEFAULT_QUERY_TIMEOUT_SECONDS
 from components.data.layout import DEFAULT_SPLIT_RATIOS
 from components.errors import StageError
 from components.evaluation.blessing import (
@@ -35,6 +36,15 @@ from components.evaluation.blessing import (
     check_thresholds,
 )
 from components.penguins import curated_schema_path
+from components.platform import time_limits
+from components.platform.argument_checks import (
+    OneLineParser,
+    check_arguments,
+    check_command_flags,
+    check_run_paths,
+    param_flag,
+    run_flag,
+)
 from components.platform.beam_runner import RUNNERS, RunnerPreset, combine
 from components.platform.cluster import KFP_OBJECT_STORE, STATE_MOUNT_PATH, ObjectStore
 from components.platform.flags import join_flags, split_flags
@@ -44,13 +54,28 @@ from components.platform.local_run import (
     container_arguments,
     quiet_stage_logs,
     run_compiled_spec,
+    run_outcome,
     summary,
+    summary_record,
 )
 from components.platform.warm_stages import FRESH, WARM, warm_stage_processes
+from components.redaction import redacted_output
 from components.stage_logic.schema import DEFAULT_DRIFT_THRESHOLD, DEFAULT_SKEW_THRESHOLD
-from components.stage_table import STAGES
+from components.stage_logic.tune import (
+    DEFAULT_TUNE_STEPS,
+    DEFAULT_TUNE_TRIALS,
+    check_tuning_flags,
+    module_defines_function,
+)
+from components.stage_table import STAGES, TIMEOUTS
 from components.state.model_names import check_model_name, default_model_name
-from components.state.storage import Storage, StorageSettings, refuse_credentials
+from components.state.storage import (
+    Storage,
+    StorageSettings,
+    is_remote,
+    refuse_credentials,
+    refuse_password_in_url,
+)
 from components.training.user_module import declared_problem_type
 from components.validation.column_settings import columns_text, parse_threshold_flags, thresholds_text
 from pipeline import (
@@ -106,9 +131,12 @@ def _pipeline_arguments(args):
         "data_pattern": absolute(args.data),
         "data_format": args.data_format,
         "csv_delimiter": delimiter_name(args.csv_delimiter),
+        "max_cell_bytes": args.max_cell_bytes,
         "query": args.query,
         "query_partition_column": args.query_partition_column,
         "query_partitions": args.query_partitions,
+        "query_timeout": args.query_timeout,
+        "allow_privileged_role": args.allow_privileged_role,
         "span": args.span,
         "split_ratios": args.split_ratios,
         "split_column": args.split_column,
@@ -126,6 +154,9 @@ def _pipeline_arguments(args):
         "serving_data": absolute(args.serving_data),
         "module": absolute(args.module) if args.module.endswith(".py") else args.module,
         "train_steps": args.train_steps,
+        "tune": _tune(args),
+        "tune_trials": args.tune_trials,
+        "tune_steps": args.tune_steps,
         "hyperparameters": args.hyperparameters,
         "custom_config": args.custom_config,
         "model_name": _model_name(args, settings),
@@ -136,7 +167,29 @@ def _pipeline_arguments(args):
         "min_slice_examples": args.min_slice_examples,
         "beam_args": beam_runner_args(args, beam_args),
         "storage_settings": settings.to_json(),
+        "stage_timeouts": time_limits.timeouts_text(time_limits.parse_timeouts(args.stage_timeout, TIMEOUTS)),
     }
+
+
+def _tune(args):
+    """--tune, once --tune-trials and --tune-steps are checked and the module is known to define tuner_fn
+    (where its source can be read here)."""
+    check_tuning_flags(args.tune_trials, args.tune_steps)
+    if args.tune and not is_remote(args.module) and module_defines_function(args.module, "tuner_fn") is False:
+        raise StageError(f"--tune is given but --module {args.module!r} defines no tuner_fn: define TFX's "
+                         "tuner_fn(fn_args) returning TunerFnResult(tuner=..., fit_kwargs=...), or leave --tune out.")
+    return args.tune
+
+
+def _width_notice(args, arguments):
+    """What a wide local CSV or Parquet table will cost, said before the run (components/data/table_width.py), or
+    None; StageError when statistics, schema or validate would run past its time limit."""
+    columns = table_width.local_columns(arguments["data_pattern"], args.data_format, delimiter(args.csv_delimiter))
+    if columns is None:
+        return None
+    return table_width.width_notice(
+        columns, table_width.split_count(args.split_ratios, args.split_column, args.split_cutoff),
+        arguments[time_limits.PARAMETER], f"--data {args.data}")
 
 
 def _model_name(args, settings):
@@ -147,6 +200,7 @@ def _model_name(args, settings):
 
 
 def _write_json(path, value):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     json_values.write(path, json_values.finite(value))  # valid JSON: an undefined number is null
 
 
@@ -163,9 +217,14 @@ def _storage_settings(args, beam_args, flag="--beam-args", given=StorageSettings
 def _run(args):
     try:
         arguments = _pipeline_arguments(args)
+        check_arguments(arguments, run_flag)  # every value, before anything runs (docs/safety.md)
+        check_run_paths(arguments)
+        width_notice = _width_notice(args, arguments)
     except StageError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
+    if width_notice:
+        print(width_notice, file=sys.stderr)
     quiet_stage_logs()
     started = time.monotonic()
     pipeline_root = os.path.abspath(args.pipeline_root)
@@ -180,15 +239,8 @@ def _run(args):
                                              args.stage_processes)
     print(summary(outputs, stage_log, time.monotonic() - started, report))
     if args.summary_json:
-        _write_json(args.summary_json, {
-            "succeeded": bool(outputs),
-            "run_report": report,
-            "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds"), "peak_mb": s.get("peak_mb")}
-                       for name, s in stage_log.stages.items()},
-            "errors": stage_log.errors,
-            "outputs": {name: artifact.metadata for name, artifact in outputs.items()},
-        })
-    return 0 if outputs else 1
+        _write_json(args.summary_json, summary_record(outputs, stage_log, report))
+    return run_outcome(outputs)[1]  # the exit statuses: docs/safety.md
 
 
 def _demo_data(args):
@@ -243,7 +295,13 @@ def _models(args):
 
 
 def _compile(args):
-    path = compile_pipeline(args.output, args.image, args.kfp_volume or None, _object_store(args))
+    try:
+        timeouts = time_limits.parse_timeouts(args.stage_timeout, TIMEOUTS)
+    except StageError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    path = compile_pipeline(args.output, args.image, args.kfp_volume or None, _object_store(args), timeouts)
     flavours = ([f"volume {args.kfp_volume} at {STATE_MOUNT_PATH}"] if args.kfp_volume else []) + (
         [f"object store {args.kfp_s3_endpoint} with the keys of Secret {args.kfp_s3_secret}"]
         if args.kfp_s3_endpoint else [])
@@ -272,7 +330,8 @@ def _submit(args):
     try:
         with tempfile.TemporaryDirectory(prefix="living-pipeline-") as scratch:
             spec_path = args.spec or compile_pipeline(os.path.join(scratch, "pipeline.yaml"), args.image,
-                                                      args.kfp_volume or None, _object_store(args))
+                                                      args.kfp_volume or None, _object_store(args),
+                                                      _submitted_timeouts(args.param))
             _submit_spec(submit, spec_path, args)
     except submit.SubmissionError as error:
         print(f"Error: {error}", file=sys.stderr)
@@ -280,12 +339,38 @@ def _submit(args):
     return 0
 
 
+def _submitted_timeouts(params, spec=None):
+    """{stage: seconds} of `--param stage_timeouts=...` over the spec's default (or the table's), or None when
+    the parameter is not given."""
+    texts = [param.partition("=")[2] for param in params if param.partition("=")[0] == time_limits.PARAMETER]
+    if not texts:
+        return None
+    compiled = (spec or {}).get("root", {}).get("inputDefinitions", {}).get("parameters", {}).get(
+        time_limits.PARAMETER, {}).get("defaultValue", "")
+    try:
+        return time_limits.parse_timeouts([compiled, *texts], TIMEOUTS, f"--param {time_limits.PARAMETER}")
+    except StageError as error:
+        from components.platform.submit import SubmissionError
+
+        raise SubmissionError(str(error)) from None
+
+
+def _refuse_credentials_in_defaults(spec, spec_path):
+    """A spec compiled elsewhere may carry Beam arguments or storage settings as defaults: checked as --param is."""
+    parameters = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    default = {name: parameters.get(name, {}).get("defaultValue") or "" for name in ("beam_args", "storage_settings")}
+    refuse_credentials(default["beam_args"], f"the default beam_args of {spec_path}")
+    StorageSettings.from_json(default["storage_settings"], f"the default storage_settings of {spec_path}")
+
+
 def _submit_spec(submit, spec_path, args):
-    spec, _ = submit.read_spec(spec_path)
+    spec, platform_spec = submit.read_spec(spec_path)
     arguments = submit.pipeline_arguments(spec, args.param)
     try:
+        check_arguments(arguments, param_flag)  # every value, before anything is sent (docs/safety.md)
         if "model_name" in arguments:
             check_model_name(arguments["model_name"], "--param model_name")
+        _refuse_credentials_in_defaults(spec, spec_path)
         given = StorageSettings.from_json(arguments.get("storage_settings", ""), "--param storage_settings")
         settings, beam_args = _storage_settings(args, arguments.get("beam_args", ""), "--param beam_args", given)
         if "csv_delimiter" in arguments:  # stored by name: ',', ';', '|' or tab
@@ -296,6 +381,10 @@ def _submit_spec(submit, spec_path, args):
             arguments["storage_settings"] = settings.to_json()
         if args.beam_runner != "direct" or args.beam_temp_root:
             arguments["beam_args"] = beam_runner_args(args, beam_args)
+        timeouts = _submitted_timeouts(args.param, spec)
+        if timeouts:
+            time_limits.check_platform_deadlines(timeouts, platform_spec, spec_path)
+            arguments[time_limits.PARAMETER] = time_limits.timeouts_text(timeouts)
     except StageError as error:
         raise submit.SubmissionError(str(error)) from None
     if args.schedule:
@@ -372,7 +461,8 @@ def _add_storage_flags(parser):
 
 
 def _add_object_store_flags(parser):
-    parser.add_argument("--kfp-s3-endpoint", default="", metavar="URL", help="open-source KFP only: the S3 "
+    parser.add_argument("--kfp-s3-endpoint", type=_url_without_password, default="", metavar="URL",
+                        help="open-source KFP only: the S3 "
                         "endpoint of the object store that holds the serving root and statistics store (KFP "
                         f"2.5.0's MinIO: {KFP_OBJECT_STORE.endpoint}); every stage gets it as AWS_ENDPOINT_URL "
                         "and the keys of --kfp-s3-secret as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
@@ -381,21 +471,32 @@ def _add_object_store_flags(parser):
                         f"and {KFP_OBJECT_STORE.secret_key_key} (default: %(default)s, KFP's own)")
 
 
+def _add_time_limit_flag(parser, what):
+    parser.add_argument(time_limits.FLAG, action="append", metavar="[STAGE=]SECONDS", help=f"{what}: STAGE=SECONDS "
+                        "for one stage, SECONDS for every stage (or with m or h: 90m, 2h); repeatable, the later "
+                        f"wins (defaults: {time_limits.describe(TIMEOUTS)}; docs/safety.md)")
+
+
+def _url_without_password(text):
+    """The flag's URL, once it is known to hold no password (it would be in the compiled spec)."""
+    try:
+        refuse_password_in_url(text)
+    except StageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _json_object(text):
     """The flag's text, once it is known to hold a JSON object (or nothing)."""
-    if text.strip():
-        try:
-            value = json.loads(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error}): give an object, e.g. "
-                                             "'{\"num_layers\": 3}'") from None
-        if not isinstance(value, dict):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object: give one, e.g. '{{\"num_layers\": 3}}'")
+    try:
+        json_values.parse_object(text, "the value")
+    except StageError as error:
+        raise argparse.ArgumentTypeError(str(error).rstrip(".")) from None
     return text
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True,
                                      metavar="{compile,run,submit,models,demo-data,demo-living}")
 
@@ -409,6 +510,8 @@ def parse_args(argv):
                                 f"this PersistentVolumeClaim at {STATE_MOUNT_PATH} in the stages that keep "
                                 "state (kfp-kubernetes); the spec is then not for Vertex AI")
     _add_object_store_flags(compile_parser)
+    _add_time_limit_flag(compile_parser, "the spec's default time limit of a stage, and on KFP (--kfp-s3-endpoint, "
+                         "--kfp-volume) its pods' deadline, a few minutes later")
     compile_parser.set_defaults(handler=_compile)
 
     run_parser = commands.add_parser("run", help="run the pipeline on this machine (kfp.local)",
@@ -426,6 +529,9 @@ def parse_args(argv):
     run_parser.add_argument("--csv-delimiter", default=DEFAULT_DELIMITER, metavar="CHAR", help="what separates "
                             "the fields of CSV files (--data, --serving-data): ',', ';', '|' or a tab (tab or "
                             "'\\t') (default: %(default)s)")
+    run_parser.add_argument("--max-cell-bytes", type=int, default=DEFAULT_MAX_CELL_BYTES, metavar="N", help="the "
+                            "most bytes one cell of --data or --serving-data may hold; a larger cell, or a NUL byte "
+                            "in text, is refused with its file, line and column (default: %(default)s, 1 MiB)")
     run_parser.add_argument("--query", default="", metavar="SQL", help="ingest the rows of this PostgreSQL "
                             f"query instead of --data; the connection string comes from ${DATABASE_URL_VARIABLE} "
                             "or libpq's PG* variables, never from a flag")
@@ -433,6 +539,12 @@ def parse_args(argv):
                             "column of the query's result to read it in parallel ranges of")
     run_parser.add_argument("--query-partitions", type=int, default=DEFAULT_QUERY_PARTITIONS, metavar="N",
                             help="how many ranges of --query-partition-column (default: %(default)s)")
+    run_parser.add_argument("--query-timeout", type=int, default=DEFAULT_QUERY_TIMEOUT_SECONDS, metavar="SECONDS",
+                            help="end any statement of --query (and any idle transaction) after this long: "
+                            "PostgreSQL's statement_timeout (default: %(default)s)")
+    run_parser.add_argument("--allow-privileged-role", action="store_true", help="query as a database role that "
+                            "can do more than read (a superuser, a role that may write or owns objects); without "
+                            "it, ingest refuses one (docs/sources.md, 'A read-only role')")
     run_parser.add_argument("--span", type=int, default=0, help="the span to ingest (default: the latest)")
     run_parser.add_argument("--module", default=DEFAULT_MODULE, help="the user module, by import path or "
                             ".py file path (default: %(default)s)")
@@ -460,6 +572,13 @@ def parse_args(argv):
                             "and kept in the published version's provenance record")
     run_parser.add_argument("--custom-config", type=_json_object, default="", metavar="JSON", help="a JSON object "
                             "for the module the same way (build_model's custom_config, fn_args.custom_config)")
+    run_parser.add_argument("--tune", action="store_true", help="run the tune stage: the module's TFX "
+                            "tuner_fn searches hyperparameters with keras-tuner and train uses the best (without "
+                            "it the stage passes through)")
+    run_parser.add_argument("--tune-trials", type=int, default=DEFAULT_TUNE_TRIALS, metavar="N", help="at most "
+                            "this many trials (the tuner's own max_trials may be fewer; default: %(default)s)")
+    run_parser.add_argument("--tune-steps", type=int, default=DEFAULT_TUNE_STEPS, metavar="N", help="training "
+                            "steps per trial, tuner_fn's fn_args.train_steps (default: %(default)s)")
     run_parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="blessing needs the "
                             "overall accuracy (classification) or R² (regression: 1 - MSE / variance of the "
                             "label; 0 is no better than predicting the mean) to reach this; 0 for no value "
@@ -512,6 +631,8 @@ def parse_args(argv):
                             "subprocess: warm forks each stage's process from one that has imported "
                             "TensorFlow and the TFX libraries once; fresh starts a new Python for each stage, "
                             "as kfp.local does (same stages, outputs and logs; default: %(default)s)")
+    _add_time_limit_flag(run_parser, "a stage's time limit: past it, the stage is stopped with every process it "
+                         "started, with one line naming it")
     _add_beam_runner_flags(run_parser)
     run_parser.set_defaults(handler=_run)
 
@@ -591,8 +712,14 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    return args.handler(args)
+    with redacted_output():  # nothing printed shows a known secret value (components/redaction.py)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        try:
+            check_command_flags(args)
+        except StageError as error:
+            print(f"Error: {error}", file=sys.stderr)
+            return 2
+        return args.handler(args)
 
 
 if __name__ == "__main__":

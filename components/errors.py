@@ -7,6 +7,8 @@ function (`describe_user_error`); anything else as its type and message. The ful
 traceback goes to the stage's own log, between two marker lines, which the local CLI keeps out of the
 terminal (in KFP and Vertex AI the stage's log is the pod's). The message travels as one JSON line, so a
 value with a line break cannot cut it short.
+Everything the stage prints, its traceback and its message pass through components.redaction first: known
+secret values never reach its log.
 
 When the stage's work succeeds, it prints the process's peak memory (the run summary and the benchmarks
 read it). Either way the process then skips Python's slow clean-up at exit: once KFP's executor has
@@ -18,9 +20,12 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import resource
 import sys
 import traceback
+
+from components.redaction import redact, redacted_output
 
 ERROR_PREFIX = "living-pipeline error: "
 PEAK_MEMORY_PREFIX = "living-pipeline peak memory MB: "
@@ -69,15 +74,28 @@ def read_error_line(line):
 _USER_FILES = {}
 
 
+# The folders of those files: a module's siblings (files it imports from its own folder) are user code too.
+_USER_FOLDERS = {}
+
+
 def register_user_file(path, module):
-    """Reports errors raised in the file `path` as the user module's, which `--module module` named."""
+    """Reports errors raised in the file `path`, or in a file beside it, as the user module's, which
+    `--module module` named."""
     _USER_FILES[path] = module
+    _USER_FOLDERS.setdefault(os.path.dirname(os.path.abspath(path)), module)
+
+
+def _user_module_of(filename):
+    """The --module value whose code `filename` is (the module's file or a sibling), or None."""
+    if filename in _USER_FILES:
+        return _USER_FILES[filename]
+    return _USER_FOLDERS.get(os.path.dirname(os.path.abspath(filename))) if filename.endswith(".py") else None
 
 
 def _user_frame(error):
     """The innermost frame of `error`'s traceback (or of its causes) in a user module, or None."""
     while error is not None:
-        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename in _USER_FILES]
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if _user_module_of(frame.filename)]
         if frames:
             return frames[-1]
         error = error.__cause__ or error.__context__
@@ -85,23 +103,41 @@ def _user_frame(error):
 
 
 def describe_user_error(error):
-    """One line for an error raised in user module code (its file, line and function), or None."""
-    if isinstance(error, SyntaxError) and error.filename in _USER_FILES:
-        return (f"--module {_USER_FILES[error.filename]!r}: syntax error in {error.filename}, line "
+    """One line for an error raised in user module code (its file, line and function), or None.
+
+    An error that TensorFlow raises from a traced function ("in user code:", then the traced frames) is told
+    by its last line, the error itself, at the innermost traced frame in the module, if any."""
+    if isinstance(error, SyntaxError) and _user_module_of(error.filename or ""):
+        return (f"--module {_user_module_of(error.filename)!r}: syntax error in {error.filename}, line "
                 f"{error.lineno}: {error.msg}: fix the module.")
     frame = _user_frame(error)
     if frame is None:
         return None
-    text = " ".join(str(error).split()) or "no message"
-    return (f"--module {_USER_FILES[frame.filename]!r}: {type(error).__name__}: {text[:300]} in "
+    text = redact(str(error))  # before it is shortened: a cut secret would no longer match
+    if "in user code:" in text:
+        traced = [(path, int(line), name) for path, line, name in _TRACED_FRAME.findall(text)
+                  if _user_module_of(path)]
+        if traced:
+            frame = traceback.FrameSummary(traced[-1][0], traced[-1][1], traced[-1][2])
+        text = [line for line in text.splitlines() if line.strip()][-1].strip()
+        text = text[len(type(error).__name__) + 2:] if text.startswith(f"{type(error).__name__}: ") else text
+    text = _SPARSE_REPR.sub("a SparseTensor", _TENSOR_REPR.sub("Tensor", " ".join(text.split()))) or "no message"
+    return (f"--module {_user_module_of(frame.filename)!r}: {type(error).__name__}: {text[:300]} in "
             f"{frame.name} ({frame.filename}, line {frame.lineno}): fix the module.")
+
+
+# How a graph tensor and a sparse tensor of them print, shortened in a one-line message.
+_TENSOR_REPR = re.compile(r'Tensor\("[^"]*", shape=\([^)]*\), dtype=\w+(?:, device=[^)]*)?\)')
+_SPARSE_REPR = re.compile(r'SparseTensor\(indices=Tensor, values=Tensor, dense_shape=Tensor\)')
+# A frame in the message of an error raised inside a traced tf.function.
+_TRACED_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\w+)', re.MULTILINE)
 
 
 def _unexpected_error_message(error):
     described = describe_user_error(error)
     if described:
         return described
-    text = " ".join(str(error).split())
+    text = " ".join(redact(str(error)).split())
     return (f"{type(error).__name__}: {text[:300] or 'no message'} (unexpected: the traceback is in the "
             "stage's log; please report it if the inputs look right)")
 
@@ -133,18 +169,19 @@ class _ExitWatch:
 @contextlib.contextmanager
 def reported_stage():
     try:
-        yield
+        with redacted_output():  # known secret values never reach the stage's log (components/redaction.py)
+            yield
     except StageError as error:
         message = str(error)
     except Exception as error:  # every other failure still ends in one line, with the traceback in the log
         print(TRACEBACK_BEGIN, file=sys.stderr)
-        traceback.print_exc(file=sys.stderr)
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
         print(TRACEBACK_END, file=sys.stderr, flush=True)
         message = _unexpected_error_message(error)
     else:
         print(f"{PEAK_MEMORY_PREFIX}{peak_memory_mb():.0f}", flush=True)
         _ExitWatch(0).install()
         return
-    print(error_line(message), file=sys.stderr, flush=True)
+    print(error_line(redact(message)), file=sys.stderr, flush=True)
     _ExitWatch(1).install()
     raise SystemExit(1)

@@ -12,6 +12,7 @@ import enum
 from typing import Callable, NamedTuple
 
 from components import stages
+from components.platform.time_limits import DEFAULT_TIMEOUT_S
 
 
 class KeptState(str, enum.Enum):
@@ -29,6 +30,9 @@ class Resources(NamedTuple):
     memory_limit: str
 
 
+HOUR = 3600
+
+
 class Stage(NamedTuple):
     component: Callable
     resources: Resources
@@ -37,6 +41,8 @@ class Stage(NamedTuple):
     cached: bool = True
     # Imported by the warm process before the stage can start (in pipeline order; see warm_stages).
     preloads: tuple = ()
+    # The stage's default time limit (components/platform/time_limits.py; measured in docs/safety.md).
+    timeout_s: int = DEFAULT_TIMEOUT_S
 
     @property
     def name(self):
@@ -52,15 +58,19 @@ STAGES = (
     Stage(stages.statistics, Resources("1", "2", "2G", "4G"),
           preloads=("tensorflow", "apache_beam", "components.stage_logic.statistics")),
     Stage(stages.schema, Resources("250m", "1", "512M", "2G"), frozenset({KeptState.STATISTICS_STORE}),
-          cached=False, preloads=("components.stage_logic.schema",)),
+          cached=False, preloads=("components.stage_logic.schema",), timeout_s=HOUR // 2),
     Stage(stages.validate, Resources("500m", "1", "1G", "2G"), frozenset({KeptState.STATISTICS_STORE}),
-          cached=False, preloads=("components.stage_logic.validate",)),
+          cached=False, preloads=("components.stage_logic.validate",), timeout_s=HOUR // 2),
     Stage(stages.transform, Resources("1", "2", "2G", "4G"), preloads=("components.stage_logic.transform",)),
-    Stage(stages.train, Resources("1", "2", "2G", "4G"), preloads=("components.stage_logic.train",)),
+    Stage(stages.tune, Resources("1", "2", "2G", "4G"), preloads=("components.stage_logic.tune",),
+          timeout_s=6 * HOUR),
+    Stage(stages.train, Resources("1", "2", "2G", "4G"), preloads=("components.stage_logic.train",),
+          timeout_s=6 * HOUR),
     Stage(stages.evaluate, Resources("1", "2", "2G", "4G"), frozenset({KeptState.SERVING_ROOT}), cached=False,
           preloads=("components.stage_logic.evaluate",)),
     Stage(stages.push, Resources("250m", "1", "512M", "2G"),
           frozenset({KeptState.SERVING_ROOT, KeptState.STATISTICS_STORE}), cached=False,
-          preloads=("components.stage_logic.push", "components.state.provenance")),
+          preloads=("components.stage_logic.push", "components.state.provenance"), timeout_s=4 * HOUR),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
+TIMEOUTS = {stage.name: stage.timeout_s for stage in STAGES}

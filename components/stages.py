@@ -14,8 +14,9 @@ from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markd
 
 
 def ingest(data_pattern: str, data_format: str, csv_delimiter: str, query: str, query_partition_column: str,
-           query_partitions: int, span: int, split_ratios: str, split_column: str, split_cutoff: str, beam_args: str,
-           storage_settings: str, examples: Output[Dataset]):
+           query_partitions: int, query_timeout: int, allow_privileged_role: bool, span: int, split_ratios: str,
+           split_column: str, split_cutoff: str, beam_args: str,
+           storage_settings: str, stage_timeouts: str, max_cell_bytes: int, examples: Output[Dataset]):
     """Ingest (ExampleGen): files of a span (CSV, Parquet, Avro, TFRecord) or a PostgreSQL query ->
     gzipped tf.Examples, split into train and eval (by hash, as given, or by a column).
 
@@ -26,22 +27,29 @@ def ingest(data_pattern: str, data_format: str, csv_delimiter: str, query: str, 
         query: One read-only PostgreSQL query to read instead of files (the connection comes from the environment).
         query_partition_column: Read the query in parallel ranges of this integer column; empty: in one piece.
         query_partitions: How many ranges of query_partition_column to read in parallel.
+        query_timeout: Seconds any statement or idle transaction of the query's sessions may take.
+        allow_privileged_role: Query as a database role that can do more than read (it is refused otherwise).
         span: The span to read; 0 for the latest.
         split_ratios: Splits and their weights for the hash split, e.g. train:2,eval:1.
         split_column: A column to split by: by its hash, or with split_cutoff by its value.
         split_cutoff: Rows whose split_column is below this train, the others evaluate.
         beam_args: Beam flags for this stage (never credentials).
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
+        stage_timeouts: Every stage's time limit in seconds (ingest=7200,...); this stage stops at its own.
+        max_cell_bytes: The most bytes one cell may hold; a larger cell, or a NUL byte in text, is refused.
 
     Returns:
         examples: The gzipped tf.Examples, a Split-<name> folder per split; metadata: span, row counts, column types.
     """
+    from components.data.table_width import check_ingested_width
     from components.errors import reported_stage
     from components.platform.beam_runner import check_readable, output_uri, stage_beam_args
+    from components.platform.time_limits import limit_stage_time
     from components.stage_logic.ingest import ingest_examples
     from components.state.storage import Storage
 
     with reported_stage():
+        limit_stage_time("ingest", stage_timeouts)
         storage = Storage.from_json(storage_settings)
         beam_args = stage_beam_args(beam_args, "ingest", storage.settings)
         if not query:
@@ -50,11 +58,15 @@ def ingest(data_pattern: str, data_format: str, csv_delimiter: str, query: str, 
             data_pattern, output_uri(examples, beam_args), span, split_ratios, beam_args,
             data_format=data_format, query=query,
             query_partition_column=query_partition_column, query_partitions=query_partitions,
-            split_column=split_column, split_cutoff=split_cutoff, storage=storage, csv_delimiter=csv_delimiter))
+            query_timeout=query_timeout, allow_privileged_role=allow_privileged_role,
+            split_column=split_column, split_cutoff=split_cutoff, storage=storage, csv_delimiter=csv_delimiter,
+            max_cell_bytes=max_cell_bytes))
+        check_ingested_width(examples.metadata, stage_timeouts, "--query" if query else f"--data {data_pattern}")
 
 
 def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, csv_delimiter: str, beam_args: str,
-               storage_settings: str, statistics: Output[Artifact], statistics_report: Output[HTML]):
+               storage_settings: str, stage_timeouts: str, max_cell_bytes: int, statistics: Output[Artifact],
+               statistics_report: Output[HTML]):
     """Statistics (StatisticsGen): TFDV statistics of every split, per slice, and of a serving sample.
 
     Args:
@@ -64,6 +76,8 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
         csv_delimiter: The character between a CSV serving sample's fields: ',' (the default), ';', '|' or tab.
         beam_args: Beam flags for this stage (never credentials).
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
+        stage_timeouts: Every stage's time limit in seconds (ingest=7200,...); this stage stops at its own.
+        max_cell_bytes: The most bytes one cell of a CSV serving sample may hold (NUL bytes are refused too).
 
     Returns:
         statistics: TFDV statistics (FeatureStats.pb) of every split and of the serving sample.
@@ -71,12 +85,14 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
     """
     from components.errors import reported_stage
     from components.platform.beam_runner import check_readable, input_uri, mirror, output_uri, stage_beam_args
+    from components.platform.time_limits import limit_stage_time
     from components.reports import write_text
     from components.stage_logic.statistics import generate_statistics
     from components.stage_logic.statistics import statistics_report as build_report
     from components.state.storage import Storage
 
     with reported_stage():
+        limit_stage_time("statistics", stage_timeouts)
         storage = Storage.from_json(storage_settings)
         beam_args = stage_beam_args(beam_args, "statistics", storage.settings)
         if serving_data:
@@ -84,7 +100,7 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
         beam_output = output_uri(statistics, beam_args)
         splits = generate_statistics(input_uri(examples, beam_args, storage=storage), beam_output, beam_args,
                                      [c.strip() for c in slice_columns.split(",") if c.strip()], serving_data,
-                                     storage=storage, csv_delimiter=csv_delimiter)
+                                     storage=storage, csv_delimiter=csv_delimiter, max_cell_bytes=max_cell_bytes)
         mirror(beam_output, statistics.path, storage)  # schema, validate and the report read it as files
         # Header columns without a value in this span are in no statistics: the schema stage keeps their names.
         empty = sorted(c for c, kind in (examples.metadata.get("column_types") or {}).items() if kind == "missing")
@@ -94,7 +110,8 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
 
 
 def schema(statistics: Input[Artifact], schema_path: str, module: str, statistics_root: str, update_schema: bool,
-           model_name: str, storage_settings: str, schema: Output[Artifact], schema_report: Output[Markdown]):
+           model_name: str, storage_settings: str, stage_timeouts: str, schema: Output[Artifact],
+           schema_report: Output[Markdown]):
     """Schema (SchemaGen / ImportSchemaGen): a curated schema file, the schema kept in the statistics store
     for this data, or one inferred from the span (kept once the span passes validation).
 
@@ -106,18 +123,21 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, statistic
         update_schema: Infer the schema again from this span and keep it as the next version.
         model_name: The model whose kept schema applies; empty for the module's (MODEL_NAME, else its file name).
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
+        stage_timeouts: Every stage's time limit in seconds (ingest=7200,...); this stage stops at its own.
 
     Returns:
         schema: The schema (schema.pbtxt); metadata says where it came from and which version it is.
         schema_report: Features, types, presence, domains, environments, drift and skew thresholds.
     """
     from components.errors import reported_stage
+    from components.platform.time_limits import limit_stage_time
     from components.reports import write_text
     from components.stage_logic.schema import make_schema
     from components.state.model_names import resolve_model_name
     from components.state.storage import Storage
 
     with reported_stage():
+        limit_stage_time("schema", stage_timeouts)
         storage = Storage.from_json(storage_settings)
         result = make_schema(statistics.path, schema.path, schema_path, module, statistics_root, update_schema,
                              model_name=resolve_model_name(model_name, module, storage),
@@ -130,7 +150,8 @@ def schema(statistics: Input[Artifact], schema_path: str, module: str, statistic
 def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anomalies: bool,
              statistics_root: str, drift_threshold: float, skew_threshold: float, drift_ignore: str,
              drift_column_thresholds: str, skew_column_thresholds: str, model_name: str, module: str,
-             storage_settings: str, anomalies: Output[Artifact], anomalies_report: Output[Markdown]):
+             storage_settings: str, stage_timeouts: str, anomalies: Output[Artifact],
+             anomalies_report: Output[Markdown]):
     """Validate (ExampleValidator): anomalies, drift of every feature against the model's last accepted span,
     skew against serving data; keeps the span's statistics and verdict (and a newly inferred schema) when it
     lets the span through.
@@ -148,12 +169,14 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
         model_name: The model whose spans are compared and kept; empty for the module's.
         module: The user module (import path or .py file), for the model's name when model_name is empty.
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
+        stage_timeouts: Every stage's time limit in seconds (ingest=7200,...); this stage stops at its own.
 
     Returns:
         anomalies: The anomalies (SchemaDiff.pb); metadata lists each, and what drift and skew were checked on.
         anomalies_report: What drift and skew were checked against, and each anomaly with its value and threshold.
     """
     from components.errors import reported_stage
+    from components.platform.time_limits import limit_stage_time
     from components.reports import write_text
     from components.stage_logic.validate import anomalies_markdown, validate_statistics
     from components.state.model_names import resolve_model_name
@@ -161,6 +184,7 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
     from components.validation.column_settings import parse_columns_text, parse_thresholds_text
 
     with reported_stage():
+        limit_stage_time("validate", stage_timeouts)
         storage = Storage.from_json(storage_settings)
         result = validate_statistics(
             statistics.path, schema.path, anomalies.path, block_on_anomalies, int(statistics.metadata.get("span", 0)),
@@ -173,8 +197,8 @@ def validate(statistics: Input[Artifact], schema: Input[Artifact], block_on_anom
 
 
 def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, beam_args: str,
-              storage_settings: str, transform_graph: Output[Artifact], transformed_examples: Output[Dataset],
-              transform_report: Output[Markdown]):
+              storage_settings: str, stage_timeouts: str, transform_graph: Output[Artifact],
+              transformed_examples: Output[Dataset], transform_report: Output[Markdown]):
     """Transform: TensorFlow Transform with the user module's preprocessing_fn.
 
     Args:
@@ -183,6 +207,7 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
         module: The user module (import path or .py file) whose preprocessing_fn runs.
         beam_args: Beam flags for this stage (never credentials).
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
+        stage_timeouts: Every stage's time limit in seconds (ingest=7200,...); this stage stops at its own.
 
     Returns:
         transform_graph: The transform graph (transform_fn/) that train puts inside the serving model.
@@ -193,12 +218,14 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
 
     from components.errors import reported_stage
     from components.platform.beam_runner import input_uri, mirror, mirror_file, output_uri, stage_beam_args
+    from components.platform.time_limits import limit_stage_time
     from components.reports import write_text
     from components.stage_logic.transform import RANGES_FILE, transform_examples
     from components.stage_logic.transform import transform_report as build_report
     from components.state.storage import Storage, join
 
     with reported_stage():
+        limit_stage_time("transform", stage_timeouts)
         storage = Storage.from_json(storage_settings)
         beam_args = stage_beam_args(beam_args, "transform", storage.settings)
         graph_uri = output_uri(transform_graph, beam_args, tensorflow=True)
@@ -213,9 +240,60 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
         write_text(transform_report.path, build_report(transform_graph.path, transformed_examples.path))
 
 
+def tune(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], schema: Input[Artifact], module: str,
+         tune: bool, tune_trials: int, tune_steps: int, hyperparameters: str, custom_config: str,
+         storage_settings: str, stage_timeouts: str, best_hyperparameters: Output[Artifact],
+         tuning_report: Output[HTML]):
+    """Tune (Tuner): when asked, the user module's TFX tuner_fn searches hyperparameters with keras-tuner, at most
+    tune_trials trials of tune_steps steps; train uses the best. Otherwise it passes through, and says so.
+
+    Args:
+        transformed_examples: The transformed tf.Examples, from transform.
+        transform_graph: The transform graph, from transform.
+        schema: The raw data's schema, from schema (tuner_fn's schema_file).
+        module: The user module (import path or .py file) whose tuner_fn builds the tuner.
+        tune: Whether to tune; without it this stage passes through.
+        tune_trials: The most trials to run (the tuner's own max_trials may be lower).
+        tune_steps: Training steps per trial (tuner_fn's fn_args.train_steps).
+        hyperparameters: A JSON object for tuner_fn's fn_args.hyperparameters ('' for none).
+        custom_config: A JSON object for tuner_fn's fn_args.custom_config ('' for none).
+        storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
+        stage_timeouts: Every stage's time limit in seconds (ingest=7200,...); this stage stops at its own.
+
+    Returns:
+        best_hyperparameters: keras-tuner's config of the best hyperparameters (best_hyperparameters.txt), when tuned.
+        tuning_report: The objective and every trial with its hyperparameters and score, or why nothing was tuned.
+    """
+    from components.errors import reported_stage
+    from components.platform.time_limits import limit_stage_time
+    from components.reports import write_text
+    from components.stage_logic.tune import tune_hyperparameters, tuning_html, write_outcome
+    from components.state.storage import Storage
+
+    with reported_stage():
+        limit_stage_time("tune", stage_timeouts)
+        storage = Storage.from_json(storage_settings)
+        if tune:
+            from components.platform.beam_runner import local_view
+
+            with local_view(transformed_examples, storage) as transformed_dir:
+                outcome = tune_hyperparameters(transformed_dir, transform_graph.path, module, best_hyperparameters.path,
+                                               tune, tune_trials, tune_steps, hyperparameters, custom_config,
+                                               schema.path, storage)
+        else:
+            outcome = tune_hyperparameters("", "", module, best_hyperparameters.path, tune, tune_trials, tune_steps,
+                                           storage=storage)
+        write_outcome(best_hyperparameters.path, outcome)
+        best_hyperparameters.metadata.update(outcome)
+        write_text(tuning_report.path, tuning_html(outcome))
+        print(f"Tuned: best {outcome['objective']} {outcome['best_score']} in trial {outcome['best_trial']} of "
+              f"{len(outcome['trials'])}" if outcome["tuned"] else f"Not tuned: {outcome['reason']}")
+
+
 def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact], examples: Input[Dataset],
-          schema: Input[Artifact], module: str, train_steps: int, hyperparameters: str, custom_config: str,
-          storage_settings: str, model: Output[Model], metrics: Output[Metrics], learning_curves: Output[HTML],
+          schema: Input[Artifact], best_hyperparameters: Input[Artifact], module: str, train_steps: int,
+          hyperparameters: str, custom_config: str, storage_settings: str, stage_timeouts: str, model: Output[Model],
+          metrics: Output[Metrics], learning_curves: Output[HTML],
           tensorboard_logs: Output[Artifact]):
     """Train (Trainer): the user module's build_model (fitted here; the export returns class probabilities for
     any accepted classifier output) or its TFX-style run_fn; the serving signature is tried on raw eval
@@ -226,11 +304,13 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
         transform_graph: The transform graph, from transform.
         examples: The raw examples, from ingest (the serving signature is tried on eval examples).
         schema: The raw data's schema, from schema (run_fn's schema_file).
+        best_hyperparameters: The tune stage's best hyperparameters, which replace hyperparameters when it tuned.
         module: The user module (import path or .py file) whose build_model or run_fn trains the model.
         train_steps: How many training steps.
         hyperparameters: A JSON object for build_model's or run_fn's hyperparameters ('' for none).
         custom_config: A JSON object for build_model's or run_fn's custom_config ('' for none).
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
+        stage_timeouts: Every stage's time limit in seconds (ingest=7200,...); this stage stops at its own.
 
     Returns:
         model: The SavedModel whose default signature takes serialized raw tf.Examples.
@@ -240,6 +320,8 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
     """
     import os
 
+    from components.platform.time_limits import limit_stage_time
+
     # `tf.keras` is Keras 2 (tf_keras) in this stage, as TFX 1.16 modules need: set before TensorFlow is imported.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from components.errors import reported_stage
@@ -247,9 +329,11 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
     from components.platform.beam_runner import local_view
     from components.reports import write_text
     from components.stage_logic.train import learning_curves_html, train_model
+    from components.stage_logic.tune import read_best_hyperparameters
     from components.state.storage import Storage
 
     with reported_stage():
+        limit_stage_time("train", stage_timeouts)
         storage = Storage.from_json(storage_settings)
         # Examples that Beam's workers wrote to a bucket are read from there (downloaded: TensorFlow reads files).
         with local_view(transformed_examples, storage) as transformed_dir, \
@@ -257,7 +341,8 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
             result = train_model(transformed_dir, transform_graph.path, module, model.path, train_steps,
                                  hyperparameters=hyperparameters, custom_config=custom_config,
                                  model_run_dir=tensorboard_logs.path, examples_dir=examples_dir,
-                                 schema_dir=schema.path, storage=storage)
+                                 schema_dir=schema.path, storage=storage,
+                                 tuned_hyperparameters=read_best_hyperparameters(best_hyperparameters.path))
         model.metadata.update(finite(result))  # a diverged loss (NaN) is null: KFP's metadata takes no NaN
         for name, value in result["final"].items():
             if is_finite_number(value):
@@ -270,7 +355,7 @@ def train(transformed_examples: Input[Dataset], transform_graph: Input[Artifact]
 def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifact], module: str,
              serving_root: str, model_name: str, slice_columns: str, threshold: float, tolerance: float,
              slice_threshold: float, min_slice_examples: int, beam_args: str, storage_settings: str,
-             evaluation: Output[Artifact],
+             stage_timeouts: str, evaluation: Output[Artifact],
              blessing: Output[Artifact], metrics: Output[Metrics], confusion_matrix: Output[ClassificationMetrics],
              evaluation_report: Output[HTML], blessing_report: Output[Markdown]):
     """Evaluate (Evaluator): TFMA on the eval split, overall and per slice, and the blessing against the
@@ -290,6 +375,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
         min_slice_examples: The fewest examples a slice needs to gate.
         beam_args: Beam flags for this stage (never credentials).
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
+        stage_timeouts: Every stage's time limit in seconds (ingest=7200,...); this stage stops at its own.
 
     Returns:
         evaluation: TFMA's evaluation of the candidate (and the baseline), overall and per slice.
@@ -302,6 +388,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     from components.errors import reported_stage
     from components.evaluation.blessing import write_blessing
     from components.platform.beam_runner import beam_dirs_for_evaluate, stage_beam_args
+    from components.platform.time_limits import limit_stage_time
     from components.reports import write_text
     from components.stage_logic.evaluate import blessing_markdown, evaluate_model, evaluation_html, roc_curve
     from components.stage_logic.evaluate import confusion_matrix as read_confusion_matrix
@@ -311,6 +398,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     from components.state.storage import Storage
 
     with reported_stage():
+        limit_stage_time("evaluate", stage_timeouts)
         storage = Storage.from_json(storage_settings)
         model_name = resolve_model_name(model_name, module, storage)
         beam_args = stage_beam_args(beam_args, "evaluate", storage.settings)
@@ -345,7 +433,7 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
 
 def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset], schema: Input[Artifact],
          serving_root: str, model_name: str, statistics_root: str, module: str, data_pattern: str, hyperparameters: str,
-         custom_config: str, run_name: str, run_id: str, build_info: str, storage_settings: str,
+         custom_config: str, run_name: str, run_id: str, build_info: str, storage_settings: str, stage_timeouts: str,
          pushed_model: Output[Model], push_report: Output[Markdown]):
     """Push (Pusher): publish a blessed model as the next version in the serving root, if the version
     the candidate was compared with is still the newest, with its provenance record inside; and conclude
@@ -367,6 +455,7 @@ def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset
         run_id: The run's id, for the record.
         build_info: The image, package version and git revision (JSON), for the record.
         storage_settings: The run's storage settings as JSON (S3 endpoint, region; never credentials).
+        stage_timeouts: Every stage's time limit in seconds (ingest=7200,...); this stage stops at its own.
 
     Returns:
         pushed_model: Where the version was published, or why nothing was.
@@ -376,6 +465,7 @@ def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset
 
     from components.errors import reported_stage
     from components.evaluation.blessing import read_blessing
+    from components.platform.time_limits import limit_stage_time
     from components.reports import write_text
     from components.stage_logic.push import push_markdown, push_model
     from components.state.model_names import resolve_model_name
@@ -384,6 +474,7 @@ def push(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset
     from components.state.storage import Storage
 
     with reported_stage():
+        limit_stage_time("push", stage_timeouts)
         storage = Storage.from_json(storage_settings)
         model_name = resolve_model_name(model_name, module, storage)
         decision = read_blessing(blessing.path)

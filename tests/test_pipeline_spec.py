@@ -26,7 +26,7 @@ def spec(tmp_path_factory):
     return compile_spec(tmp_path_factory.mktemp("spec"), "--image", IMAGE)
 
 
-def test_spec_has_the_eight_stages_with_their_artifact_edges(spec):
+def test_spec_has_the_nine_stages_with_their_artifact_edges(spec):
     tasks = spec.root.dag.tasks
     assert sorted(tasks) == sorted(STAGES)
     edges = {(name, key): (artifact.task_output_artifact.producer_task,
@@ -39,6 +39,10 @@ def test_spec_has_the_eight_stages_with_their_artifact_edges(spec):
         ("validate", "schema"): ("schema", "schema"),
         ("transform", "examples"): ("ingest", "examples"),
         ("transform", "schema"): ("schema", "schema"),
+        ("tune", "transformed_examples"): ("transform", "transformed_examples"),
+        ("tune", "transform_graph"): ("transform", "transform_graph"),
+        ("tune", "schema"): ("schema", "schema"),
+        ("train", "best_hyperparameters"): ("tune", "best_hyperparameters"),
         ("train", "transformed_examples"): ("transform", "transformed_examples"),
         ("train", "transform_graph"): ("transform", "transform_graph"),
         ("train", "examples"): ("ingest", "examples"),
@@ -56,7 +60,7 @@ def test_spec_has_the_eight_stages_with_their_artifact_edges(spec):
 
 def test_image_reaches_every_executor_and_nothing_is_installed_at_run_time(spec):
     executors = spec.deployment_spec["executors"]
-    assert len(executors) == 8
+    assert len(executors) == 9
     for executor in executors.values():
         container = executor["container"]
         assert container["image"] == IMAGE
@@ -68,12 +72,15 @@ def test_image_reaches_every_executor_and_nothing_is_installed_at_run_time(spec)
 def test_parameters_make_the_spec_reusable(spec):
     parameters = spec.root.input_definitions.parameters
     assert {"serving_root", "data_pattern", "span", "split_ratios", "schema_path", "block_on_anomalies",
-            "statistics_root", "statistics_slices", "serving_data", "module", "train_steps", "model_name",
-            "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "csv_delimiter", "query",
-            "query_partition_column", "query_partitions", "split_column", "split_cutoff", "update_schema",
+            "statistics_root", "statistics_slices", "serving_data", "module", "train_steps", "tune", "tune_trials",
+            "tune_steps", "model_name",
+            "slice_columns", "threshold", "tolerance", "beam_args", "data_format", "csv_delimiter",
+            "max_cell_bytes", "query",
+            "query_partition_column", "query_partitions", "query_timeout", "allow_privileged_role", "split_column",
+            "split_cutoff", "update_schema",
             "drift_threshold", "skew_threshold", "slice_threshold", "min_slice_examples", "hyperparameters",
             "custom_config", "storage_settings", "drift_ignore", "drift_column_thresholds",
-            "skew_column_thresholds"} == set(parameters)
+            "skew_column_thresholds", "stage_timeouts"} == set(parameters)
     assert not parameters["serving_root"].is_optional
     assert parameters["module"].default_value.string_value == "components.penguins.module"
 
@@ -90,8 +97,8 @@ def test_storage_settings_reach_every_stage_and_beam_args_the_beam_stages(spec):
     def wired(parameter):
         return {name for name, task in tasks.items()
                 if task.inputs.parameters[parameter].component_input_parameter == parameter}
-    assert wired("storage_settings") == {"ingest", "statistics", "schema", "validate", "transform", "train",
-                                         "evaluate", "push"}
+    assert wired("storage_settings") == {"ingest", "statistics", "schema", "validate", "transform", "tune",
+                                         "train", "evaluate", "push"}
     assert wired("beam_args") == {"ingest", "statistics", "transform", "evaluate"}
 
 
@@ -101,6 +108,14 @@ def test_the_csv_delimiter_reaches_ingest_and_the_statistics_of_a_csv_serving_sa
             if task.inputs.parameters["csv_delimiter"].component_input_parameter == "csv_delimiter"} == {
         "ingest", "statistics"}
     assert spec.root.input_definitions.parameters["csv_delimiter"].default_value.string_value == ","
+
+
+def test_the_cell_limit_reaches_ingest_and_the_statistics_of_a_csv_serving_sample(spec):
+    tasks = spec.root.dag.tasks
+    assert {name for name, task in tasks.items()
+            if task.inputs.parameters["max_cell_bytes"].component_input_parameter == "max_cell_bytes"} == {
+        "ingest", "statistics"}
+    assert spec.root.input_definitions.parameters["max_cell_bytes"].default_value.number_value == 1024 * 1024
 
 
 def test_every_stage_input_and_output_has_a_one_line_description_for_the_kfp_ui(spec):

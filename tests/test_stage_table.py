@@ -13,8 +13,8 @@ from components.platform.warm_stages import warm_imports
 from components.stage_table import STAGES, KeptState, Stage
 from pipeline_cli import main
 
-COMPONENTS = [stages.ingest, stages.statistics, stages.schema, stages.validate, stages.transform, stages.train,
-              stages.evaluate, stages.push]
+COMPONENTS = [stages.ingest, stages.statistics, stages.schema, stages.validate, stages.transform, stages.tune,
+              stages.train, stages.evaluate, stages.push]
 
 
 def kept_state_taken(component):
@@ -52,8 +52,8 @@ def disagreements(table):
 
 def test_the_table_has_one_row_per_component_in_pipeline_order():
     assert [stage.component for stage in STAGES] == COMPONENTS
-    assert [stage.name for stage in STAGES] == ["ingest", "statistics", "schema", "validate", "transform", "train",
-                                                "evaluate", "push"]
+    assert [stage.name for stage in STAGES] == ["ingest", "statistics", "schema", "validate", "transform", "tune",
+                                                "train", "evaluate", "push"]
 
 
 def test_the_table_agrees_with_every_components_signature_and_imports():
@@ -92,7 +92,8 @@ def test_every_stage_that_keeps_state_gets_the_volume_and_every_stage_the_object
     needs_state = {f"exec-{component.__name__}" for component in COMPONENTS if kept_state_taken(component)}
     assert needs_state == {"exec-schema", "exec-validate", "exec-evaluate", "exec-push"}
     _, volume = kfp_specs["volume"]
-    mounts = volume["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounts = {name: config for name, config in volume["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items()
+              if "pvcMount" in config}  # every executor is there, with its pod deadline (test_stage_time_limits)
     assert set(mounts) == needs_state
     assert {mount["mountPath"] for config in mounts.values() for mount in config["pvcMount"]} == {STATE_MOUNT_PATH}
     spec, s3 = kfp_specs["s3"]

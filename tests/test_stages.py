@@ -206,5 +206,6 @@ def test_push_publishes_nothing_for_an_unblessed_model(tmp_path, trained_model):
     write_blessing({"blessed": False, "reasons": ["accuracy fell"]}, blessing_dir)
     assert os.path.isfile(os.path.join(blessing_dir, "NOT_BLESSED"))
     result = push_model(trained_model[0], read_blessing(blessing_dir), str(tmp_path / "serving"), "penguins")
-    assert result == {"pushed": False, "version": 0, "path": "", "reason": "not blessed: accuracy fell"}
+    assert result == {"pushed": False, "version": 0, "path": "", "reason": "not blessed: accuracy fell",
+                      "outcome": "not-blessed"}
     assert not os.path.exists(tmp_path / "serving")

@@ -198,5 +198,5 @@ def test_the_demo_gives_the_same_outputs_with_warm_and_fresh_stage_processes(tmp
     assert run_files(tmp_path / "warm" / "pipeline") == run_files(tmp_path / "fresh" / "pipeline")
     assert summaries["warm"]["outputs"]["pushed_model"]["pushed"]
     stage_names = set(summaries["fresh"]["stages"])
-    assert set(summaries["warm"]["stages"]) == stage_names and len(stage_names) == 8
+    assert set(summaries["warm"]["stages"]) == stage_names and len(stage_names) == 9
     assert all(stage["status"] == "SUCCESS" for stage in summaries["warm"]["stages"].values())
