@@ -119,7 +119,8 @@ def test_given_splits_and_a_cell_larger_than_a_block_match_row_by_row(tmp_path, 
     with open(tmp_path / "data" / "eval" / "rows.csv", "a", encoding="utf-8") as out:
         long_text = "word " * (2 * csv_columns._BLOCK_BYTES // 5)
         out.write(",".join(["1", "2", "3", "4", "5", "6", f'"{long_text}"', ""]) + "\n")
-    by_blocks, by_rows = _ingest_both_ways(tmp_path, monkeypatch, str(tmp_path / "data" / "{SPLIT}" / "*.csv"))
+    by_blocks, by_rows = _ingest_both_ways(tmp_path, monkeypatch, str(tmp_path / "data" / "{SPLIT}" / "*.csv"),
+                                           max_cell_bytes=len(long_text) + 1)
 
     assert by_blocks == by_rows
     assert by_blocks["row_counts"] == {"train": 300, "eval": 301}

@@ -145,7 +145,7 @@ def _failure(error, uri, flag):
     if isinstance(error, FileNotFoundError) or getattr(error, "code", None) == 404:
         return StageError(f"{flag} {uri!r} does not exist: check the path.")
     status = getattr(error, "code", None)
-    if status in (401, 403):
+    if status in (401, 403, "AccessDenied", "Forbidden"):  # Beam's S3 client gives S3's code, not the status
         return StageError(f"{flag} {uri!r}: access denied: check the credentials and their permissions.")
     return StageError(f"{flag} {uri!r}: {type(error).__name__}: {error}")
 
