@@ -65,7 +65,6 @@ from components.stage_logic.tune import (
     DEFAULT_TUNE_STEPS,
     DEFAULT_TUNE_TRIALS,
     check_tuning_flags,
-    module_defines_function,
 )
 from components.stage_table import STAGES, TIMEOUTS
 from components.state.model_names import check_model_name, default_model_name
@@ -76,7 +75,7 @@ from components.state.storage import (
     refuse_credentials,
     refuse_password_in_url,
 )
-from components.training.user_module import declared_problem_type
+from components.training.user_module import declared_problem_type, declares_name
 from components.validation.column_settings import columns_text, parse_threshold_flags, thresholds_text
 from pipeline import (
     DEFAULT_MODULE,
@@ -175,7 +174,7 @@ def _tune(args):
     """--tune, once --tune-trials and --tune-steps are checked and the module is known to define tuner_fn
     (where its source can be read here)."""
     check_tuning_flags(args.tune_trials, args.tune_steps)
-    if args.tune and not is_remote(args.module) and module_defines_function(args.module, "tuner_fn") is False:
+    if args.tune and not is_remote(args.module) and declares_name(args.module, "tuner_fn") is False:
         raise StageError(f"--tune is given but --module {args.module!r} defines no tuner_fn: define TFX's "
                          "tuner_fn(fn_args) returning TunerFnResult(tuner=..., fit_kwargs=...), or leave --tune out.")
     return args.tune

@@ -25,26 +25,6 @@ DEFAULT_TUNE_TRIALS = 10
 DEFAULT_TUNE_STEPS = 100
 
 
-def module_defines_function(module, name, storage=None):
-    """Whether the module's source defines a top-level function `name`, read without importing it; None where
-    the source cannot be read."""
-    import ast
-
-    from components.training.user_module import module_source_text
-
-    source = module_source_text(module, storage)
-    try:
-        tree = ast.parse(source) if source is not None else None
-    except SyntaxError:
-        return None
-    if tree is None:
-        return None
-    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name
-               for node in tree.body) or any(
-        isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
-        for node in tree.body)
-
-
 def check_tuning_flags(trials, steps):
     """Stops with one line when --tune-trials or --tune-steps is below one."""
     for flag, value in (("--tune-trials", trials), ("--tune-steps", steps)):
@@ -58,7 +38,9 @@ def tune_hyperparameters(transformed_examples_dir, transform_graph_dir, module, 
     happened: {"tuned", "reason"} when it did not tune, else the objective, every trial and the best."""
     check_tuning_flags(trials, steps)
     if not tune:
-        defines = module_defines_function(module, "tuner_fn", storage)
+        from components.training.user_module import declares_name
+
+        defines = declares_name(module, "tuner_fn", storage)
         return {"tuned": False, "reason": "--tune was not given" + (
             " (the module defines tuner_fn)" if defines else "")}
     # The module's models are Keras 2 (tf_keras), as in train: set before TensorFlow is first imported.

@@ -187,22 +187,48 @@ def module_source_text(module, storage=None):
         return None
 
 
+def _top_level_statements(module, storage=None):
+    """The top-level statements of the module's source, parsed without importing it (no TensorFlow import); None
+    where the source cannot be read or does not parse (importing the module reports that, with its line)."""
+    import ast
+
+    source = module_source_text(module, storage)
+    try:
+        return ast.parse(source).body if source is not None else None
+    except SyntaxError:
+        return None
+
+
+def _assigned_names(statement):
+    """The plain names a top-level `name = ...` or `name: type = ...` statement assigns."""
+    import ast
+
+    targets = (statement.targets if isinstance(statement, ast.Assign) else
+               [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value else [])
+    return [target.id for target in targets if isinstance(target, ast.Name)]
+
+
 def declared_constant(module, name, storage=None):
     """The literal value of a top-level `name = ...` (or `name: type = ...`) in the module's source, read without
     importing it (no TensorFlow import); None where the source cannot be read or the value is not a literal."""
     import ast
 
-    source = module_source_text(module, storage)
-    try:
-        tree = ast.parse(source) if source is not None else None
-    except SyntaxError:
-        return None  # importing the module reports it, with its line
-    for statement in tree.body if tree else ():
-        targets = (statement.targets if isinstance(statement, ast.Assign) else
-                   [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value else [])
-        if any(isinstance(target, ast.Name) and target.id == name for target in targets):
+    for statement in _top_level_statements(module, storage) or ():
+        if name in _assigned_names(statement):
             return statement.value.value if isinstance(statement.value, ast.Constant) else None
     return None
+
+
+def declares_name(module, name, storage=None):
+    """Whether the module's source defines `name` at top level (a function, or a name assigned, e.g. `tuner_fn =
+    base.tuner_fn`), read without importing it; None where the source cannot be read or does not parse."""
+    import ast
+
+    statements = _top_level_statements(module, storage)
+    if statements is None:
+        return None
+    return any(statement.name == name if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef))
+               else name in _assigned_names(statement) for statement in statements)
 
 
 def module_file_stem(module):
