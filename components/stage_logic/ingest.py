@@ -38,6 +38,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from components.data import cell_limits, csv_columns, csv_dialect, database, layout, postgres, sources
 from components.data.layout import parse_split_ratios
+from components.data.query_check import short_query
 from components.data.tf_example import canonical_bytes, example_values, serialize_example
 from components.data.tfrecords import WriteGzippedTFRecords
 from components.errors import StageError
@@ -578,9 +579,7 @@ class _QuerySource:
         self.partition_column = partition_column
         self.columns = list(self.query_source.column_types)
         self.description = f"the query {query!r}"
-        shown = " ".join(query.split())
-        self.cell_check = _CheckRowCells(f"--query {shown if len(shown) <= 80 else shown[:77] + '...'!r}",
-                                         max_cell_bytes, partition_column)
+        self.cell_check = _CheckRowCells(f"--query {short_query(query)!r}", max_cell_bytes, partition_column)
 
     def read(self, pipeline, plan):
         del plan  # rows from a database are split by the example's own values
