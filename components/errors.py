@@ -133,11 +133,25 @@ _SPARSE_REPR = re.compile(r'SparseTensor\(indices=Tensor, values=Tensor, dense_s
 _TRACED_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\w+)', re.MULTILINE)
 
 
+# A traceback inside an error's message: Beam's portable and Dataflow runners report a worker's failure so.
+_EMBEDDED_TRACEBACK = "Traceback (most recent call last):"
+_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b.*)$", re.MULTILINE)
+
+
+def _without_embedded_traceback(text):
+    """`text` up to an embedded traceback, then that traceback's own error line (the last one it names)."""
+    if _EMBEDDED_TRACEBACK not in text:
+        return text
+    head, rest = text.split(_EMBEDDED_TRACEBACK, 1)
+    named = _ERROR_LINE.findall(rest)
+    return f"{head.strip()} {named[-1].strip() if named else ''}".strip()
+
+
 def _unexpected_error_message(error):
     described = describe_user_error(error)
     if described:
         return described
-    text = " ".join(redact(str(error)).split())
+    text = " ".join(_without_embedded_traceback(redact(str(error))).split())
     return (f"{type(error).__name__}: {text[:300] or 'no message'} (unexpected: the traceback is in the "
             "stage's log; please report it if the inputs look right)")
 

@@ -49,9 +49,9 @@ def ingest(data_pattern: str, data_format: str, csv_delimiter: str, query: str, 
     from components.state.storage import Storage
 
     with reported_stage():
-        limit_stage_time("ingest", stage_timeouts)
+        time_limit = limit_stage_time("ingest", stage_timeouts)
         storage = Storage.from_json(storage_settings)
-        beam_args = stage_beam_args(beam_args, "ingest", storage.settings)
+        beam_args = stage_beam_args(beam_args, "ingest", storage.settings, time_limit)
         if not query:
             check_readable(data_pattern, "--data", beam_args)
         examples.metadata.update(ingest_examples(
@@ -92,9 +92,9 @@ def statistics(examples: Input[Dataset], slice_columns: str, serving_data: str, 
     from components.state.storage import Storage
 
     with reported_stage():
-        limit_stage_time("statistics", stage_timeouts)
+        time_limit = limit_stage_time("statistics", stage_timeouts)
         storage = Storage.from_json(storage_settings)
-        beam_args = stage_beam_args(beam_args, "statistics", storage.settings)
+        beam_args = stage_beam_args(beam_args, "statistics", storage.settings, time_limit)
         if serving_data:
             check_readable(serving_data, "--serving-data", beam_args)
         beam_output = output_uri(statistics, beam_args)
@@ -225,9 +225,9 @@ def transform(examples: Input[Dataset], schema: Input[Artifact], module: str, be
     from components.state.storage import Storage, join
 
     with reported_stage():
-        limit_stage_time("transform", stage_timeouts)
+        time_limit = limit_stage_time("transform", stage_timeouts)
         storage = Storage.from_json(storage_settings)
-        beam_args = stage_beam_args(beam_args, "transform", storage.settings)
+        beam_args = stage_beam_args(beam_args, "transform", storage.settings, time_limit)
         graph_uri = output_uri(transform_graph, beam_args, tensorflow=True)
         transformed_uri = output_uri(transformed_examples, beam_args)
         splits = transform_examples(input_uri(examples, beam_args, storage=storage), schema.path, module, graph_uri,
@@ -398,10 +398,10 @@ def evaluate(model: Input[Model], examples: Input[Dataset], schema: Input[Artifa
     from components.state.storage import Storage
 
     with reported_stage():
-        limit_stage_time("evaluate", stage_timeouts)
+        time_limit = limit_stage_time("evaluate", stage_timeouts)
         storage = Storage.from_json(storage_settings)
         model_name = resolve_model_name(model_name, module, storage)
-        beam_args = stage_beam_args(beam_args, "evaluate", storage.settings)
+        beam_args = stage_beam_args(beam_args, "evaluate", storage.settings, time_limit)
         with baseline_model(serving_root, model_name, storage) as (baseline, local_baseline, baseline_version):
             decision = evaluate_model(
                 model.path, examples.path, schema.path, module, evaluation.path,

@@ -5,6 +5,7 @@ PipelineOptionsValidator (for Dataflow against a GCS emulator: Beam looks at the
 URL must be in neither the options nor the compiled spec; a stage whose runner is not in process must
 give Beam bucket URIs, never its artifact folders.
 """
+import concurrent.futures
 import glob
 import os
 import shlex
@@ -18,7 +19,7 @@ from kfp.dsl import Artifact
 from components.errors import StageError
 from components.platform import beam_runner
 from components.platform.beam_runner import RunnerPreset, combine
-from helpers import REPO
+from helpers import REPO, free_port
 
 BEAM_STAGES = ("ingest", "statistics", "transform", "evaluate")
 DATAFLOW = RunnerPreset(runner="dataflow", temp_root="gs://lp-dataflow-temp/runs", project="my-project",
@@ -261,3 +262,28 @@ def test_transform_runs_on_beam_worker_processes_with_a_module_file(tmp_path, ex
         assert ranges[name] == pytest.approx(values, rel=1e-5, abs=1e-6), name
     assets = os.path.join("transform_fn", "assets")
     assert sorted(os.listdir(os.path.join(graph, assets))) == sorted(os.listdir(os.path.join(in_process_graph, assets)))
+
+
+def test_a_portable_stage_waits_its_own_time_limit_for_the_job_and_names_a_silent_job_service(monkeypatch):
+    """Beam's PortableRunner reads the job's state with --job_server_timeout (60 s by default), which ended
+    any longer job with DEADLINE_EXCEEDED; a stage gives it its own limit, once the job service answers."""
+    import grpc
+
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        args = combine(RunnerPreset(runner="portable", temp_root="gs://b/p", job_endpoint=f"127.0.0.1:{port}",
+                                    worker_pool="localhost:50000").args(), "")
+        assert "--job_server_timeout=7200" in beam_runner.stage_beam_args(args, "transform", time_limit=7200)
+        assert "--job_server_timeout" not in beam_runner.stage_beam_args(args, "transform")
+        given = beam_runner.stage_beam_args(combine(args, "--job_server_timeout=30"), "transform", time_limit=7200)
+        assert "--job_server_timeout=30" in given and "--job_server_timeout=7200" not in given
+    finally:
+        server.stop(0)
+    silent = combine(RunnerPreset(runner="portable", temp_root="gs://b/p", job_endpoint=f"127.0.0.1:{free_port()}",
+                                  worker_pool="localhost:50000").args(), "")
+    monkeypatch.setattr(beam_runner, "JOB_SERVICE_WAIT_S", 1)
+    with pytest.raises(StageError, match=r"^evaluate: Beam's job service at 127\.0\.0\.1:\d+ \(--beam-job-endpoint\) "
+                                         r"did not answer within 1 s: start it, or give the address it listens on\.$"):
+        beam_runner.stage_beam_args(silent, "evaluate", time_limit=7200)

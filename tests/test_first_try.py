@@ -278,6 +278,22 @@ def test_a_failing_stage_prints_one_line_and_keeps_the_traceback_for_its_log():
     assert any("Traceback" in line for line in log.logs["transform"])
 
 
+def test_a_beam_job_that_failed_on_its_workers_is_one_line_with_the_workers_error():
+    """Beam's portable runner puts the worker's traceback into its error's message; the line keeps its last error."""
+    stage = ("from components.errors import reported_stage\n"
+             "with reported_stage():\n"
+             "    raise RuntimeError('Pipeline job-1 failed in state FAILED: Error running pipeline.\\n'\n"
+             "                       'Traceback (most recent call last):\\n  File \"w.py\", line 3, in run\\n'\n"
+             "                       '    x > 1\\nTypeError: bad compare [while running Decode]\\n')\n")
+    process = subprocess.run([sys.executable, "-c", stage], capture_output=True, text=True, timeout=120)
+    log = StageLog(open(os.devnull, "w"))
+    log.write("Executing task 'transform'\n" + process.stderr)
+    log.finish("")
+    assert log.errors == ["transform: RuntimeError: Pipeline job-1 failed in state FAILED: Error running pipeline. "
+                          "TypeError: bad compare [while running Decode] (unexpected: the traceback is in the "
+                          "stage's log; please report it if the inputs look right)"]
+
+
 def test_the_terminal_shows_no_traceback_and_a_line_break_cannot_cut_an_error(tmp_path):
     terminal = tmp_path / "terminal.txt"
     with open(terminal, "w") as stream:

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -229,6 +230,23 @@ def test_publishing_to_a_bucket_numbers_versions_past_unfinished_ones_and_cleans
     for path, relative in local_files:
         with open(path, "rb") as local:
             assert Storage().read_bytes(store.uri(bucket, "penguins/3", relative), "--test") == local.read(), relative
+
+
+def test_an_empty_file_reaches_a_bucket_as_an_empty_object(store, trained_model, tmp_path):
+    """S3 refuses to complete a multipart upload without parts, which is how Beam's S3 writer writes everything."""
+    bucket = store.bucket("empty")
+    empty = tmp_path / "EMPTY"
+    empty.write_bytes(b"")
+    Storage().upload_file(str(empty), store.uri(bucket, "marker/EMPTY"), "--test")
+    Storage().write_bytes(store.uri(bucket, "written/EMPTY"), b"", "--test")
+    assert [Storage().read_bytes(store.uri(bucket, key), "--test") for key in ("marker/EMPTY", "written/EMPTY")] == [
+        b"", b""]
+    model = tmp_path / "model"
+    shutil.copytree(trained_model[0], model)
+    (model / "assets").mkdir(exist_ok=True)
+    (model / "assets" / "empty_vocabulary.txt").write_bytes(b"")
+    _, path = publish_model(str(model), store.uri(bucket), "penguins")
+    assert Storage().read_bytes(f"{path}/assets/empty_vocabulary.txt", "--test") == b""
 
 
 def bucket_checksums(folder_uri):

@@ -45,6 +45,7 @@ BEAM_URI_KEY = "beam_uri"
 # The runners that execute in the stage's own process (or its children), on its filesystem.
 _IN_PROCESS = {"direct", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
 _KFP_MINIO = "minio://"
+JOB_SERVICE_WAIT_S = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,15 +143,34 @@ def temp_root(beam_args):
     return _flag(beam_arg_list(beam_args), "--temp_location")
 
 
-def stage_beam_args(beam_args, stage, settings=StorageSettings()):
+def stage_beam_args(beam_args, stage, settings=StorageSettings(), time_limit=0):
     """The Beam arguments a stage runs with: the run's storage settings as Beam options, the run's Beam
-    arguments (never a credential: refused), and on Dataflow the stage's own job name."""
+    arguments (never a credential: refused), on Dataflow the stage's own job name, and on the portable
+    runner, given the stage's `time_limit`, a job service that answers and waits that long for the job."""
     refuse_credentials(beam_args)
     args = beam_arg_list([*settings.beam_flags(), *split_flags(beam_args)])
     if _flag(args, "--runner") == "DataflowRunner" and not _flag(args, "--job_name"):
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
         args.append(f"--job_name=living-pipeline-{stage}-{stamp}-{uuid.uuid4().hex[:6]}")
+    if time_limit and _flag(args, "--runner") == "PortableRunner" and not _flag(args, "--job_server_timeout"):
+        _check_job_service(_flag(args, "--job_endpoint"), stage)
+        # Beam's PortableRunner reads the job's state stream with this timeout (60 s by default), which ends
+        # any job that runs longer; the stage's own limit (its watchdog) is the one that should apply.
+        args.append(f"--job_server_timeout={int(time_limit)}")
     return join_flags(args)
+
+
+def _check_job_service(endpoint, stage):
+    import grpc
+
+    seconds = JOB_SERVICE_WAIT_S
+
+    with grpc.insecure_channel(endpoint) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=seconds)
+        except grpc.FutureTimeoutError:
+            raise StageError(f"{stage}: Beam's job service at {endpoint} (--beam-job-endpoint) did not answer "
+                             f"within {seconds} s: start it, or give the address it listens on.") from None
 
 
 def _bucket_form(uri):
@@ -221,11 +241,12 @@ def mirror(uri, local_dir, storage=None):
     storage = storage or Storage()
     if uri == local_dir or not is_remote(uri):
         return
-    for remote, relative in storage.files_under(uri, TEMP_ROOT_FLAG):
+    for remote, relative in storage.files_under(uri, TEMP_ROOT_FLAG, folder_markers=True):
         local = os.path.join(local_dir, relative)
         if not os.path.exists(local):
             os.makedirs(os.path.dirname(local), exist_ok=True)
-            storage.download_file(remote, local, TEMP_ROOT_FLAG)
+            if not remote.endswith("/"):  # a folder marker (TensorFlow writes them) only makes its folder
+                storage.download_file(remote, local, TEMP_ROOT_FLAG)
 
 
 def beam_dirs_for_evaluate(model, examples, evaluation, baseline, local_baseline, beam_args, storage=None):
@@ -292,7 +313,7 @@ def scratch(next_to, storage=None):
     try:
         yield folder
     finally:
-        found = [path for path, _ in storage.files_under(folder, TEMP_ROOT_FLAG)]
+        found = [path for path, _ in storage.files_under(folder, TEMP_ROOT_FLAG, folder_markers=True)]
         storage.delete(found, TEMP_ROOT_FLAG, folder)
 
 

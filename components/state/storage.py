@@ -267,17 +267,37 @@ class Storage:
             self._check_gcs_bucket(uri, flag, bucket, _literal_prefix(key))
         self._checked.add((scheme, bucket))
 
-    def _check_s3_bucket(self, uri, flag, bucket, prefix):
+    def _s3_client(self, config=None):
+        """boto3's S3 client with the run's settings (Beam's S3 options), as Beam's own S3 file system has them."""
         import boto3
-        import botocore.config
-        import botocore.exceptions
         from apache_beam.options.pipeline_options import S3Options
 
         s3_options = self._options().view_as(S3Options)
-        client = boto3.session.Session().client(
+        verify = s3_options.s3_verify
+        return boto3.session.Session().client(
             "s3", endpoint_url=s3_options.s3_endpoint_url, region_name=s3_options.s3_region_name,
-            config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
-                                          connect_timeout=_CHECK_TIMEOUT_SECONDS, read_timeout=_CHECK_TIMEOUT_SECONDS))
+            use_ssl=not s3_options.s3_disable_ssl, verify=None if verify in (None, "") else verify, config=config)
+
+    def _write_empty_s3_object(self, uri, flag):
+        """An empty object in S3: Beam's S3 writer always completes a multipart upload, and S3 (SeaweedFS, MinIO
+        and AWS alike) refuses to complete one without parts."""
+        import botocore.exceptions
+
+        self.check_location(uri, flag)
+        _, bucket, key = _bucket_and_key(uri)
+        try:
+            self._s3_client().put_object(Bucket=bucket, Key=key, Body=b"")
+        except botocore.exceptions.ClientError as error:
+            raise _classified(flag, uri, bucket, error.response.get("Error", {}).get("Code", ""),
+                              error.response.get("ResponseMetadata", {}).get("HTTPStatusCode"), error) from None
+
+    def _check_s3_bucket(self, uri, flag, bucket, prefix):
+        import botocore.config
+        import botocore.exceptions
+
+        client = self._s3_client(botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
+                                                        connect_timeout=_CHECK_TIMEOUT_SECONDS,
+                                                        read_timeout=_CHECK_TIMEOUT_SECONDS))
         try:
             client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
         except botocore.exceptions.NoCredentialsError:
@@ -359,16 +379,21 @@ class Storage:
             with open(path, "wb") as sink:
                 sink.write(data)
             return
+        if not data and path.startswith(S3_SCHEME):
+            self._write_empty_s3_object(path, flag)
+            return
         with self._reported(path, flag) as filesystems, filesystems.create(path, compression_type=_BYTE_EXACT) as sink:
             sink.write(data)
 
-    def files_under(self, folder, flag):
-        """Every file below `folder`, as (path, path relative to `folder`)."""
+    def files_under(self, folder, flag, folder_markers=False):
+        """Every file below `folder`, as (path, path relative to `folder`). In a bucket, the empty `name/`
+        objects that mark folders (TensorFlow's GCS client writes them) are files only with `folder_markers`."""
         prefix = folder.rstrip("/") + "/"
         if not is_remote(folder):
             return sorted((os.path.join(root, name), os.path.relpath(os.path.join(root, name), folder))
                           for root, _, names in os.walk(folder) for name in names)
-        return [(path, path[len(prefix):]) for path in self.match(prefix + "**", flag)]
+        return [(path, path[len(prefix):]) for path in self.match(prefix + "**", flag)
+                if folder_markers or not path.endswith("/")]
 
     def copy(self, sources, destinations, flag, uri):
         """Copies files within one store (server-side for buckets)."""
@@ -394,6 +419,9 @@ class Storage:
         if not is_remote(uri):
             os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
             shutil.copyfile(local_path, uri)
+            return
+        if uri.startswith(S3_SCHEME) and os.path.getsize(local_path) == 0:
+            self._write_empty_s3_object(uri, flag)
             return
         with open(local_path, "rb") as source, self._reported(uri, flag) as filesystems, \
                 filesystems.create(uri, compression_type=_BYTE_EXACT) as sink:
@@ -422,7 +450,7 @@ class Storage:
         if not is_remote(path):
             yield path
             return
-        found = self.files_under(path, flag)
+        found = self.files_under(path, flag, folder_markers=True)
         if not found:
             raise StageError(f"{flag} {path!r} does not exist or holds no files: check the path.")
         scratch = tempfile.mkdtemp(prefix="living-pipeline-")
@@ -430,7 +458,8 @@ class Storage:
             for remote, relative in found:
                 local = os.path.join(scratch, relative)
                 os.makedirs(os.path.dirname(local), exist_ok=True)
-                self.download_file(remote, local, flag)
+                if not remote.endswith("/"):  # a folder marker only makes its folder
+                    self.download_file(remote, local, flag)
             yield scratch
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
