@@ -77,8 +77,8 @@ test-docker: $(VENV)/.installed-test ## the tests that need a Docker engine and 
 test-fresh-machine: ## check make test's set-up on a fresh Debian machine (a container of the offline base; Docker)
 	scripts/check-fresh-machine.sh
 
-bench-distributed: $(VENV)/.installed-test ## DirectRunner vs Beam's portable runner (2 workers, project image) at 1M rows (ROWS=...)
-	$(BIN)/python -m benchmarks.distributed --rows $(or $(ROWS),1000000)
+bench-distributed: $(VENV)/.installed-test ## DirectRunner vs Beam's portable runner (2 worker pools of the project image, gs://) at 1M rows (ROWS=...; Docker, root)
+	scripts/with-docker.sh sh -c "BASE_IMAGE='$(OFFLINE_BASE_IMAGE)' scripts/build-image.sh $(IMAGE) && $(BIN)/python -m benchmarks.distributed --rows $(or $(ROWS),1000000)"
 
 bench: $(VENV)/.installed-bench ## benchmark the local run at 10k, 100k and 1M rows, then side by side with TFX (benchmarks/results/)
 	$(BIN)/python -m benchmarks.run

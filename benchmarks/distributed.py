@@ -1,22 +1,27 @@
-"""In-process DirectRunner against Beam's portable runner with a worker pool of the project image.
+"""In-process DirectRunner against Beam's portable runner with two worker pools of the project image.
 
-    python -m benchmarks.distributed [--rows 1000000] [--workers 2] [--out benchmarks/results/distributed]
+    python -m benchmarks.distributed [--rows 1000000] [--out benchmarks/results/distributed]
 
-Generates the demo data (`generate.py`), puts it in SeaweedFS (`s3://`, on loopback), and runs
-`pipeline.py run` on it twice: with Beam inside each stage's process, then with `--beam-runner portable`
-against Beam's job service and a worker pool (`components.platform.beam_boot --worker_pool`) in two containers of
-the project image, `--workers` SDK workers. For each run it records every stage's wall seconds and the
-stage process's peak memory, and for the portable run the peak memory of the worker-pool and
-job-service containers over the whole run (cgroup `memory.peak`). On this machine the portable run
-stops at transform (TensorFlow writes the transform graph itself and has no `s3://` file system; see
-docs/distributed.md), so ingest and statistics are what compare. Needs Docker and the project image.
+Generates the demo data (`generate.py`), puts it in a bucket (`gs://` on a GCS emulator that TensorFlow's
+own GCS client reaches through a TLS-terminating proxy: tests/tensorflow_gcs.py), and runs `pipeline.py run`
+on it twice, from the same bucket to the same kinds of roots: with Beam inside each stage's process, then
+with `--beam-runner portable` against Beam's job service (`components.platform.beam_job_service`) and two
+worker pools (`components.platform.beam_boot --worker_pool`), each in its own container of the project
+image, `--direct_num_workers=2` (one SDK worker in each pool). For every stage it records the wall
+seconds and the stage process's peak memory; for the portable run also the peak resident memory of the
+worker pools together (their cgroups, sampled every 0.2 s over the stage's span) and of the job service.
+Needs Docker and the project image (make image).
 """
 import argparse
+import contextlib
+import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -25,29 +30,72 @@ from benchmarks.run import stage_summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-IMAGE = os.environ.get("LIVING_PIPELINE_IMAGE", "living-pipeline:0.1.0")
-COMPARED = ["ingest", "statistics"]
+BEAM_STAGES = ["ingest", "statistics", "transform", "evaluate"]
+CA_IN_CONTAINER = "/tmp/living-pipeline-test-ca.pem"
+_TASK_START = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - INFO - Executing task '(\w+)'")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _object_stores():
-    """The tests' SeaweedFS launcher (tests/object_stores.py), the one way this repository starts it."""
+def _test_servers():
+    """The tests' launchers of the GCS emulator and the Beam containers, the one way this repository starts them."""
     sys.path.insert(0, os.path.join(REPO, "tests"))
-    import object_stores
+    import beam_cluster
+    import tensorflow_gcs
 
-    return object_stores
-
-
-def _docker(*args):
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    return beam_cluster, tensorflow_gcs
 
 
-def _peak_mb(container):
-    """The container's peak memory so far, from its cgroup (v2 `memory.peak`, v1 `max_usage_in_bytes`)."""
-    for path in ("/sys/fs/cgroup/memory.peak", "/sys/fs/cgroup/memory/memory.max_usage_in_bytes"):
-        peak = _docker("exec", container, "cat", path).stdout.strip()
-        if peak.isdigit():
-            return round(int(peak) / 2**20)
-    return None
+def _memory_stat(beam_cluster, container):
+    """The container's memory.stat file on this host and the field that counts its processes' own memory:
+    cgroup v1 (`memory` controller, `total_rss`) or v2 (`anon`)."""
+    pid = beam_cluster.docker("inspect", "--format", "{{.State.Pid}}", container).stdout.strip()
+    with open(f"/proc/{pid}/cgroup") as source:
+        lines = [line.strip().split(":", 2) for line in source if line.strip()]
+    v1 = [path for _, controllers, path in lines if "memory" in controllers.split(",")]
+    if v1:
+        return f"/sys/fs/cgroup/memory{v1[0]}/memory.stat", "total_rss"
+    return f"/sys/fs/cgroup{lines[0][2]}/memory.stat", "anon"
+
+
+def _resident_mb(path, field):
+    with open(path) as source:
+        for line in source:
+            if line.startswith(field + " "):
+                return int(line.split()[1]) / 2**20
+    return 0.0
+
+
+@contextlib.contextmanager
+def _memory_sampler(beam_cluster, containers, interval=0.2):
+    """Samples the containers' resident memory (their cgroups); yields the list of (time, {name: MB})."""
+    files = {name: _memory_stat(beam_cluster, name) for name in containers}
+    samples, stop = [], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                samples.append((time.time(), {name: _resident_mb(*stat) for name, stat in files.items()}))
+            stop.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _stage_windows(output, day):
+    """{stage: (start, end)} in epoch seconds, from kfp.local's 'Executing task' lines; the last ends now."""
+    starts = []
+    for line in output.splitlines():
+        found = _TASK_START.match(_COLOUR.sub("", line).strip())
+        if found:
+            clock = datetime.datetime.strptime(f"{day} {found.group(1)}", "%Y-%m-%d %H:%M:%S.%f")
+            starts.append((found.group(2), clock.timestamp()))
+    ends = [start for _, start in starts[1:]] + [time.time()]
+    return {name: (start, end) for (name, start), end in zip(starts, ends)}
 
 
 def _run(args, environment, summary):
@@ -56,88 +104,87 @@ def _run(args, environment, summary):
                               "--summary-json", summary], cwd=REPO, env={**os.environ, **environment},
                              capture_output=True, text=True)
     seconds = time.monotonic() - started
-    stages = stage_summary(summary)
-    error = next((line for line in (process.stdout + process.stderr).splitlines() if line.startswith("Error:")), "")
+    output = process.stdout + process.stderr
+    error = next((line for line in output.splitlines() if line.startswith("Error:")), "")
     stages = {name: {**stage, "seconds": round(stage["seconds"], 1) if stage.get("seconds") else stage.get("seconds")}
-              for name, stage in stages.items()}
-    return {"seconds": round(seconds, 1), "stages": stages, "error": error}
+              for name, stage in stage_summary(summary).items()}
+    return {"seconds": round(seconds, 1), "stages": stages, "error": error}, output
 
 
-def benchmark(rows, workers, work):
-    stores = _object_stores()
+def benchmark(rows, work):
+    beam_cluster, tensorflow_gcs = _test_servers()
     data_dir = os.path.join(work, "data")
     generate("demo", rows, 0, data_dir)
-    os.makedirs(os.path.join(work, "seaweedfs"))
-    with stores.seaweedfs(os.path.join(work, "seaweedfs")) as endpoint:
-        environment = stores.s3_environment(endpoint)
-        client = stores.s3_client(endpoint)
+    image = os.environ.get(beam_cluster.IMAGE_ENVIRONMENT, beam_cluster.DEFAULT_IMAGE)
+    os.makedirs(os.path.join(work, "gcs"))
+    with tensorflow_gcs.tensorflow_gcs(os.path.join(work, "gcs")) as gcs:
+        environment = gcs.environment()
+        os.environ.update(environment)
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
-        client.create_bucket(Bucket=bucket)
+        tensorflow_gcs.create_bucket(gcs, bucket)
+        from components.state.storage import Storage
+
+        storage = Storage()
         for name in sorted(os.listdir(data_dir)):
-            client.upload_file(os.path.join(data_dir, name), bucket, f"landing/{name}")
-        common = ["--data", f"s3://{bucket}/landing/*.csv", "--schema", "", "--statistics-root", "",
-                  "--warn-on-anomalies", f"--beam-args=--s3_endpoint_url={endpoint}"]
-        report = {"rows": rows, "workers": workers}
-        report["direct"] = _run([*common, "--pipeline-root", os.path.join(work, "direct"),
-                                 "--serving-root", os.path.join(work, "serving-direct")],
-                                environment, os.path.join(work, "direct.json"))
-        free_port = stores.free_port
-        job_port, pool_port = free_port(), free_port()
-        names = {"jobs": f"lp-bench-jobs-{bucket}", "workers": f"lp-bench-workers-{bucket}"}
-        keys = [arg for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
-                for arg in ("-e", f"{key}={environment[key]}")]
-        try:
-            for started in (
-                    _docker("run", "-d", "--rm", "--name", names["jobs"], "--network", "host", IMAGE, "python", "-m",
-                            "apache_beam.runners.portability.local_job_service_main", f"--port={job_port}"),
-                    _docker("run", "-d", "--rm", "--name", names["workers"], "--network", "host", *keys, IMAGE,
-                            "python", "-m", "components.platform.beam_boot", "--worker_pool",
-                            f"--service_port={pool_port}")):
-                if started.returncode != 0:
-                    raise SystemExit(f"benchmarks.distributed: a container of {IMAGE} did not start: "
-                                     f"{started.stderr.strip()}")
-            time.sleep(5)
-            report["portable"] = _run(
-                [*common[:-1], "--pipeline-root", os.path.join(work, "portable"),
-                 "--serving-root", os.path.join(work, "serving-portable"), "--beam-runner", "portable",
-                 "--beam-temp-root", f"s3://{bucket}/beam", "--beam-job-endpoint", f"localhost:{job_port}",
-                 "--beam-worker-pool", f"localhost:{pool_port}",
-                 f"--beam-args=--s3_endpoint_url={endpoint} --direct_num_workers={workers} "
-                 f"--sdk_worker_parallelism={workers}"],
-                environment, os.path.join(work, "portable.json"))
-            report["portable"]["container_peak_mb"] = {role: _peak_mb(name) for role, name in names.items()}
-        finally:
-            for name in names.values():
-                _docker("rm", "-f", name)
+            storage.upload_file(os.path.join(data_dir, name), f"gs://{bucket}/landing/{name}", "--data")
+        common = ["--data", f"gs://{bucket}/landing/*.csv", "--schema", "", "--warn-on-anomalies"]
+        report = {"rows": rows, "workers": 2, "pools": 2, "date": datetime.date.today().isoformat(),
+                  "cores": os.cpu_count(), "load_before": round(os.getloadavg()[0], 2)}
+        report["direct"], _ = _run([*common, "--pipeline-root", os.path.join(work, "direct"),
+                                    "--serving-root", f"gs://{bucket}/serving-direct",
+                                    "--statistics-root", f"gs://{bucket}/statistics-direct"],
+                                   environment, os.path.join(work, "direct.json"))
+        pools_environment = gcs.environment(CA_IN_CONTAINER)
+        with beam_cluster.beam_cluster(image, pools_environment, {gcs.ca_path: CA_IN_CONTAINER}, pools=2) as cluster:
+            containers = [*cluster.pools, cluster.job_service]
+            day = datetime.date.today().isoformat()
+            with _memory_sampler(beam_cluster, containers) as samples:
+                report["portable"], output = _run(
+                    [*common, "--pipeline-root", os.path.join(work, "portable"),
+                     "--serving-root", f"gs://{bucket}/serving-portable",
+                     "--statistics-root", f"gs://{bucket}/statistics-portable", "--beam-runner", "portable",
+                     "--beam-temp-root", f"gs://{bucket}/beam", "--beam-job-endpoint", cluster.job_endpoint,
+                     "--beam-worker-pool", cluster.worker_pool, "--beam-args=--direct_num_workers=2"],
+                    environment, os.path.join(work, "portable.json"))
+            for stage, (start, end) in _stage_windows(output, day).items():
+                window = [memory for moment, memory in samples if start <= moment <= end]
+                if stage in report["portable"]["stages"] and window:
+                    report["portable"]["stages"][stage]["workers_peak_mb"] = round(
+                        max(sum(memory[pool] for pool in cluster.pools) for memory in window))
+                    report["portable"]["stages"][stage]["job_service_peak_mb"] = round(
+                        max(memory[cluster.job_service] for memory in window))
+    report["load_after"] = round(os.getloadavg()[0], 2)
     return report
 
 
 def markdown(report):
-    lines = [f"{report['rows']:,} demo rows from SeaweedFS (`s3://`); portable: {report['workers']} SDK workers in "
-             "one worker-pool container, the job service in another", "",
-             "| stage | direct s | direct peak MB | portable s | portable stage-process peak MB |",
-             "|---|---:|---:|---:|---:|"]
-    for stage in COMPARED:
+    lines = [f"{report['rows']:,} demo rows in `gs://` (GCS emulator); portable: Beam's job service and "
+             f"{report['pools']} worker pools in containers of the project image, {report['workers']} SDK workers "
+             f"per job. {report['date']}, {report['cores']} cores, load {report['load_before']} before, "
+             f"{report['load_after']} after.", "",
+             "| stage | direct s | direct peak MB | portable s | portable stage-process peak MB | "
+             "workers' peak MB (both pools) | job service peak MB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for stage in report["direct"]["stages"]:
         direct, portable = report["direct"]["stages"].get(stage, {}), report["portable"]["stages"].get(stage, {})
         lines.append(f"| {stage} | {direct.get('seconds', '-')} | {direct.get('peak_mb', '-')} | "
-                     f"{portable.get('seconds', '-')} | {portable.get('peak_mb', '-')} |")
-    peaks = report["portable"].get("container_peak_mb", {})
-    lines += ["", f"Portable containers' peak memory over the run: worker pool {peaks.get('workers')} MB, "
-              f"job service {peaks.get('jobs')} MB.",
-              f"Direct run: {report['direct']['seconds']} s in all; {report['direct']['error'] or 'no error'}.",
-              f"Portable run: {report['portable']['seconds']} s; {report['portable']['error'] or 'no error'}.", ""]
+                     f"{portable.get('seconds', '-')} | {portable.get('peak_mb', '-')} | "
+                     f"{portable.get('workers_peak_mb', '-')} | {portable.get('job_service_peak_mb', '-')} |")
+    for run in ("direct", "portable"):
+        outcome = report[run]['error'] or 'no error'
+        lines.append(f"{run.capitalize()} run: {report[run]['seconds']} s in all; {outcome}.")
+    lines.append("")
     return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "distributed"))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="living-pipeline-bench-distributed-") as work:
-        report = benchmark(args.rows, args.workers, work)
+        report = benchmark(args.rows, work)
     with open(os.path.join(args.out, f"results-{args.rows}.json"), "w") as sink:
         json.dump(report, sink, indent=2)
     text = markdown(report)
