@@ -65,7 +65,8 @@ def test_every_stage_takes_the_limits_and_starts_its_watchdog_within_its_one_lin
     for stage in STAGES:
         assert "stage_timeouts" in inspect.signature(stage.component).parameters, stage.name
         body = inspect.getsource(stage.component).split("with reported_stage():", 1)[1]
-        assert body.lstrip().startswith(f'limit_stage_time("{stage.name}", stage_timeouts)'), stage.name
+        first = body.lstrip().split("\n", 1)[0].removeprefix("time_limit = ")
+        assert first == f'limit_stage_time("{stage.name}", stage_timeouts)', stage.name
 
 
 @pytest.fixture(scope="module")
