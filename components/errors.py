@@ -25,6 +25,7 @@ import resource
 import sys
 import traceback
 
+from components.platform.beam_workers import workers_peak_mb
 from components.redaction import redact, redacted_output
 
 ERROR_PREFIX = "living-pipeline error: "
@@ -38,10 +39,15 @@ class StageError(Exception):
 
 
 def peak_memory_mb():
-    """This process's peak resident memory so far (Beam's DirectRunner runs in it too).
+    """This process's peak resident memory so far (Beam's DirectRunner runs in it too), plus the peaks of the
+    DirectRunner's worker processes it started, if any (components.platform.beam_workers).
 
     Linux's VmHWM: `ru_maxrss` would also count the peak of the process image this one was started from
-    (a large parent, such as a test runner, before exec)."""
+    (a large parent, such as a test runner, before exec), and so would RUSAGE_CHILDREN for each worker."""
+    return _own_peak_memory_mb() + workers_peak_mb()
+
+
+def _own_peak_memory_mb():
     try:
         with open("/proc/self/status") as status:
             for line in status:

@@ -6,14 +6,12 @@ URL must be in neither the options nor the compiled spec; a stage whose runner i
 give Beam bucket URIs, never its artifact folders.
 """
 import concurrent.futures
-import glob
 import os
 import shlex
 import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
 from kfp.dsl import Artifact
 
 from components.errors import StageError
@@ -227,41 +225,6 @@ def test_local_artifacts_reach_remote_workers_and_their_outputs_come_back(tmp_pa
             sink.write(b"kept")
         beam_runner.mirror(out, written.path, storage)
         assert open(os.path.join(written.path, "Split-eval", "part.gz"), "rb").read() == b"kept"
-
-
-@pytest.mark.slow
-def test_transform_runs_on_beam_worker_processes_with_a_module_file(tmp_path, examples_dir, schema_dir,
-                                                                    transform_dirs):
-    """Beam's worker processes unpickle transform's pipeline. A module given as a file is loaded under a
-    generated name they cannot import, so nothing they unpickle may refer to it; what they write must be
-    what an in-process run writes."""
-    import json
-
-    import components.penguins.module as penguins
-    from components.data.layout import examples_pattern
-    from components.stage_logic.transform import RANGES_FILE, transform_examples
-
-    module = tmp_path / "my_penguins.py"
-    with open(penguins.__file__) as source:
-        module.write_text(source.read())
-    graph, transformed = str(tmp_path / "graph"), str(tmp_path / "transformed")
-    splits = transform_examples(examples_dir[0], schema_dir, str(module), graph, transformed,
-                                beam_args="--direct_running_mode=multi_processing --direct_num_workers=2")
-
-    in_process_graph, in_process = transform_dirs
-    for split in splits:
-        count = sum(1 for path in glob.glob(examples_pattern(transformed, split))
-                    for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"))
-        expected = sum(1 for path in glob.glob(examples_pattern(in_process, split))
-                       for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"))
-        assert count == expected > 0
-    with open(os.path.join(transformed, RANGES_FILE)) as ours, open(os.path.join(in_process, RANGES_FILE)) as theirs:
-        ranges, expected_ranges = json.load(ours), json.load(theirs)
-    assert set(ranges) == set(expected_ranges)
-    for name, values in expected_ranges.items():
-        assert ranges[name] == pytest.approx(values, rel=1e-5, abs=1e-6), name
-    assets = os.path.join("transform_fn", "assets")
-    assert sorted(os.listdir(os.path.join(graph, assets))) == sorted(os.listdir(os.path.join(in_process_graph, assets)))
 
 
 def test_a_portable_stage_waits_its_own_time_limit_for_the_job_and_names_a_silent_job_service(monkeypatch):

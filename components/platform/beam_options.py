@@ -2,20 +2,25 @@
 
 Stages take Beam arguments as one string (`--runner=DataflowRunner --project=... --region=...`), so the
 same compiled pipeline moves to Dataflow or Flink without a code change. Without a runner, Beam's
-DirectRunner runs in this process: for the small and medium data of a local run, starting worker
-processes costs more than it saves.
+DirectRunner runs the pipeline, in this process or, for a large input on idle cores, in worker processes.
 
 Beam reads a flag the way Python's argparse does, in every view of the options (`view_as`) and in
 `get_all_options`: an unambiguous abbreviation of an option's name sets that option, in either `=` or
 space form. `options_set_by` asks Beam's own parsers which options a flag sets, so a check on option
 names (credentials are refused: components.state.storage) sees what Beam will do with the flag.
+
+A Beam stage's pipeline takes its options from `pipeline_options(beam_args, stage, input_sizes)`: where
+--beam-args leave the DirectRunner's mode open, components.platform.beam_workers chooses between the stage's
+process and worker processes from the size of the input, and the stage's log says which and why.
 """
 import argparse
 import functools
+import json
 
 # Beam's own parser class (private in Beam 2.59, which constraints.txt pins): its abbreviation rules are Beam's.
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
+from components.platform import beam_workers
 from components.platform.flags import split_flags
 
 # Examples per Arrow record batch where transform and evaluate read tf.Examples. TFXIO's default grows
@@ -24,7 +29,14 @@ from components.platform.flags import split_flags
 # 82 s -> 45 s (wide) and 33 s -> 20 s (demo, with a baseline), with the same metrics and about the
 # same peak memory.
 RECORD_BATCH_SIZE = 4096
-_LOCAL_DEFAULTS = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+_LOCAL_DEFAULTS = ["--runner=DirectRunner"]
+_DIRECT_RUNNERS = {"direct", "directrunner", "switchingdirectrunner"}
+# What the workers log reaches the stage's log through Beam: their warnings and errors, without the notices
+# each worker gives as it starts (no main session to load, which Beam's worker logs as `__main__`; the
+# DirectRunner's options it does not know; no python-snappy, which the stage process has said once already).
+_WORKER_LOGGING = ["--default_sdk_harness_log_level=WARNING", "--sdk_harness_log_level_overrides=" + json.dumps(
+    {"__main__": "ERROR", "apache_beam.options.pipeline_options": "ERROR", "apache_beam.io.tfrecordio": "ERROR"})]
+_WORKER_PLUGIN = "--beam_plugin=components.platform.beam_worker"
 
 
 def beam_arg_list(beam_args):
@@ -36,8 +48,73 @@ def beam_arg_list(beam_args):
     return defaults + args
 
 
-def pipeline_options(beam_args):
-    return PipelineOptions(beam_arg_list(beam_args))
+def pipeline_options(beam_args, stage="", input_sizes=None):
+    """Beam's options from `beam_args`. For a stage's pipeline (`stage`; `input_sizes()`: for each pattern it
+    reads, its files' byte sizes, or None; asked only when the choice needs them), the DirectRunner runs as
+    --beam-args say or, where they leave it open, as components.platform.beam_workers chooses; the choice goes
+    to the stage's log. Worker processes get the project's plugin (their peak memory, a quiet exit:
+    components.platform.beam_worker) and quieter logs."""
+    args = beam_arg_list(beam_args)
+    if stage:
+        args = _with_direct_mode(args, stage, input_sizes)
+    settings = _direct_settings(args)
+    if settings and settings[1] == "multi_processing":
+        given = {arg.split("=", 1)[0] for arg in args}
+        args = [*args, _WORKER_PLUGIN, *(arg for arg in _WORKER_LOGGING if arg.split("=", 1)[0] not in given)]
+        if stage:
+            beam_workers.worker_peaks_folder()  # named in the environment the workers inherit
+    return PipelineOptions(args)
+
+
+def file_sizes(patterns):
+    """For each of `patterns`, the byte sizes of the files it matches (Beam's file systems); None if they cannot be
+    listed."""
+    from apache_beam.io.filesystem import BeamIOError
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        return [[found.size_in_bytes for found in result.metadata_list] for result in FileSystems.match(list(patterns))]
+    except (BeamIOError, OSError, ValueError):  # the stage's own read names the problem
+        return None
+
+
+def _direct_settings(args):
+    """(runner, running mode, workers) as Beam reads them from `args`, None where the args leave one unset;
+    None if Beam cannot read the args (it says why when the pipeline starts)."""
+    namespace = argparse.Namespace(runner=None, direct_running_mode=None, direct_num_workers=None)
+    try:
+        parsed, _ = _parsers(tuple(_subclasses(PipelineOptions)))[-1].parse_known_args(args, namespace)
+    except _NotParsed:
+        return None
+    return parsed.runner, parsed.direct_running_mode, parsed.direct_num_workers
+
+
+def _with_direct_mode(args, stage, input_sizes):
+    """`args` with the DirectRunner's mode that `stage` runs in; prints the choice (or what --beam-args chose)."""
+    settings = _direct_settings(args)
+    runner, mode, workers = settings or ("", None, None)
+    if settings is None:
+        choice = beam_workers.Choice(0, "as --beam-args set it")
+    elif (runner or "DirectRunner").lower() not in _DIRECT_RUNNERS:
+        choice = beam_workers.Choice(0, f"the {runner} that --beam-args give")
+    elif mode is not None or workers is not None:
+        mode, workers = mode or "in_memory", 1 if workers is None else workers
+        how = {"in_memory": "in process",
+               "multi_threading": _count(workers, "thread", "threads") + " in process"}.get(
+            mode, _count(workers, "worker process", "worker processes"))
+        choice = beam_workers.Choice(0, f"{how}, as --beam-args set it")
+    else:
+        choice = beam_workers.choose(stage, input_sizes() if input_sizes else None, beam_workers.usable_cores(),
+                                     beam_workers.idle_cores, beam_workers.free_memory)
+        mode = "in_memory" if choice.workers == 1 else "multi_processing"
+        args = [*args, f"--direct_running_mode={mode}", f"--direct_num_workers={choice.workers}"]
+    print(choice.line(), flush=True)
+    return args
+
+
+def _count(workers, one, many):
+    """Beam's number of workers in words (0: one per core)."""
+    return f"one {one} per core" if workers == 0 else f"{workers} {one if workers == 1 else many}"
 
 
 class _NotParsed(Exception):

@@ -24,6 +24,7 @@ from kfp.local import pipeline_orchestrator, subprocess_task_handler
 
 from components.errors import PEAK_MEMORY_PREFIX, TRACEBACK_BEGIN, TRACEBACK_END, read_error_line
 from components.evaluation.blessing import undefined_line
+from components.platform.beam_workers import BEAM_LINE_PREFIX
 from components.platform.run_report import write_run_report
 from components.redaction import Redactor
 from components.stage_logic.push import BASELINE_CHANGED, NOT_BLESSED, PUBLISHED
@@ -49,7 +50,7 @@ class StageLog:
         self._partial = ""
         self._current = None
         self._hiding = None  # None, "marked", or the indentation of a traceback kfp did not mark
-        self.stages = {}  # name -> {"started": t, "seconds": s, "status": str, "peak_mb": m}
+        self.stages = {}  # name -> {"started": t, "seconds": s, "status": str, "peak_mb": m, "beam": how Beam ran}
         self.logs = {}  # name -> the stage's output lines
         self.stage_errors = {}  # name -> its error message
         self.errors = []  # "stage: message" lines, once the run has ended (see `finish`)
@@ -99,6 +100,8 @@ class StageLog:
             self.logs.setdefault(self._current, []).append(raw)
         if PEAK_MEMORY_PREFIX in line and self._current:
             self.stages[self._current]["peak_mb"] = float(line.split(PEAK_MEMORY_PREFIX, 1)[1])
+        if BEAM_LINE_PREFIX in line and self._current:
+            self.stages[self._current]["beam"] = line.split(BEAM_LINE_PREFIX, 1)[1]
         message = read_error_line(line)
         if message is not None:
             self.stage_errors[self._current or "run"] = message
@@ -354,7 +357,8 @@ def summary_record(outputs, stage_log, report):
         "outcome": outcome,
         "exit_status": status,
         "run_report": report,
-        "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds"), "peak_mb": s.get("peak_mb")}
+        "stages": {name: {"status": s.get("status"), "seconds": s.get("seconds"), "peak_mb": s.get("peak_mb"),
+                          **({"beam": s["beam"]} if s.get("beam") else {})}
                    for name, s in stage_log.stages.items()},
         "errors": stage_log.errors,
         "outputs": {name: artifact.metadata for name, artifact in outputs.items()},

@@ -73,7 +73,8 @@ def _verdict_sections(blessing, pushed, validation):
 
 
 def write_run_report(run_dir, stage_order, stages, errors, outputs):
-    """Writes `<run_dir>/index.html`; `stages` maps a stage to its status and seconds. Returns the path."""
+    """Writes `<run_dir>/index.html`; `stages` maps a stage to its status, seconds and how Beam ran it (`beam`).
+    Returns the path."""
     os.makedirs(os.path.join(run_dir, "reports"), exist_ok=True)
     rows = []
     for stage in stage_order:
@@ -100,6 +101,8 @@ def write_run_report(run_dir, stage_order, stages, errors, outputs):
                     pushed = metadata[name]
                     links.append(reports.escape(f"version {int(pushed['version'])}" if pushed.get("pushed")
                                                 else "nothing published"))
+        if state.get("beam"):
+            inline.append(f"<p class=\"muted\">Beam: {reports.escape(state['beam'])}</p>")
         seconds = state.get("seconds")
         css = "ok" if status == "SUCCESS" else "bad" if status == "FAILURE" else "muted"
         rows.append((reports.Raw(f"<b>{reports.escape(stage)}</b>"),

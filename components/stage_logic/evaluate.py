@@ -18,6 +18,7 @@ metrics leave it out (`kfp_metrics_left_out` says which), and no gate is decided
 runs, and data the models cannot take stops with one line naming the column
 (components.training.data_errors).
 """
+import functools
 import os
 
 import apache_beam as beam
@@ -40,7 +41,7 @@ from components.evaluation.blessing import (
 )
 from components.evaluation.tfma_batches import batched_extractors
 from components.platform import beam_runner
-from components.platform.beam_options import RECORD_BATCH_SIZE, pipeline_options
+from components.platform.beam_options import RECORD_BATCH_SIZE, file_sizes, pipeline_options
 from components.stage_logic.schema import load_schema
 from components.stage_logic.statistics import TELEMETRY
 from components.stage_logic.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
@@ -340,7 +341,8 @@ def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam
         raw_record_column_name=tfma.ARROW_INPUT_COLUMN, telemetry_descriptors=TELEMETRY)
     extractors = (batched_extractors(shared_models, eval_config, source.TensorAdapterConfig()) if grouped
                   else None)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+    sizes = functools.partial(file_sizes, [layout.examples_pattern(examples_dir, layout.EVAL)])
+    with beam.Pipeline(options=pipeline_options(beam_args, "evaluate", sizes)) as pipeline:
         examples = pipeline | "ReadEval" >> source.BeamSource(RECORD_BATCH_SIZE)
         if readable_only:
             examples = examples | "KeepReadable" >> beam.ParDo(_KeepReadable(readable_only))

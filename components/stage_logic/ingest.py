@@ -42,7 +42,7 @@ from components.data.query_check import short_query
 from components.data.tf_example import canonical_bytes, example_values, serialize_example
 from components.data.tfrecords import WriteGzippedTFRecords
 from components.errors import StageError
-from components.platform.beam_options import pipeline_options
+from components.platform.beam_options import file_sizes, pipeline_options
 from components.state.storage import Storage, is_remote
 
 SPAN_TOKEN = "{SPAN}"
@@ -513,6 +513,16 @@ class _FileSource:
         return {sources.PARQUET: self._read_parquet, sources.AVRO: self._read_avro,
                 sources.TFRECORD: self._read_tfrecord}[self.format](pipeline)
 
+    def piece_sizes(self):
+        """[the bytes of each piece that Beam reads apart: a file (Parquet: a row group)], or None if not known."""
+        sizes = file_sizes(list(self.file_splits))
+        if sizes is None or any(len(found) != 1 for found in sizes):  # a file named like a pattern (`[`, `*`)
+            return None
+        groups = ({path: sum(1 for file, _ in self.row_groups if file == path) for path in self.file_splits}
+                  if self.format == sources.PARQUET else dict.fromkeys(self.file_splits, 1))
+        return [[found[0] / max(groups[path], 1) for path, found in zip(self.file_splits, sizes)
+                 for _ in range(max(groups[path], 1))]]
+
     def _files(self, pipeline):
         """(path, given split) for each file, one element each."""
         return pipeline | "Files" >> beam.Create(list(self.file_splits.items())) | "Spread" >> beam.Reshuffle()
@@ -581,6 +591,10 @@ class _QuerySource:
         self.description = f"the query {query!r}"
         self.cell_check = _CheckRowCells(f"--query {short_query(query)!r}", max_cell_bytes, partition_column)
 
+    def piece_sizes(self):
+        """None: a query's size is not known before it runs."""
+        return None
+
     def read(self, pipeline, plan):
         del plan  # rows from a database are split by the example's own values
         records = (pipeline | "Partitions" >> beam.Create(self.query_source.partitions)
@@ -601,7 +615,7 @@ def write_examples(source, plan, output_dir, beam_args=""):
         os.makedirs(output_dir, exist_ok=True)
     types_path = os.path.join(output_dir, "column_types.json")
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args, "ingest", source.piece_sizes))
     records, read_errors, column_types = source.read(pipeline, plan)
     column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
     examples = records | "AssignSplit" >> beam.ParDo(_AssignSplit(plan)).with_outputs("errors", *plan.names)

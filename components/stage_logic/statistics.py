@@ -5,6 +5,8 @@ too, as the `serving` split, for the training-serving skew check in validate. Gi
 the statistics also hold one dataset per value of each column (e.g. per island), beside the overall
 one, so a biased split can be spotted.
 """
+import functools
+
 import apache_beam as beam
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation import constants as tfdv_constants
@@ -14,7 +16,7 @@ from components.data import layout
 from components.data.cell_limits import DEFAULT_MAX_CELL_BYTES
 from components.errors import StageError
 from components.platform import beam_runner
-from components.platform.beam_options import pipeline_options
+from components.platform.beam_options import file_sizes, pipeline_options
 from components.stage_logic.ingest import SERVING_SPLIT, ingest_serving_sample
 from components.state.storage import Storage
 
@@ -57,7 +59,8 @@ def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=()
             patterns[SERVING_SPLIT] = _serving_examples_pattern(serving_data, scratch_dir, beam_args, storage,
                                                                 csv_delimiter, max_cell_bytes)
         options = _stats_options(slice_columns)
-        with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+        sizes = functools.partial(file_sizes, list(patterns.values()))
+        with beam.Pipeline(options=pipeline_options(beam_args, "statistics", sizes)) as pipeline:
             for split, pattern in patterns.items():
                 source = tfxio.TFExampleRecord(file_pattern=pattern, telemetry_descriptors=TELEMETRY)
                 _ = (pipeline

@@ -8,6 +8,7 @@ Before any data is read, the preprocessing_fn is traced once: a column that hold
 casts it to a number is refused with one line naming it. Any other failure TensorFlow raises on the data
 while the pipeline runs becomes one line naming the column too (components.training.data_errors).
 """
+import functools
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ from components.data import layout
 from components.data.tfrecords import WriteGzippedTFRecords
 from components.errors import StageError
 from components.platform import beam_runner
-from components.platform.beam_options import RECORD_BATCH_SIZE, pipeline_options
+from components.platform.beam_options import RECORD_BATCH_SIZE, file_sizes, pipeline_options
 from components.stage_logic.schema import load_schema
 from components.stage_logic.statistics import TELEMETRY
 from components.state.storage import Storage, is_remote
@@ -125,7 +126,8 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
         os.makedirs(transformed_examples_dir, exist_ok=True)
     try:
         _run_transform(sources, splits, preprocessing_fn, transform_graph_dir, transformed_examples_dir, beam_args,
-                       storage)
+                       storage, functools.partial(file_sizes, [layout.examples_pattern(examples_dir, split)
+                                                               for split in splits]))
     except Exception as error:  # data TensorFlow cannot take is one line naming the column; the rest is raised
         described = describe_data_error(error, f"Transform (preprocessing_fn of --module {module!r})",
                                         user_module.LABEL_KEY, columns_of)
@@ -138,10 +140,10 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
 
 
 def _run_transform(sources, splits, preprocessing_fn, transform_graph_dir, transformed_examples_dir, beam_args,
-                   storage):
+                   storage, input_sizes=None):
     """The Beam pipeline: analyze the train split, transform and write every split, and the train ranges."""
     with beam_runner.scratch(transform_graph_dir, storage) as temp_dir, \
-            beam.Pipeline(options=pipeline_options(beam_args)) as pipeline, \
+            beam.Pipeline(options=pipeline_options(beam_args, "transform", input_sizes)) as pipeline, \
             tft_beam.Context(temp_dir=temp_dir):
         # The train split is read once for the analyzers and again to transform it: one read feeding both
         # would be held in memory whole until the analyzers finish (Beam cannot stream it to a step that
