@@ -58,18 +58,19 @@ install: $(VENV)/.installed ## create .venv and install the package with the pin
 run: $(VENV)/.installed ## run the demo end to end on this machine (kfp.local), publishing to ./serving
 	$(BIN)/python pipeline.py run $(ARGS)
 
-# Test files run in parallel, each file in one worker (its module fixtures are built once).
+# Test files run in parallel, each file in one worker (its module fixtures are built once), handed out in the
+# order tests/conftest.py sorts them: files of whole pipeline runs first, short files last.
 TEST_WORKERS ?= 2
 
 test: $(VENV)/.installed-test ## install what the tests need (Debian packages as root), lint the Python (ruff) and run the test suite (all but make test-docker's)
 	PYTHON='$(PYTHON)' scripts/system-packages.sh test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not docker" tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not docker" tests
 
 test-fast: $(VENV)/.installed-test ## ruff, and the tests that start no whole pipeline, server or browser (pytest -m "not slow"; minutes)
 	PYTHON='$(PYTHON)' scripts/system-packages.sh test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not docker" tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow and not docker" tests
 
 test-docker: $(VENV)/.installed-test ## the tests that need a Docker engine and the project image (installs, starts and builds them; root)
 	scripts/with-docker.sh sh -c "BASE_IMAGE='$(OFFLINE_BASE_IMAGE)' scripts/build-image.sh $(IMAGE) && $(BIN)/python -m pytest -m docker tests"

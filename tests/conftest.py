@@ -1,15 +1,22 @@
-"""Shared fixtures: the demo data run through the stage logic once per test session.
+"""Shared fixtures: the demo data run through the stage logic once per test session, and through
+`pipeline.py run` once for all of `make test`'s processes (`demo_run`).
 
-Each fixture is one stage's output on the real Palmer penguins data, produced by the real libraries
+Each stage fixture is one stage's output on the real Palmer penguins data, produced by the real libraries
 (Beam, TFDV, TFT, Keras, TFMA), so stage tests build on each other the way the pipeline does.
 """
 import csv
+import fcntl
+import json
 import os
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 
 from components.penguins import curated_schema_path
 from components.stage_logic.ingest import demo_data_pattern
+from helpers import REPO
 from pipeline import DEFAULT_MODULE as PENGUIN_MODULE
 
 # slow_marker_check fails a test that starts a pipeline, a server or a browser without the `slow` marker;
@@ -21,6 +28,22 @@ def pytest_configure(config):
     """`tf.keras` is Keras 2 (tf_keras) in these processes, as in the train stage's (components/stages.py):
     TensorFlow reads this variable when `tf.keras` is first used."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Orders the test files by the share of their tests marked `slow`, then by their number of tests, keeping
+    each file's own order. With `--no-loadscope-reorder` (the Makefile's), pytest-xdist hands files to its workers
+    in this order, so files of whole pipeline runs start first and short files fill in at the end, instead of a
+    file with a few long tests starting last (xdist's own order puts the files with the most tests first)."""
+    by_file = {}
+    for item in items:
+        by_file.setdefault(item.path, []).append(item)
+
+    def weight(path):
+        tests = by_file[path]
+        return -sum(1 for test in tests if test.get_closest_marker("slow")) / len(tests), -len(tests)
+    items[:] = [item for path in sorted(by_file, key=weight) for item in by_file[path]]
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +104,31 @@ def weak_model(artifacts, transform_dirs):
     path = str(artifacts / "weak_model")
     train_model(transform_dirs[1], transform_dirs[0], PENGUIN_MODULE, path, train_steps=1)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`pipeline.py run` on the demo data with its default flags, run once for the whole `make test`: the first
+    test process to ask runs it, the others wait for it and read what it left (test_end_to_end.py and
+    test_warm_stages.py both need this very run). Its folder holds the pipeline, serving and statistics roots;
+    tests that run again against its serving root give their runs pipeline roots of their own."""
+    base = tmp_path_factory.getbasetemp()
+    # With pytest-xdist each worker has its own folder in the session's: the run goes beside them.
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo-run"
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "process.json").exists():
+            folder.mkdir(exist_ok=True)
+            process = subprocess.run(
+                [sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--stage-processes", "warm",
+                 "--pipeline-root", str(folder / "pipeline"), "--serving-root", str(folder / "serving"),
+                 "--statistics-root", str(folder / "statistics"), "--summary-json", str(folder / "summary.json")],
+                cwd=REPO, capture_output=True, text=True, timeout=900)
+            (folder / "process.json").write_text(json.dumps(
+                {"returncode": process.returncode, "stdout": process.stdout, "stderr": process.stderr}))
+    process = SimpleNamespace(**json.loads((folder / "process.json").read_text()))
+    summary = folder / "summary.json"
+    return folder, process, json.loads(summary.read_text()) if summary.exists() else None
 
 
 @pytest.fixture

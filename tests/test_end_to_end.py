@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from browser import rendered_dom, screenshot
 from components.stage_logic.ingest import demo_data_pattern
-from components.state.statistics_store import read_span_verdict, stored_spans
 from helpers import REPO
 from report_pages import read_page, table_with_header
 
@@ -28,11 +27,12 @@ NUMERIC = {"bill_length_mm": float, "bill_depth_mm": float, "flipper_length_mm":
            "body_mass_g": int, "year": int}
 
 
-def run_pipeline(tmp_path, *args, name="run"):
+def run_pipeline(tmp_path, *args, name="run", serving_root=None):
     summary = tmp_path / f"{name}.json"
     process = subprocess.run(
-        [sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--serving-root", str(tmp_path / "serving"),
-         "--pipeline-root", str(tmp_path / "outputs"), "--summary-json", str(summary), *args],
+        [sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--serving-root",
+         str(serving_root or tmp_path / "serving"), "--pipeline-root", str(tmp_path / "outputs"), "--summary-json",
+         str(summary), *args],
         capture_output=True, text=True, timeout=600)
     result = json.loads(summary.read_text()) if summary.exists() else None
     return process, result
@@ -74,9 +74,9 @@ def eval_split_keys(pipeline_root):
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("living")
-    process, result = run_pipeline(tmp_path)
+def first_run(demo_run):
+    """The demo with default flags (conftest.py's `demo_run`, which test_warm_stages.py reads too)."""
+    tmp_path, process, result = demo_run
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     return tmp_path, process, result
 
@@ -94,7 +94,7 @@ def test_demo_run_publishes_a_model_that_classifies_raw_examples(first_run):
 
     with open(demo_data_pattern(), newline="") as source:
         rows = list(csv.DictReader(source))
-    eval_keys = eval_split_keys(str(tmp_path / "outputs"))
+    eval_keys = eval_split_keys(str(tmp_path / "pipeline"))
     eval_rows = [row for row in rows if row_key(row) in eval_keys]
     assert len(eval_rows) >= 100
     model = tf.saved_model.load(pushed["path"])
@@ -113,17 +113,19 @@ def test_run_summary_reports_metrics_and_blessing(first_run):
         assert line in process.stdout
 
 
-def test_a_bad_candidate_is_not_blessed_and_publishes_nothing(first_run):
-    tmp_path, _, _ = first_run
-    process, result = run_pipeline(tmp_path, "--train-steps", "1", "--threshold", "0", name="weak")
+def test_a_bad_candidate_is_not_blessed_and_publishes_nothing(first_run, tmp_path):
+    first_run_path, _, _ = first_run
+    serving_root = first_run_path / "serving"
+    process, result = run_pipeline(tmp_path, "--train-steps", "1", "--threshold", "0", name="weak",
+                                   serving_root=serving_root)
     assert process.returncode == 0, process.stdout[-3000:]
     blessing = result["outputs"]["blessing"]
     assert not blessing["blessed"]
-    assert blessing["baseline"] == str(tmp_path / "serving" / "penguins" / "1")
+    assert blessing["baseline"] == str(serving_root / "penguins" / "1")
     assert "serving model version 1" in blessing["reasons"][0]
     assert blessing["reasons"][0].endswith("at most 0.01 worse allowed (--tolerance): FAILS")
     assert not result["outputs"]["pushed_model"]["pushed"]
-    assert sorted(os.listdir(tmp_path / "serving" / "penguins")) == [".publish.lock", "1"]
+    assert sorted(os.listdir(serving_root / "penguins")) == [".publish.lock", "1"]
     assert "Blessing: NOT BLESSED" in process.stdout
     assert "Published: nothing (the model was not blessed)" in process.stdout
 
@@ -228,62 +230,6 @@ def test_demo_data_lays_out_three_spans_by_year(tmp_path):
         counts[span] = len(rows)
         assert {row["year"] for row in rows} == {str(2006 + span)}
     assert counts == {1: 110, 2: 114, 3: 120}
-
-
-def test_living_scenario(tmp_path):
-    """Spans arrive, bad ones are refused, a span runs twice: `python pipeline.py demo-living`."""
-    summary = tmp_path / "living.json"
-    process = subprocess.run(
-        [sys.executable, os.path.join(REPO, "pipeline.py"), "demo-living", "--dir", str(tmp_path / "demo"),
-         "--summary-json", str(summary)], capture_output=True, text=True, timeout=1200)
-    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
-    first, second, third, corrupted, shuffled, again = json.loads(summary.read_text())
-
-    for number, step in enumerate((first, second, third), 1):
-        assert step["succeeded"] and step["blessed"], step
-        assert step["published_version"] == number
-        assert step["versions_after"] == list(range(1, number + 1))
-    assert first["reasons"][1] == "no model is serving yet: the first model is blessed on the threshold alone"
-    for later, baseline in ((second, 1), (third, 2)):
-        assert f"serving model version {baseline} " in later["reasons"][1]
-        assert later["reasons"][1].endswith("(--tolerance): passes")
-    for step in (first, second, third):
-        # The curated schema sets skew thresholds on six features: not on the label, nor on the year.
-        assert step["skew"].startswith("6 of 8 features checked against the serving sample"), step
-    assert first["drift"] == "NOT CHECKED: no span of model 'penguins' before 1 has been kept yet (first span)"
-    assert second["drift"].startswith("7 of 8 features checked against span 1, the last span of model 'penguins' "
-                                      "before 2 whose data was accepted (its data passed validation and its model "
-                                      "was blessed, published as version 1)")
-    assert third["drift"].startswith("7 of 8 features checked against span 2, the last span of model 'penguins' "
-                                     "before 3")
-
-    assert not corrupted["succeeded"] and corrupted["failed_stage"] == "validate"
-    report = corrupted["errors"][0]
-    for text in ("feature 'body_mass_g': UNEXPECTED_DATA_TYPE", "feature 'island': ENUM_TYPE_UNEXPECTED_STRING",
-                 "feature 'species': FEATURE_TYPE_LOW_FRACTION_PRESENT"):
-        assert text in report
-    assert corrupted["versions_after"] == corrupted["versions_before"] == [1, 2, 3]
-
-    assert shuffled["succeeded"] and not shuffled["blessed"]
-    assert shuffled["published_version"] == 0
-    assert any(reason.endswith("FAILS") for reason in shuffled["reasons"])
-    assert shuffled["versions_after"] == [1, 2, 3]
-
-    assert again["succeeded"] and again["versions_after"] == [1, 2, 3, 4]
-    model_root = tmp_path / "demo" / "serving" / "penguins"
-    assert sorted(os.listdir(model_root)) == [".publish.lock", "1", "2", "3", "4"]
-    for version in (1, 2, 3, 4):
-        assert (model_root / str(version) / "saved_model.pb").is_file()
-        assert (model_root / str(version) / "variables" / "variables.index").is_file()
-    assert os.listdir(tmp_path / "demo" / "statistics") == ["penguins"]
-    store = str(tmp_path / "demo" / "statistics" / "penguins")
-    assert stored_spans(store) == [1, 2, 3, 5]
-    # The shuffled span's data passed validation, but its model was not blessed: it is no drift baseline.
-    assert [read_span_verdict(store, span)["accepted"] for span in (1, 2, 3, 5)] == [True, True, True, False]
-    assert "its model was not blessed" in read_span_verdict(store, 5)["reason"]
-    assert "=== What the living pipeline decided ===" in process.stdout
-    assert "Traceback" not in process.stdout + process.stderr
-    assert "Exception ignored" not in process.stdout + process.stderr
 
 
 def run_reports(first_run):

@@ -178,24 +178,24 @@ def run_files(pipeline_root):
                   for path in run.rglob("*") if path.is_file())
 
 
-def test_the_demo_gives_the_same_outputs_with_warm_and_fresh_stage_processes(tmp_path):
-    summaries = {}
-    for processes in ("fresh", "warm"):
-        root = tmp_path / processes
-        summary = root / "summary.json"
-        completed = subprocess.run(
-            [sys.executable, "pipeline.py", "run", "--stage-processes", processes, "--pipeline-root",
-             str(root / "pipeline"), "--serving-root", str(root / "serving"), "--statistics-root",
-             str(root / "statistics"), "--summary-json", str(summary)],
-            cwd=REPO, capture_output=True, text=True, timeout=900)
+def test_the_demo_gives_the_same_outputs_with_warm_and_fresh_stage_processes(tmp_path, demo_run):
+    """The warm run is conftest.py's `demo_run` (`--stage-processes warm`), which test_end_to_end.py reads too."""
+    root = tmp_path / "fresh"
+    fresh_run = subprocess.run(
+        [sys.executable, "pipeline.py", "run", "--stage-processes", "fresh", "--pipeline-root",
+         str(root / "pipeline"), "--serving-root", str(root / "serving"), "--statistics-root",
+         str(root / "statistics"), "--summary-json", str(root / "summary.json")],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    roots, summaries = {"fresh": root, "warm": demo_run[0]}, {}
+    for processes, completed in (("fresh", fresh_run), ("warm", demo_run[1])):
         assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
         assert "Traceback" not in completed.stdout + completed.stderr
-        summaries[processes] = json.loads(summary.read_text())
-    fresh, warm = (comparable(summaries[p]["outputs"], {str(tmp_path / p): "ROOT"}) for p in ("fresh", "warm"))
+        summaries[processes] = json.loads((roots[processes] / "summary.json").read_text())
+    fresh, warm = (comparable(summaries[p]["outputs"], {str(roots[p]): "ROOT"}) for p in ("fresh", "warm"))
     assert set(warm) == set(fresh) == {"anomalies", "train_metrics", "eval_metrics", "blessing", "pushed_model"}
     for name in fresh:
         assert warm[name] == fresh[name], name
-    assert run_files(tmp_path / "warm" / "pipeline") == run_files(tmp_path / "fresh" / "pipeline")
+    assert run_files(roots["warm"] / "pipeline") == run_files(roots["fresh"] / "pipeline")
     assert summaries["warm"]["outputs"]["pushed_model"]["pushed"]
     stage_names = set(summaries["fresh"]["stages"])
     assert set(summaries["warm"]["stages"]) == stage_names and len(stage_names) == 9
