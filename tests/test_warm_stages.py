@@ -138,6 +138,46 @@ def test_a_changed_environment_runs_the_stage_as_a_plain_process(local_runs, mon
     assert seen["parent"] != stages.process_id
 
 
+# Imported by the warm process in the next test: the first waits until the stage has been forked or is waiting on
+# the warm process's socket (its file descriptor is the warm process's first argument), the second until the test
+# says so. Either way the stage runs while the warm process is inside the second import.
+STAGE_WAITING_MODULE = """
+import os, select, sys, time
+
+def forked_a_child():
+    return any(open(f"/proc/self/task/{task}/children").read().split() for task in os.listdir("/proc/self/task"))
+
+deadline = time.monotonic() + 60
+while not forked_a_child() and not select.select([int(sys.argv[1])], [], [], 0.05)[0] and time.monotonic() < deadline:
+    pass
+"""
+LONG_IMPORT_MODULE = """
+import os, time
+deadline = time.monotonic() + 60
+while not os.path.exists(os.environ["LIVING_PIPELINE_IMPORT_MAY_END"]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
+def test_a_stage_that_ends_during_a_long_import_is_reported_when_it_ends(local_runs, monkeypatch):
+    """The warm process forks stages between imports, but TensorFlow's import alone takes seconds: the run must
+    hear that a stage ended when it ends, not when the import the warm process is in has finished."""
+    (local_runs / "stage_waiting.py").write_text(STAGE_WAITING_MODULE)
+    (local_runs / "long_import.py").write_text(LONG_IMPORT_MODULE)
+    import_may_end = local_runs / "import-may-end"
+    monkeypatch.setenv("PYTHONPATH", str(local_runs))
+    monkeypatch.setenv("LIVING_PIPELINE_IMPORT_MAY_END", str(import_may_end))
+    with warm_stage_processes((*LIGHT_IMPORTS, "stage_waiting", "long_import")) as stages:
+        started = time.monotonic()
+        task = describe_process(text="reported")
+        reported_after = time.monotonic() - started
+        import_may_end.touch()
+    assert stages.used == 1
+    assert task.outputs["report"].metadata["parent"] == stages.process_id
+    assert reported_after < 30, f"the stage was reported {reported_after:.1f} s after it started"
+    assert stages.exit_status == 0
+
+
 def wait_until_ended(pid):
     while True:
         with open(f"/proc/{pid}/status") as status:

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 
 from components.errors import error_line
 
@@ -183,10 +184,17 @@ def _receive_all(connection):
 # The warm process.
 
 class _WarmProcess:
+    """Imports the stages' libraries and forks a child per stage request. A thread reports each child's exit status
+    as soon as it ends: the main thread may be inside one import for seconds (TensorFlow's), and the run waits for
+    that report before it starts the next stage."""
+
     def __init__(self, listener, imports):
         self.listener = listener
         self.imports = imports
-        self.running = {}  # pidfd -> (pid, connection)
+        self.running = {}  # pidfd -> (pid, connection); changed only under `_changes`
+        self._changes = threading.Condition()
+        self._wake_read, self._wake_write = os.pipe()  # tells the reporting thread that `running` changed
+        threading.Thread(target=self._report_exits, name="stage-exits", daemon=True).start()
 
     def serve(self):
         """Imports `imports`, starting waiting stages between imports, then starts stages until its
@@ -205,21 +213,19 @@ class _WarmProcess:
                 return request
 
     def _start_waiting_stages(self, timeout):
-        """Starts the stages waiting on the socket, reports those that ended; a request in a child."""
+        """Starts the stages waiting on the socket; a request in a child."""
         while True:
-            readable, _, _ = select.select([self.listener, sys.stdin, *self.running], [], [], timeout)
+            readable, _, _ = select.select([self.listener, sys.stdin], [], [], timeout)
             if not readable:
                 return None
             for ready in readable:
                 if ready is sys.stdin:
                     if not os.read(sys.stdin.fileno(), 1024):
                         self._end()
-                elif ready is self.listener:
+                else:
                     request = self._fork_stage()
                     if request is not None:
                         return request
-                else:
-                    self._report_exit(ready)
             timeout = 0
 
     def _fork_stage(self):
@@ -229,36 +235,57 @@ class _WarmProcess:
         output, stdin = fds
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            for fd in [self.listener.fileno(), *self.running, *(c.fileno() for _, c in self.running.values())]:
-                os.close(fd)
-            connection.close()
-            os.dup2(stdin, 0)
-            os.dup2(output, 1)
-            os.dup2(output, 2)
-            os.close(stdin)
-            os.close(output)
-            return request
+        with self._changes:  # the child gets `running` whole, and the lock free
+            pid = os.fork()
+            if pid == 0:
+                for fd in [self.listener.fileno(), self._wake_read, self._wake_write, *self.running,
+                           *(c.fileno() for _, c in self.running.values())]:
+                    os.close(fd)
+                self.running = {}
+                connection.close()
+                os.dup2(stdin, 0)
+                os.dup2(output, 1)
+                os.dup2(output, 2)
+                os.close(stdin)
+                os.close(output)
+                return request
+            self.running[os.pidfd_open(pid)] = (pid, connection)
         os.close(output)
         os.close(stdin)
-        self.running[os.pidfd_open(pid)] = (pid, connection)
+        os.write(self._wake_write, b"+")
         return None
 
+    def _report_exits(self):
+        """The reporting thread: waits for the running children and reports each one that ends."""
+        while True:
+            with self._changes:
+                pidfds = list(self.running)
+            readable, _, _ = select.select([self._wake_read, *pidfds], [], [])
+            for ready in readable:
+                if ready == self._wake_read:
+                    os.read(self._wake_read, 4096)
+                else:
+                    self._report_exit(ready)
+
     def _report_exit(self, pidfd):
-        pid, connection = self.running.pop(pidfd)
-        os.close(pidfd)
+        pid, connection = self.running[pidfd]  # only this thread removes entries
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
-        # As `sh -e` reports a child a signal ended: 128 + the signal's number.
-        connection.sendall(str(code if code >= 0 else 128 - code).encode())
-        connection.close()
+        with contextlib.suppress(OSError):  # the run has gone: nobody to tell
+            # As `sh -e` reports a child a signal ended: 128 + the signal's number.
+            connection.sendall(str(code if code >= 0 else 128 - code).encode())
+        with self._changes:
+            del self.running[pidfd]
+            connection.close()
+            os.close(pidfd)
+            self._changes.notify_all()
 
     def _end(self):
-        for pidfd in list(self.running):
-            self._report_exit(pidfd)
-        # The warm process holds nothing to clean up: Python's own clean-up after importing TensorFlow
-        # would keep the run waiting about two seconds for it.
+        """Once every started stage has been reported: ends without Python's clean-up (the warm process holds
+        nothing to clean up, and Python's own after importing TensorFlow would keep the run waiting about two
+        seconds for it)."""
+        with self._changes:
+            self._changes.wait_for(lambda: not self.running)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
