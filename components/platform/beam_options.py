@@ -20,7 +20,7 @@ import json
 # Beam's own parser class (private in Beam 2.59, which constraints.txt pins): its abbreviation rules are Beam's.
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from components.platform import beam_workers
+from components.platform import beam_signatures, beam_workers
 from components.platform.flags import split_flags
 
 # Examples per Arrow record batch where transform and evaluate read tf.Examples. TFXIO's default grows
@@ -54,6 +54,7 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
     --beam-args say or, where they leave it open, as components.platform.beam_workers chooses; the choice goes
     to the stage's log. Worker processes get the project's plugin (their peak memory, a quiet exit:
     components.platform.beam_worker) and quieter logs."""
+    beam_signatures.install()
     args = beam_arg_list(beam_args)
     if stage:
         args = _with_direct_mode(args, stage, input_sizes)

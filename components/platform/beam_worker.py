@@ -1,7 +1,8 @@
 """What a worker process of Beam's DirectRunner does as it starts and ends, besides Beam's work: imported in each
 worker as a Beam plugin (`--beam_plugin`, which components.platform.beam_options adds whenever the workers run).
 
-As it starts, the worker keeps TensorFlow's C++ start-up messages out of the stage's log (on a machine
+As it starts, the worker remembers function signatures as the stage process does
+(components.platform.beam_signatures) and keeps TensorFlow's C++ start-up messages out of the stage's log (on a machine
 without a GPU, TensorFlow logs the registration of its CUDA libraries as errors each time it is imported):
 the stage process imported TensorFlow before, and said them once, if at all.
 
@@ -18,6 +19,7 @@ import atexit
 import os
 import sys
 
+from components.platform import beam_signatures
 from components.platform.beam_workers import record_worker_peak
 
 # TensorFlow's C++ log level in the stage's environment (components.platform.local_run sets 2) that the worker
@@ -26,6 +28,7 @@ _QUIETER = {"2": "3"}
 
 
 def _install():
+    beam_signatures.install()
     level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = _QUIETER.get(level, level)
     failed = []
