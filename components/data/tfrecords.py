@@ -1,4 +1,14 @@
-"""Writing gzipped TFRecord files from Beam, a batch of records at a time, with a fast compression level.
+"""Reading and writing TFRecord files in Beam at a fraction of Beam's own per-record cost.
+
+Reading (`ReadTFRecordFiles`, and `TFExampleFiles`, tfx-bsl's TFXIO for tf.Examples reading through it): Beam's
+`ReadFromTFRecord`, which tfx-bsl's sources use, parses each record's framing in Python through a file object
+and checks its two checksums with crcmod, about 5.5 microseconds a record on this kind of machine; statistics,
+transform and evaluate each read every example at least once. Here each file is read in large blocks, the
+framing parsed from the block and both checksums checked with google-crc32c's C implementation: the same
+records, in file order, from any file system Beam reads (gzip by the `.gz` name, as Beam's default `AUTO`).
+A file is read whole by one worker; files are spread over workers.
+
+Writing (`WriteGzippedTFRecords`): from Beam, a batch of records at a time, with a fast compression level.
 
 Beam's `WriteToTFRecord` takes one record per element and compresses at zlib's default level (6). Ingest
 and transform write every example of every split, so both costs show at a million rows: level 1 makes
@@ -14,10 +24,15 @@ import google_crc32c
 from apache_beam.coders import coders
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from tfx_bsl.tfxio import tf_example_record
 
 COMPRESSION_LEVEL = 1
 _GZIP_WINDOW = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
 _FLUSH_BYTES = 1 << 20
+_READ_BYTES = 1 << 22
+_HEADER = struct.Struct("<QI")  # a record's length and that length's masked CRC-32C
+_FOOTER = struct.Struct("<I")  # the record's masked CRC-32C
 
 
 def _masked_crc(data):
@@ -83,3 +98,64 @@ class WriteGzippedTFRecords(beam.PTransform):
 
     def expand(self, pcoll):
         return pcoll | beam.io.Write(self._sink)
+
+
+def read_tfrecord_file(path, block_bytes=_READ_BYTES):
+    """The records of one TFRecord file (gzipped if its name ends in `.gz`), in order; a damaged file raises
+    ValueError naming it."""
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as source:
+        buffer, offset, ended = b"", 0, False
+        while not ended:
+            block = source.read(block_bytes)
+            ended = not block
+            buffer = buffer[offset:] + block
+            offset = 0
+            while len(buffer) - offset >= _HEADER.size:
+                length, length_crc = _HEADER.unpack_from(buffer, offset)
+                start = offset + _HEADER.size
+                end = start + length + _FOOTER.size
+                if _masked_crc(buffer[offset:offset + 8]) != length_crc:
+                    raise ValueError(f"{path}: not a valid TFRecord file (a record's length fails its checksum)")
+                if end > len(buffer):
+                    break
+                record = buffer[start:start + length]
+                if _masked_crc(record) != _FOOTER.unpack_from(buffer, start + length)[0]:
+                    raise ValueError(f"{path}: a damaged TFRecord (a record fails its checksum)")
+                yield record
+                offset = end
+        if offset != len(buffer):
+            raise ValueError(f"{path}: not a valid TFRecord file (it ends inside a record)")
+
+
+class ReadTFRecordFiles(beam.PTransform):
+    """The records of the TFRecord files that `file_patterns` match (each pattern must match a file, as Beam's
+    `ReadFromTFRecord` requires), a file at a time, files spread over Beam's workers."""
+
+    def __init__(self, file_patterns):
+        super().__init__()
+        self._file_patterns = [file_patterns] if isinstance(file_patterns, str) else list(file_patterns)
+
+    def expand(self, pipeline):
+        files = []
+        for pattern, result in zip(self._file_patterns, FileSystems.match(self._file_patterns)):
+            if not result.metadata_list:
+                raise OSError(f"No files found based on the file pattern {pattern}")
+            files += sorted(found.path for found in result.metadata_list)
+        return (pipeline
+                | "Files" >> beam.Create(files)
+                | "SpreadFiles" >> beam.Reshuffle()
+                | "Records" >> beam.FlatMap(read_tfrecord_file).with_output_types(bytes))
+
+
+class TFExampleFiles(tf_example_record.TFExampleRecord):
+    """tfx-bsl's TFXIO for tf.Examples in TFRecord files (`tfxio.TFExampleRecord`), reading through
+    `ReadTFRecordFiles`; everything else (batches, decoding, projections, raw record column) is tfx-bsl's."""
+
+    def _RawRecordBeamSourceInternal(self):
+        return ReadTFRecordFiles(self._file_pattern)
+
+    def _ProjectImpl(self, tensor_names):
+        projected = super()._ProjectImpl(tensor_names)
+        return TFExampleFiles(file_pattern=self._file_pattern, schema=projected._schema,
+                              raw_record_column_name=self.raw_record_column_name,
+                              telemetry_descriptors=self.telemetry_descriptors)

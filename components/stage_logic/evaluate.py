@@ -23,10 +23,10 @@ import os
 
 import apache_beam as beam
 import tensorflow_model_analysis as tfma
-from tfx_bsl.public import tfxio
 
 from components import json_values
 from components.data import layout
+from components.data.tfrecords import TFExampleFiles
 from components.errors import StageError
 from components.evaluation import tfma_metrics
 from components.evaluation.blessing import (
@@ -336,7 +336,7 @@ def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam
               for name, path in model_dirs.items()]
     shared_models = models if len(models) > 1 else models[0]
     schema = load_schema(schema_dir)
-    source = tfxio.TFExampleRecord(
+    source = TFExampleFiles(
         file_pattern=layout.examples_pattern(examples_dir, layout.EVAL), schema=schema,
         raw_record_column_name=tfma.ARROW_INPUT_COLUMN, telemetry_descriptors=TELEMETRY)
     extractors = (batched_extractors(shared_models, eval_config, source.TensorAdapterConfig()) if grouped

@@ -10,10 +10,10 @@ import functools
 import apache_beam as beam
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation import constants as tfdv_constants
-from tfx_bsl.public import tfxio
 
 from components.data import layout
 from components.data.cell_limits import DEFAULT_MAX_CELL_BYTES
+from components.data.tfrecords import TFExampleFiles
 from components.errors import StageError
 from components.platform import beam_runner
 from components.platform.beam_options import file_sizes, pipeline_options
@@ -62,7 +62,7 @@ def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=()
         sizes = functools.partial(file_sizes, list(patterns.values()))
         with beam.Pipeline(options=pipeline_options(beam_args, "statistics", sizes)) as pipeline:
             for split, pattern in patterns.items():
-                source = tfxio.TFExampleRecord(file_pattern=pattern, telemetry_descriptors=TELEMETRY)
+                source = TFExampleFiles(file_pattern=pattern, telemetry_descriptors=TELEMETRY)
                 _ = (pipeline
                      | f"Read[{split}]" >> source.BeamSource()
                      | f"Statistics[{split}]" >> tfdv.GenerateStatistics(options)

@@ -20,11 +20,10 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders import example_coder
-from tfx_bsl.public import tfxio
 
 from components import json_values
 from components.data import layout
-from components.data.tfrecords import WriteGzippedTFRecords
+from components.data.tfrecords import TFExampleFiles, WriteGzippedTFRecords
 from components.errors import StageError
 from components.platform import beam_runner
 from components.platform.beam_options import RECORD_BATCH_SIZE, file_sizes, pipeline_options
@@ -117,7 +116,7 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
     schema = load_schema(schema_dir)
     _check_columns(schema, user_module, module)
     splits = layout.split_names(examples_dir, storage)
-    sources = {split: tfxio.TFExampleRecord(file_pattern=layout.examples_pattern(examples_dir, split),
+    sources = {split: TFExampleFiles(file_pattern=layout.examples_pattern(examples_dir, split),
                                             schema=schema, telemetry_descriptors=TELEMETRY)
                for split in splits}
     preprocessing_fn = _preprocessing_fn(user_module, module, storage.settings)
