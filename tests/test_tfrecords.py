@@ -88,6 +88,10 @@ def test_example_files_give_the_record_batches_of_tfx_bsls_own_source(tmp_path, 
     ours = TFExampleFiles(file_pattern=pattern, schema=schema, raw_record_column_name="__raw_record__")
     theirs = tfxio.TFExampleRecord(file_pattern=pattern, schema=schema, raw_record_column_name="__raw_record__")
     assert batches(ours) == batches(theirs) and len(batches(ours)) > 200
+    with beam.Pipeline() as pipeline:
+        sizes = pipeline | "Automatic" >> ours.BeamSource() | beam.Map(lambda batch: batch.num_rows)
+        assert_that(sizes | beam.combiners.ToList() | beam.Map(lambda found: (sum(found), max(found) <= 1000)),
+                    equal_to([(sum(1 for path in glob.glob(pattern) for _ in read_tfrecord_file(path)), True)]))
     projected = ours.Project(["island"])
     assert isinstance(projected.projected, TFExampleFiles)
     assert projected.ArrowSchema().names == ["island", "__raw_record__"]
