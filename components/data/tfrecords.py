@@ -36,6 +36,7 @@ _FLUSH_BYTES = 1 << 20
 _READ_BYTES = 1 << 22
 _HEADER = struct.Struct("<QI")  # a record's length and that length's masked CRC-32C
 _FOOTER = struct.Struct("<I")  # the record's masked CRC-32C
+_HEADERS_BY_LENGTH = {}  # length -> the 12 bytes a record of that length starts with (at most 65,536 lengths)
 _AUTOMATIC_BATCH = 1000  # tfx-bsl's largest batch where no batch size is given (batch_util._BATCH_SIZE_CAP)
 
 
@@ -44,12 +45,24 @@ def _masked_crc(data):
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def _record_header(length):
+    """A record's first 12 bytes: its length and the length's masked CRC-32C."""
+    packed = struct.pack("<Q", length)
+    return packed + struct.pack("<I", _masked_crc(packed))
+
+
 def tfrecord_bytes(records):
-    """The TFRecord framing of `records`: length, its masked CRC-32C, the record, its masked CRC-32C."""
+    """The TFRecord framing of `records`: length, its masked CRC-32C, the record, its masked CRC-32C. Records of a
+    data set share few lengths, so each length's 12 bytes are made once (`_HEADERS_BY_LENGTH`)."""
+    headers = _HEADERS_BY_LENGTH
     pieces = []
     for record in records:
-        length = struct.pack("<Q", len(record))
-        pieces += [length, struct.pack("<I", _masked_crc(length)), record, struct.pack("<I", _masked_crc(record))]
+        header = headers.get(len(record))
+        if header is None:
+            header = _record_header(len(record))
+            if len(headers) < 1 << 16:
+                headers[len(record)] = header
+        pieces += (header, record, _FOOTER.pack(_masked_crc(record)))
     return b"".join(pieces)
 
 
