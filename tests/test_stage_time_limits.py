@@ -215,6 +215,10 @@ def test_the_watchdog_ends_beams_worker_processes_too_and_goes_with_a_stage_that
     assert len(lines) == 1 and "the statistics stage ran past its time limit of 25 s" in lines[0]
     worker_pids = [int(name.removeprefix("worker-")) for name in os.listdir(workers)]
     assert len(worker_pids) >= 1 and worker_pids != [stage.pid]
+    # Killed with the stage; a killed process may close its files (our pipes' end) an instant before it has ended.
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in worker_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert [pid for pid in worker_pids if running(pid)] == []
     assert session_processes(stage.pid) == []
 
