@@ -47,8 +47,7 @@ def _masked_crc(data):
 
 def _record_header(length):
     """A record's first 12 bytes: its length and the length's masked CRC-32C."""
-    packed = struct.pack("<Q", length)
-    return packed + struct.pack("<I", _masked_crc(packed))
+    return _HEADER.pack(length, _masked_crc(struct.pack("<Q", length)))
 
 
 def tfrecord_bytes(records):
