@@ -37,6 +37,15 @@ def session_processes(session):
     return found
 
 
+def session_processes_after_exit(session, wait_s=10):
+    """The processes of a session still running `wait_s` after its leader ended: a process that exits closes its
+    files (the pipes a test reads to their end) an instant before it has ended, longer on a busy machine."""
+    deadline = time.monotonic() + wait_s
+    while (left := session_processes(session)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 def running(pid):
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -169,8 +178,8 @@ def test_a_sleeping_preprocessing_fn_ends_transform_at_its_limit_with_one_line_a
     assert [line.split(" (log: ")[0] for line in terminal] == [f"Error: {expected}"]
     assert "Traceback" not in output
     stage_pid, child_pid = (int(pid) for pid in pids.read_text().split())
+    assert session_processes_after_exit(run.pid) == []  # the run, warm process, stages, watchdogs: all gone
     assert not running(stage_pid) and not running(child_pid)
-    assert session_processes(run.pid) == []  # the run, its warm process, its stages and their watchdogs: all gone
 
 
 BEAM_SCRIPT = '''
@@ -215,19 +224,15 @@ def test_the_watchdog_ends_beams_worker_processes_too_and_goes_with_a_stage_that
     assert len(lines) == 1 and "the statistics stage ran past its time limit of 25 s" in lines[0]
     worker_pids = [int(name.removeprefix("worker-")) for name in os.listdir(workers)]
     assert len(worker_pids) >= 1 and worker_pids != [stage.pid]
-    # Killed with the stage; a killed process may close its files (our pipes' end) an instant before it has ended.
-    deadline = time.monotonic() + 10
-    while any(running(pid) for pid in worker_pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert session_processes_after_exit(stage.pid) == []  # the workers were killed with the stage
     assert [pid for pid in worker_pids if running(pid)] == []
-    assert session_processes(stage.pid) == []
 
     quick = subprocess.Popen([sys.executable, "-c", "from components.platform.time_limits import limit_stage_time; "
                               "limit_stage_time('push', 'push=600')"], cwd=REPO, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
     _, errors = quick.communicate(timeout=120)  # the watchdog holds standard error until it ends
     assert quick.returncode == 0 and errors == ""
-    assert session_processes(quick.pid) == []
+    assert session_processes_after_exit(quick.pid) == []  # the watchdog went with the stage
 
 
 def write_wide_csv(path, columns, rows=3, delimiter=","):
