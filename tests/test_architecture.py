@@ -2,6 +2,8 @@
 project's modules, and a pipeline.py that is the pipeline only."""
 import ast
 import os
+import subprocess
+import sys
 
 from helpers import REPO
 
@@ -100,3 +102,12 @@ def test_pipeline_py_is_the_pipeline_and_the_command_line_is_apart():
     assert len(source.splitlines()) <= 300
     assert "argparse" not in source
     assert "def parse_args" in open(os.path.join(REPO, "pipeline_cli.py")).read()
+
+
+def test_ingest_imports_no_tensorflow():
+    """A local run forks ingest from the warm process once ingest's modules are imported (components/platform/
+    warm_stages.py): with TensorFlow among them, ingest would wait seconds for an import it never uses."""
+    check = subprocess.run([sys.executable, "-c", "import sys, components.stage_logic.ingest; "
+                            "print(sorted(name for name in sys.modules if name.split('.')[0] == 'tensorflow'))"],
+                           cwd=REPO, capture_output=True, text=True, check=True)
+    assert check.stdout.strip() == "[]"

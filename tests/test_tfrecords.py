@@ -10,7 +10,8 @@ import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
 from tfx_bsl.public import tfxio
 
-from components.data.tfrecords import ReadTFRecordFiles, TFExampleFiles, WriteGzippedTFRecords, read_tfrecord_file
+from components.data.example_files import TFExampleFiles
+from components.data.tfrecords import ReadTFRecordFiles, WriteGzippedTFRecords, read_tfrecord_file
 from components.stage_logic.schema import load_schema
 
 

@@ -1,6 +1,6 @@
 """Reading and writing TFRecord files in Beam at a fraction of Beam's own per-record cost.
 
-Reading (`ReadTFRecordFiles`, and `TFExampleFiles`, tfx-bsl's TFXIO for tf.Examples reading through it): Beam's
+Reading (`ReadTFRecordFiles`; components/data/example_files.py is tfx-bsl's TFXIO reading through it): Beam's
 `ReadFromTFRecord`, which tfx-bsl's sources use, parses each record's framing in Python through a file object
 and checks its two checksums with crcmod, about 5.5 microseconds a record on this kind of machine, and tfx-bsl then
 passes each record through two more steps before batching them; statistics, transform and evaluate each read
@@ -27,8 +27,6 @@ from apache_beam.coders import coders
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from tfx_bsl.coders import example_coder
-from tfx_bsl.tfxio import record_based_tfxio, tf_example_record
 
 COMPRESSION_LEVEL = 1
 _GZIP_WINDOW = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
@@ -37,7 +35,6 @@ _READ_BYTES = 1 << 22
 _HEADER = struct.Struct("<QI")  # a record's length and that length's masked CRC-32C
 _FOOTER = struct.Struct("<I")  # the record's masked CRC-32C
 _HEADERS_BY_LENGTH = {}  # length -> the 12 bytes a record of that length starts with (at most 65,536 lengths)
-_AUTOMATIC_BATCH = 1000  # tfx-bsl's largest batch where no batch size is given (batch_util._BATCH_SIZE_CAP)
 
 
 def _masked_crc(data):
@@ -182,50 +179,3 @@ class ReadTFRecordFiles(beam.PTransform):
         if self._batch_size:
             return files | "RecordLists" >> beam.FlatMap(_file_record_lists, self._batch_size)
         return files | "Records" >> beam.FlatMap(read_tfrecord_file).with_output_types(bytes)
-
-
-class _DecodeExamples(beam.DoFn):
-    """A list of serialized tf.Examples to an Arrow RecordBatch (tfx-bsl's decoder), with the serialized examples as
-    one more column if asked."""
-
-    def __init__(self, schema, raw_record_column_name):
-        self._schema = schema.SerializeToString() if schema is not None else None
-        self._raw_record_column_name = raw_record_column_name
-        self._decoder = None
-
-    def setup(self):
-        self._decoder = example_coder.ExamplesToRecordBatchDecoder(*([self._schema] if self._schema else []))
-
-    def process(self, examples):
-        decoded = self._decoder.DecodeBatch(examples)
-        if self._raw_record_column_name is None:
-            yield decoded
-        else:
-            yield record_based_tfxio.AppendRawRecordColumn(decoded, self._raw_record_column_name, examples)
-
-
-class TFExampleFiles(tf_example_record.TFExampleRecord):
-    """tfx-bsl's TFXIO for tf.Examples in TFRecord files (`tfxio.TFExampleRecord`), reading through
-    `ReadTFRecordFiles`. `BeamSource` reads each file's examples in lists of the batch size and decodes each list
-    into a RecordBatch, as tfx-bsl's source does after batching the records one by one (without a batch size, in
-    tfx-bsl's largest automatic batch, 1,000); everything else (schema, projections, tensor representations, raw
-    record column, TensorFlow datasets) is tfx-bsl's."""
-
-    def _RawRecordBeamSourceInternal(self):
-        return ReadTFRecordFiles(self._file_pattern)
-
-    def BeamSource(self, batch_size=None):
-        schema, raw_record_column_name = self._schema, self.raw_record_column_name
-
-        @beam.ptransform_fn
-        def read_and_decode(pipeline):
-            return (pipeline
-                    | "ReadExampleLists" >> ReadTFRecordFiles(self._file_pattern, batch_size or _AUTOMATIC_BATCH)
-                    | "Decode" >> beam.ParDo(_DecodeExamples(schema, raw_record_column_name)))
-        return read_and_decode()
-
-    def _ProjectImpl(self, tensor_names):
-        projected = super()._ProjectImpl(tensor_names)
-        return TFExampleFiles(file_pattern=self._file_pattern, schema=projected._schema,
-                              raw_record_column_name=self.raw_record_column_name,
-                              telemetry_descriptors=self.telemetry_descriptors)

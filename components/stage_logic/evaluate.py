@@ -26,7 +26,7 @@ import tensorflow_model_analysis as tfma
 
 from components import json_values
 from components.data import layout
-from components.data.tfrecords import TFExampleFiles
+from components.data.example_files import TFExampleFiles
 from components.errors import StageError
 from components.evaluation import tfma_metrics
 from components.evaluation.blessing import (

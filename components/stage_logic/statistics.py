@@ -13,7 +13,7 @@ from tensorflow_data_validation import constants as tfdv_constants
 
 from components.data import layout
 from components.data.cell_limits import DEFAULT_MAX_CELL_BYTES
-from components.data.tfrecords import TFExampleFiles
+from components.data.example_files import TFExampleFiles
 from components.errors import StageError
 from components.platform import beam_runner
 from components.platform.beam_options import file_sizes, pipeline_options

@@ -23,7 +23,8 @@ from tfx_bsl.coders import example_coder
 
 from components import json_values
 from components.data import layout
-from components.data.tfrecords import TFExampleFiles, WriteGzippedTFRecords
+from components.data.example_files import TFExampleFiles
+from components.data.tfrecords import WriteGzippedTFRecords
 from components.errors import StageError
 from components.platform import beam_runner
 from components.platform.beam_options import RECORD_BATCH_SIZE, file_sizes, pipeline_options
