@@ -7,7 +7,7 @@ folders is in a bucket: the data, the Beam stages' outputs, Beam's temp files, e
 reads or writes on the workers (the transform graph, TFT's temp files, the models, the evaluation), the
 kept schema and statistics, and the published models, in `gs://` on a GCS emulator that TensorFlow's
 own GCS client reaches through a TLS-terminating proxy (`tests/tensorflow_gcs.py`). Ingest, statistics,
-transform and evaluate run on the workers, two SDK workers per job, one in each pool. A second run then
+transform and evaluate run on the workers, two SDK workers per job, started by both pools. A second run then
 evaluates its model against the first, which is serving, on the workers too.
 
 The S3 mode of open-source KFP (artifacts in MinIO or SeaweedFS, `minio://`): the stages run one after
@@ -129,11 +129,13 @@ def test_whole_pipeline_runs_on_the_portable_runner_with_tensorflow_files_in_gcs
     assert not list((run_dir / "ingest" / "examples").glob("Split-*")), "examples written to the stage's folder"
     assert not list((run_dir / "transform" / "transformed_examples").glob("Split-*"))
 
-    # The four jobs ran on two SDK workers each, one started by each pool.
+    # The four jobs ran on two SDK workers each, all eight started by the pools, each pool starting some. Not four
+    # each: Beam asks for a job's two workers at once, and gRPC may carry both requests on one connection (the
+    # front hands out connections), so one pool may start both (a 5/3 split was seen).
     jobs_log = _container_log(cluster.job_service)
     assert jobs_log.count("on 2 SDK worker(s)") == 4, jobs_log[-3000:]
-    for pool in cluster.pools:
-        assert _container_log(pool).count("living-pipeline beam_boot: SDK worker") >= 4, pool
+    starts = [_container_log(pool).count("living-pipeline beam_boot: SDK worker") for pool in cluster.pools]
+    assert sum(starts) >= 8 and min(starts) >= 1, starts
 
     # The same examples, statistics and, within METRIC_TOLERANCE, the same model as in process.
     local_dir = _run_folder(tmp_path / "local")
