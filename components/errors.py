@@ -22,7 +22,9 @@ import json
 import os
 import re
 import resource
+import shutil
 import sys
+import tempfile
 import traceback
 
 from components.platform.beam_workers import workers_peak_mb
@@ -187,21 +189,44 @@ class _ExitWatch:
 
 
 @contextlib.contextmanager
-def reported_stage():
+def _own_temporary_folder():
+    """The stage's temporary files in a folder of its own, removed when the stage ends.
+
+    Python's `tempfile` and the processes the stage starts (TMPDIR) put them there: TensorFlow's autograph
+    sources, Beam's scratch folders, downloads. TensorFlow removes its files only in Python's clean-up at exit,
+    which a stage skips (see above), so without this every run would leave them in the system's folder.
+    """
+    folder = tempfile.mkdtemp(prefix="living-pipeline-stage-")
+    previous_tempdir, previous_variable = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = folder
     try:
-        with redacted_output():  # known secret values never reach the stage's log (components/redaction.py)
-            yield
-    except StageError as error:
-        message = str(error)
-    except Exception as error:  # every other failure still ends in one line, with the traceback in the log
-        print(TRACEBACK_BEGIN, file=sys.stderr)
-        print(redact(traceback.format_exc()), file=sys.stderr, end="")
-        print(TRACEBACK_END, file=sys.stderr, flush=True)
-        message = _unexpected_error_message(error)
-    else:
-        print(f"{PEAK_MEMORY_PREFIX}{peak_memory_mb():.0f}", flush=True)
-        _ExitWatch(0).install()
-        return
-    print(error_line(redact(message)), file=sys.stderr, flush=True)
-    _ExitWatch(1).install()
-    raise SystemExit(1)
+        yield
+    finally:
+        tempfile.tempdir = previous_tempdir
+        if previous_variable is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = previous_variable
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def reported_stage():
+    with _own_temporary_folder():
+        try:
+            with redacted_output():  # known secret values never reach the stage's log (components/redaction.py)
+                yield
+        except StageError as error:
+            message = str(error)
+        except Exception as error:  # every other failure still ends in one line, with the traceback in the log
+            print(TRACEBACK_BEGIN, file=sys.stderr)
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
+            print(TRACEBACK_END, file=sys.stderr, flush=True)
+            message = _unexpected_error_message(error)
+        else:
+            print(f"{PEAK_MEMORY_PREFIX}{peak_memory_mb():.0f}", flush=True)
+            _ExitWatch(0).install()
+            return
+        print(error_line(redact(message)), file=sys.stderr, flush=True)
+        _ExitWatch(1).install()
+        raise SystemExit(1)

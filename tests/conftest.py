@@ -111,7 +111,8 @@ def demo_run(tmp_path_factory):
     """`pipeline.py run` on the demo data with its default flags, run once for the whole `make test`: the first
     test process to ask runs it, the others wait for it and read what it left (test_end_to_end.py and
     test_warm_stages.py both need this very run). Its folder holds the pipeline, serving and statistics roots;
-    tests that run again against its serving root give their runs pipeline roots of their own."""
+    tests that run again against its serving root give their runs pipeline roots of their own. Its temporary
+    folder (TMPDIR) is the folder's `temporary`, to see what the run leaves there."""
     base = tmp_path_factory.getbasetemp()
     # With pytest-xdist each worker has its own folder in the session's: the run goes beside them.
     folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "demo-run"
@@ -119,11 +120,13 @@ def demo_run(tmp_path_factory):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / "process.json").exists():
             folder.mkdir(exist_ok=True)
+            (folder / "temporary").mkdir(exist_ok=True)
             process = subprocess.run(
                 [sys.executable, os.path.join(REPO, "pipeline.py"), "run", "--stage-processes", "warm",
                  "--pipeline-root", str(folder / "pipeline"), "--serving-root", str(folder / "serving"),
                  "--statistics-root", str(folder / "statistics"), "--summary-json", str(folder / "summary.json")],
-                cwd=REPO, capture_output=True, text=True, timeout=900)
+                cwd=REPO, capture_output=True, text=True, timeout=900,
+                env={**os.environ, "TMPDIR": str(folder / "temporary")})
             (folder / "process.json").write_text(json.dumps(
                 {"returncode": process.returncode, "stdout": process.stdout, "stderr": process.stderr}))
     process = SimpleNamespace(**json.loads((folder / "process.json").read_text()))

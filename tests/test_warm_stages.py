@@ -221,11 +221,12 @@ def run_files(pipeline_root):
 def test_the_demo_gives_the_same_outputs_with_warm_and_fresh_stage_processes(tmp_path, demo_run):
     """The warm run is conftest.py's `demo_run` (`--stage-processes warm`), which test_end_to_end.py reads too."""
     root = tmp_path / "fresh"
+    (root / "temporary").mkdir(parents=True)
     fresh_run = subprocess.run(
         [sys.executable, "pipeline.py", "run", "--stage-processes", "fresh", "--pipeline-root",
          str(root / "pipeline"), "--serving-root", str(root / "serving"), "--statistics-root",
          str(root / "statistics"), "--summary-json", str(root / "summary.json")],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
+        cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ, "TMPDIR": str(root / "temporary")})
     roots, summaries = {"fresh": root, "warm": demo_run[0]}, {}
     for processes, completed in (("fresh", fresh_run), ("warm", demo_run[1])):
         assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -240,3 +241,12 @@ def test_the_demo_gives_the_same_outputs_with_warm_and_fresh_stage_processes(tmp
     stage_names = set(summaries["fresh"]["stages"])
     assert set(summaries["warm"]["stages"]) == stage_names and len(stage_names) == 9
     assert all(stage["status"] == "SUCCESS" for stage in summaries["warm"]["stages"].values())
+    # A plain stage process leaves only what kfp's own script wrote there: its copy of the component's source.
+    assert {path.name for path in (root / "temporary").rglob("*") if path.is_file()} == {"ephemeral_component.py"}
+
+
+def test_stages_leave_nothing_in_the_temporary_folder(tmp_path, demo_run):
+    """TensorFlow's autograph sources, Beam's scratch folders, downloads: a stage removes what it and its libraries
+    put in the temporary folder (TMPDIR), though it skips Python's clean-up at exit (components/errors.py)."""
+    assert demo_run[1].returncode == 0, demo_run[1].stderr[-3000:]
+    assert sorted(path.name for path in (demo_run[0] / "temporary").iterdir()) == []

@@ -304,7 +304,10 @@ def _run_stage(request):
     with open(component_path, "w") as sink:
         sink.write(request["source"])
     sys.argv = [EXECUTOR_MODULE, "--component_module_path", component_path, *request["arguments"]]
-    runpy.run_module(EXECUTOR_MODULE, run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(EXECUTOR_MODULE, run_name="__main__", alter_sys=True)
+    finally:  # kfp's own script leaves its copy of the source behind; this one does not
+        shutil.rmtree(program_path, ignore_errors=True)
 
 
 def main(argv):
