@@ -166,7 +166,7 @@ def export_serving_model(model, tf_transform_output, label_key, problem_type, mo
     def transform_features(examples):
         return model.tft_layer(tf.io.parse_example(examples, raw_spec))
 
-    model.save(model_dir, save_format="tf", save_traces=False, signatures={
+    model.save(model_dir, save_format="tf", signatures={
         SERVING_SIGNATURE: serve, TRANSFORM_SIGNATURE: transform_features})
 
 
