@@ -204,7 +204,7 @@ def _own_temporary_folder():
     finally:
         tempfile.tempdir = previous_tempdir
         if previous_variable is None:
-            del os.environ["TMPDIR"]
+            os.environ.pop("TMPDIR", None)
         else:
             os.environ["TMPDIR"] = previous_variable
         shutil.rmtree(folder, ignore_errors=True)

@@ -245,7 +245,7 @@ def test_the_demo_gives_the_same_outputs_with_warm_and_fresh_stage_processes(tmp
     assert {path.name for path in (root / "temporary").rglob("*") if path.is_file()} == {"ephemeral_component.py"}
 
 
-def test_stages_leave_nothing_in_the_temporary_folder(tmp_path, demo_run):
+def test_stages_leave_nothing_in_the_temporary_folder(demo_run):
     """TensorFlow's autograph sources, Beam's scratch folders, downloads: a stage removes what it and its libraries
     put in the temporary folder (TMPDIR), though it skips Python's clean-up at exit (components/errors.py)."""
     assert demo_run[1].returncode == 0, demo_run[1].stderr[-3000:]
