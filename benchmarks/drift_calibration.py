@@ -112,8 +112,12 @@ def statistics_options():
 
 
 def statistics(frame, options=None):
-    """One DatasetFeatureStatistics of a data frame, with the statistics stage's options."""
+    """One DatasetFeatureStatistics of a data frame, with the statistics stage's options and histograms."""
     import tensorflow_data_validation as tfdv
+
+    from components.platform import tfdv_histograms
+
+    tfdv_histograms.install()
 
     frame = frame.reset_index(drop=True)
     return tfdv.generate_statistics_from_dataframe(frame, options or statistics_options()).datasets[0]

@@ -25,7 +25,7 @@ from benchmarks.drift_calibration import (
 from components.validation.drift_measures import DEFAULT_SIGNIFICANCE, DRIFT, OK, judge_drift
 from helpers import REPO
 
-# About 2.5 minutes: in `make test`, not in `make test-fast`'s quick loop.
+# About a minute: in `make test`, not in `make test-fast`'s quick loop.
 pytestmark = pytest.mark.slow
 
 TABLES = ("iris", "wine", "breast_cancer", "diabetes", "penguins", "weather", "flights")

@@ -37,6 +37,8 @@ _DIRECT_RUNNERS = {"direct", "directrunner", "switchingdirectrunner"}
 _WORKER_LOGGING = ["--default_sdk_harness_log_level=WARNING", "--sdk_harness_log_level_overrides=" + json.dumps(
     {"__main__": "ERROR", "apache_beam.options.pipeline_options": "ERROR", "apache_beam.io.tfrecordio": "ERROR"})]
 _WORKER_PLUGIN = "--beam_plugin=components.platform.beam_worker"
+# What a stage's worker processes import after _WORKER_PLUGIN to compute as the stage process does.
+_STAGE_WORKER_PLUGINS = {"statistics": ["--beam_plugin=components.platform.statistics_worker"]}
 
 
 def beam_arg_list(beam_args):
@@ -53,7 +55,7 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
     reads, its files' byte sizes, or None; asked only when the choice needs them), the DirectRunner runs as
     --beam-args say or, where they leave it open, as components.platform.beam_workers chooses; the choice goes
     to the stage's log. Worker processes get the project's plugin (their peak memory, a quiet exit:
-    components.platform.beam_worker) and quieter logs."""
+    components.platform.beam_worker), the stage's own (the statistics stage's histograms) and quieter logs."""
     beam_signatures.install()
     args = beam_arg_list(beam_args)
     if stage:
@@ -61,7 +63,8 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
     settings = _direct_settings(args)
     if settings and settings[1] == "multi_processing":
         given = {arg.split("=", 1)[0] for arg in args}
-        args = [*args, _WORKER_PLUGIN, *(arg for arg in _WORKER_LOGGING if arg.split("=", 1)[0] not in given)]
+        args = [*args, _WORKER_PLUGIN, *_STAGE_WORKER_PLUGINS.get(stage, []),
+                *(arg for arg in _WORKER_LOGGING if arg.split("=", 1)[0] not in given)]
         if stage:
             beam_workers.worker_peaks_folder()  # named in the environment the workers inherit
     return PipelineOptions(args)

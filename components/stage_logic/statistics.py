@@ -15,7 +15,7 @@ from components.data import layout
 from components.data.cell_limits import DEFAULT_MAX_CELL_BYTES
 from components.data.example_files import TFExampleFiles
 from components.errors import StageError
-from components.platform import beam_runner
+from components.platform import beam_runner, tfdv_histograms
 from components.platform.beam_options import file_sizes, pipeline_options
 from components.stage_logic.ingest import SERVING_SPLIT, ingest_serving_sample
 from components.state.storage import Storage
@@ -52,6 +52,7 @@ def generate_statistics(examples_dir, output_dir, beam_args="", slice_columns=()
     """Writes `Split-<name>/FeatureStats.pb` for each split (and the serving sample, a CSV one's fields separated
     by `csv_delimiter` and its cells limited as ingest's are, by `max_cell_bytes`); returns the splits."""
     storage = storage or Storage()
+    tfdv_histograms.install()
     patterns = {split: layout.examples_pattern(examples_dir, split)
                 for split in layout.split_names(examples_dir, storage)}
     with beam_runner.scratch(output_dir, storage) as scratch_dir:  # in a bucket when Beam's workers run elsewhere
