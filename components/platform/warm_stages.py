@@ -313,6 +313,10 @@ def _run_stage(request):
 def main(argv):
     listener = socket.socket(fileno=int(argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the run and each stage, not the warm process
+    # What TFT sets as it is imported, here and in every stage that imports it (transform, train, evaluate):
+    # `tf.keras` is Keras 2 (tf_keras). Set before TensorFlow is imported, TensorFlow loads Keras 2's optimizers
+    # instead of Keras 3's, which no stage uses: 0.6-0.8 s less before the statistics stage can start, 35 MB less.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     request = _WarmProcess(listener, [name for name in argv[2].split(",") if name]).serve()
     _run_stage(request)
 
