@@ -252,16 +252,17 @@ def _demo_data(args):
 
 
 def _demo_living(args):
+    quiet_stage_logs()  # before the scenario's modules import Beam (and Google's client libraries)
     from components.penguins.living import run_scenario
 
-    quiet_stage_logs()
 
     def run_pipeline(flags):
         run_args = parse_args(["run", *flags])
         outputs, stage_log, _ = run_locally(_pipeline_arguments(run_args), run_args.pipeline_root)
         return outputs, stage_log
 
-    results = run_scenario(os.path.abspath(args.dir), run_pipeline)
+    with warm_stage_processes():  # one warm process for the scenario's six runs
+        results = run_scenario(os.path.abspath(args.dir), run_pipeline)
     if args.summary_json:
         _write_json(args.summary_json, results)
     return 0

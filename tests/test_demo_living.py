@@ -26,6 +26,7 @@ def test_living_scenario(tmp_path):
         [sys.executable, os.path.join(REPO, "pipeline.py"), "demo-living", "--dir", str(tmp_path / "demo"),
          "--summary-json", str(summary)], capture_output=True, text=True, timeout=1200)
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert "Traceback" not in process.stderr and "Warning" not in process.stderr, process.stderr[-3000:]
     first, second, third, corrupted, shuffled, again = json.loads(summary.read_text())
 
     for number, step in enumerate((first, second, third), 1):

@@ -120,6 +120,20 @@ def test_a_forked_stage_keeps_its_exit_status(local_runs, capfd):
     assert "finished with status" in output and "FAILURE" in output
 
 
+def test_runs_inside_an_active_warm_process_fork_from_it_and_leave_it_running(local_runs):
+    """As demo-living's runs do: each run enters warm_stage_processes() again, inside the command's own."""
+    with warm_stage_processes(LIGHT_IMPORTS) as command:
+        pids = []
+        for text in ("first run", "second run"):
+            with warm_stage_processes(LIGHT_IMPORTS) as run:
+                assert run is command
+                pids.append(describe_process(text=text).outputs["report"].metadata["parent"])
+            assert command.exit_status is None, "a run's end does not end the command's warm process"
+        assert pids == [command.process_id] * 2
+    assert command.used == 2
+    assert command.exit_status == 0
+
+
 def test_the_warm_process_ends_with_the_run_and_reports_success(local_runs):
     with warm_stage_processes(LIGHT_IMPORTS) as stages:
         describe_process(text="x")

@@ -370,6 +370,7 @@ def quiet_stage_logs():
     # nothing about the run.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PYTHONWARNINGS", "ignore:You are using a Python version:FutureWarning")
+    warnings.filterwarnings("ignore", message="You are using a Python version", category=FutureWarning)  # this one
     # kfp.local warns that the (not yet built) project image may not be a Python image; locally the
     # stages run in this Python, so the warning does not apply.
     warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)

@@ -151,13 +151,20 @@ def warm_imports(table=None):
     return (*_FIRST_IMPORTS, *(module for stage in table or STAGES for module in stage.preloads), *_LAST_IMPORTS)
 
 
+_ACTIVE = []  # the WarmStages of the warm_stage_processes() that is active, if one is
+
+
 @contextlib.contextmanager
 def warm_stage_processes(imports=None):
     """While active, kfp.local's SubprocessRunner starts stages from a warm process that has imported
     `imports` (see the module's docstring); a stage it cannot start that way runs as kfp.local's plain
-    process. Yields the `WarmStages`."""
+    process. Yields the `WarmStages`. Inside an active one (a command that runs the pipeline several times,
+    demo-living) it starts no other warm process: the runs' stages are forked from the one already warm."""
     from kfp.local import subprocess_task_handler
 
+    if _ACTIVE:
+        yield _ACTIVE[0]
+        return
     stages = WarmStages(imports or warm_imports())
     plain_process = subprocess_task_handler.run_local_subprocess
 
@@ -167,9 +174,11 @@ def warm_stage_processes(imports=None):
 
     # kfp.local has no way to plug in how a task's process starts: its handler calls this function.
     subprocess_task_handler.run_local_subprocess = run_stage
+    _ACTIVE.append(stages)
     try:
         yield stages
     finally:
+        _ACTIVE.clear()
         subprocess_task_handler.run_local_subprocess = plain_process
         stages.close()
 
