@@ -2,8 +2,8 @@
 
 A row names the stage's KFP component (components/stages.py) and says what the stage asks of a cluster,
 which kept state it reads or writes (the state that outlives a run), whether KFP may reuse a cached result,
-and which modules the local warm process preloads for it. The KFP platform settings (resources, state
-mounts: components/platform/cluster.py), caching (pipeline.py), the warm process
+and which modules the local warm process preloads for it (or leaves to the stage). The KFP platform settings
+(resources, state mounts: components/platform/cluster.py), caching (pipeline.py), the warm process
 (components/platform/warm_stages.py) and the tests all read this table; tests/test_stage_table.py checks
 it against each component's signature. Adding a stage: its logic in components/stage_logic/, its
 component in components/stages.py, its row here, its wiring in pipeline.py.
@@ -41,6 +41,9 @@ class Stage(NamedTuple):
     cached: bool = True
     # Imported by the warm process before the stage can start (in pipeline order; see warm_stages).
     preloads: tuple = ()
+    # Imported by the stage itself once forked, not by the warm process: a library that would make the warm process
+    # the run's largest process for the whole run, to save the stage about a second (TFMA, for evaluate).
+    own_imports: tuple = ()
     # The stage's default time limit (components/platform/time_limits.py; measured in docs/safety.md).
     timeout_s: int = DEFAULT_TIMEOUT_S
 
@@ -67,7 +70,7 @@ STAGES = (
     Stage(stages.train, Resources("1", "2", "2G", "4G"), preloads=("components.stage_logic.train",),
           timeout_s=6 * HOUR),
     Stage(stages.evaluate, Resources("1", "2", "2G", "4G"), frozenset({KeptState.SERVING_ROOT}), cached=False,
-          preloads=("components.stage_logic.evaluate",)),
+          own_imports=("components.stage_logic.evaluate",)),
     Stage(stages.push, Resources("250m", "1", "512M", "2G"),
           frozenset({KeptState.SERVING_ROOT, KeptState.STATISTICS_STORE}), cached=False,
           preloads=("components.stage_logic.push", "components.state.provenance"), timeout_s=4 * HOUR),

@@ -31,7 +31,7 @@ def stage_logic_imported(component):
 
 def disagreements(table):
     """Where the table says other than the components: missing or extra kept state, caching of a stage that
-    keeps state, a stage's logic the warm process does not preload before the stage."""
+    keeps state, a stage's logic the warm process does not preload before the stage nor leaves to it."""
     found = []
     for stage in table:
         taken = kept_state_taken(stage.component)
@@ -44,9 +44,10 @@ def disagreements(table):
     ready = set(preloaded[:preloaded.index(table[0].preloads[0])]) if table[0].preloads else set()
     for stage in table:  # a stage may start once the warm process has imported its own preloads
         ready.update(stage.preloads)
-        missing = stage_logic_imported(stage.component) - ready
+        missing = stage_logic_imported(stage.component) - ready - set(stage.own_imports)
         if missing:
-            found.append(f"{stage.name}: the warm process does not preload {sorted(missing)} for it")
+            found.append(f"{stage.name}: the warm process does not preload {sorted(missing)} for it, nor does "
+                         f"the table leave them to the stage (own_imports)")
     return found
 
 
@@ -73,7 +74,11 @@ def test_a_table_that_forgets_a_stages_state_is_caught():
     unloaded = [Stage(stages.validate, stage.resources, stage.kept_state, cached=False)
                 if stage.name == "validate" else stage for stage in STAGES]
     assert disagreements(unloaded) == [
-        "validate: the warm process does not preload ['components.stage_logic.validate'] for it"]
+        "validate: the warm process does not preload ['components.stage_logic.validate'] for it, nor does the "
+        "table leave them to the stage (own_imports)"]
+    left_to_the_stage = [stage._replace(preloads=(), own_imports=("components.stage_logic.validate",))
+                         if stage.name == "validate" else stage for stage in STAGES]
+    assert disagreements(left_to_the_stage) == []
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 kfp.local's SubprocessRunner starts each stage as a new Python (`sh -ec '... python -m
 kfp.dsl.executor_main ...'`) that imports TensorFlow, TFDV, TFT or TFMA again: 4-6 s a stage on this
 kind of machine, most of a small run. Here the local run starts one warm process first; it imports
-those libraries while the run compiles the spec and ingests the data, then forks one child per stage.
+those libraries while the run compiles the spec and ingests the data, then forks one child per stage
+(TFMA excepted: evaluate imports it itself, see `own_imports` in components/stage_table.py).
 The child runs exactly what the stage's command would have run: kfp's executor on the component's
 source, with the command's arguments, the caller's environment, working directory, standard input and
 output, and returns the stage's exit status. The stage's semantics (inputs, outputs, logs, exit status)
