@@ -255,7 +255,6 @@ def _demo_living(args):
     quiet_stage_logs()  # before the scenario's modules import Beam (and Google's client libraries)
     from components.penguins.living import run_scenario
 
-
     def run_pipeline(flags):
         run_args = parse_args(["run", *flags])
         outputs, stage_log, _ = run_locally(_pipeline_arguments(run_args), run_args.pipeline_root)
