@@ -50,8 +50,11 @@ def tfdv_calls():
     calls = []
 
     def recording(*args, **kwargs):
-        calls.append(((args, kwargs), original(*args, **kwargs)))
-        return calls[-1][1]
+        answer = original(*args, **kwargs)
+        kept = type(answer)()
+        kept.CopyFrom(answer)  # TFDV then sets fields of the one it gets (num_nan)
+        calls.append(((args, kwargs), kept))
+        return answer
 
     quantiles_util.generate_equi_width_histogram = recording
     try:
