@@ -152,7 +152,10 @@ def shifted(shift, values, whole_column, baseline_values, rng):
         result.iloc[chosen] = extreme
     elif shift == SHARE:
         # The most frequent value (of at most 80%) takes 15 points more of the current half than of the baseline.
-        shares = whole_column.value_counts(normalize=True)
+        # Values in order of share, equal shares in order of value: value_counts orders ties by a sort whose order
+        # of equal keys depends on the CPU (numpy's AVX-512 sort), and so would the category chosen.
+        shares = (whole_column.value_counts(normalize=True).sort_index(kind="stable")
+                  .sort_values(ascending=False, kind="stable"))
         category = shares[shares <= 0.8].index[0]
         wanted = (baseline_values.dropna() == category).mean() + 0.15
         others = np.flatnonzero(present & (values != category).to_numpy())
