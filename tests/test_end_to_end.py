@@ -127,6 +127,9 @@ def test_run_summary_reports_metrics_and_blessing(first_run):
     assert result["outputs"]["eval_metrics"]["sparse_categorical_accuracy"] >= 0.9
     for line in ("Blessing: BLESSED", "Evaluation (eval split):", "Training:", "  train       SUCCESS"):
         assert line in process.stdout
+    stages = result["stages"]
+    assert stages["statistics"]["beam"].startswith("none for eval, train (at most 1,000 examples"), stages
+    assert stages["transform"]["beam"].startswith("in process (input "), stages["transform"]
 
 
 def test_a_bad_candidate_is_not_blessed_and_publishes_nothing(first_run, tmp_path):

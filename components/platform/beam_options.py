@@ -93,6 +93,16 @@ def _direct_settings(args):
     return parsed.runner, parsed.direct_running_mode, parsed.direct_num_workers
 
 
+def direct_mode_open(beam_args):
+    """Whether `beam_args` leave the stage to choose how it runs: the DirectRunner (or no runner) with neither its
+    running mode nor its number of workers set."""
+    settings = _direct_settings(beam_arg_list(beam_args))
+    if settings is None:
+        return False
+    runner, mode, workers = settings
+    return (runner or "DirectRunner").lower() in _DIRECT_RUNNERS and mode is None and workers is None
+
+
 def _with_direct_mode(args, stage, input_sizes):
     """`args` with the DirectRunner's mode that `stage` runs in; prints the choice (or what --beam-args chose)."""
     settings = _direct_settings(args)

@@ -101,7 +101,8 @@ class StageLog:
         if PEAK_MEMORY_PREFIX in line and self._current:
             self.stages[self._current]["peak_mb"] = float(line.split(PEAK_MEMORY_PREFIX, 1)[1])
         if BEAM_LINE_PREFIX in line and self._current:
-            self.stages[self._current]["beam"] = line.split(BEAM_LINE_PREFIX, 1)[1]
+            stage = self.stages[self._current]
+            stage["beam"] = "; ".join(filter(None, (stage.get("beam"), line.split(BEAM_LINE_PREFIX, 1)[1])))
         message = read_error_line(line)
         if message is not None:
             self.stage_errors[self._current or "run"] = message
