@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from components.data import layout
-from components.data.tfrecords import read_tfrecord_files, tfrecord_bytes
+from components.data.tfrecords import read_tfrecord_file, tfrecord_bytes
 from components.stage_logic.ingest import ingest_examples
 from components.stage_logic.statistics import IN_PROCESS_VALUES, generate_statistics, load_all_statistics
 from stranger_data import write_csv, write_span
@@ -77,7 +77,7 @@ def test_the_limit_on_examples_and_a_serving_sample(tmp_path, capfd):
     examples = tmp_path / "examples"
     shutil.copytree(tmp_path / "ingested", examples)
     train_files = sorted((examples / "Split-train").glob("*.gz"))
-    records = list(read_tfrecord_files([str(path) for path in train_files]))
+    records = [record for path in train_files for record in read_tfrecord_file(str(path))]
     for path in train_files:
         path.unlink()
     for part in range(3):

@@ -140,12 +140,6 @@ def read_tfrecord_file(path, block_bytes=_READ_BYTES):
             raise ValueError(f"{path}: not a valid TFRecord file (it ends inside a record)")
 
 
-def read_tfrecord_files(file_patterns):
-    """The records of the TFRecord files that `file_patterns` match, a file at a time in name order."""
-    for path in _files(file_patterns):
-        yield from read_tfrecord_file(path)
-
-
 def _files(file_patterns):
     """The files `file_patterns` match, each pattern's in name order; a pattern that matches none raises OSError
     (as Beam's `ReadFromTFRecord` does)."""

@@ -70,16 +70,23 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
     return PipelineOptions(args)
 
 
-def file_sizes(patterns):
-    """For each of `patterns`, the byte sizes of the files it matches (Beam's file systems); None if they cannot be
-    listed."""
+def matched_files(patterns):
+    """For each of `patterns`, the files it matches as (path, byte size), in name order (Beam's file systems); None
+    if they cannot be listed."""
     from apache_beam.io.filesystem import BeamIOError
     from apache_beam.io.filesystems import FileSystems
 
     try:
-        return [[found.size_in_bytes for found in result.metadata_list] for result in FileSystems.match(list(patterns))]
+        return [sorted((found.path, found.size_in_bytes) for found in result.metadata_list)
+                for result in FileSystems.match(list(patterns))]
     except (BeamIOError, OSError, ValueError):  # the stage's own read names the problem
         return None
+
+
+def file_sizes(patterns):
+    """For each of `patterns`, the byte sizes of the files it matches; None if they cannot be listed."""
+    matched = matched_files(patterns)
+    return None if matched is None else [[size for _, size in files] for files in matched]
 
 
 def _direct_settings(args):

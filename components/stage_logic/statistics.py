@@ -23,10 +23,10 @@ from tfx_bsl.coders import example_coder
 from components.data import layout
 from components.data.cell_limits import DEFAULT_MAX_CELL_BYTES
 from components.data.example_files import TFExampleFiles
-from components.data.tfrecords import read_tfrecord_files
+from components.data.tfrecords import read_tfrecord_file
 from components.errors import StageError
 from components.platform import beam_runner, tfdv_histograms
-from components.platform.beam_options import direct_mode_open, file_sizes, pipeline_options
+from components.platform.beam_options import direct_mode_open, file_sizes, matched_files, pipeline_options
 from components.platform.beam_workers import BEAM_LINE_PREFIX
 from components.stage_logic.ingest import SERVING_SPLIT, ingest_serving_sample
 from components.state.storage import Storage
@@ -63,14 +63,15 @@ def _stats_options(slice_columns):
 def _in_process_statistics(pattern, options):
     """The statistics of the split that `pattern` matches, computed in this process by TFDV's in-memory statistics;
     None where the split is empty or larger than `IN_PROCESS_VALUES` examples or values of a feature."""
-    sizes = file_sizes([pattern])
-    if not sizes or not sizes[0] or sum(sizes[0]) > _IN_PROCESS_BYTES:
+    matched = matched_files([pattern])
+    if not matched or not matched[0] or sum(size for _, size in matched[0]) > _IN_PROCESS_BYTES:
         return None
     examples = []
-    for example in read_tfrecord_files([pattern]):
-        examples.append(example)
-        if len(examples) > IN_PROCESS_VALUES:
-            return None
+    for path, _ in matched[0]:
+        for example in read_tfrecord_file(path):
+            examples.append(example)
+            if len(examples) > IN_PROCESS_VALUES:
+                return None
     if not examples:
         return None
     record_batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(examples)
