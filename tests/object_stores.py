@@ -12,7 +12,7 @@ import os
 import subprocess
 import time
 
-from helpers import free_port, tool
+from helpers import free_port, free_ports, tool
 
 WRITER = ("living-writer", "writer-secret-6f1c2e")
 READER = ("living-reader", "reader-secret-93ab07")
@@ -48,8 +48,9 @@ def s3_environment(endpoint, credentials=WRITER):
 @contextlib.contextmanager
 def seaweedfs(workdir):
     """Runs SeaweedFS; yields the S3 endpoint URL."""
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    grpc_ports = {name: free_port() for name in ports}
+    names = ("master", "volume", "filer", "s3")
+    chosen = free_ports(2 * len(names))  # all different: two servers on one port fail to start (seen once)
+    ports, grpc_ports = dict(zip(names, chosen)), dict(zip(names, chosen[len(names):]))
     config = os.path.join(workdir, "s3.json")
     with open(config, "w") as sink:
         json.dump({"identities": [
