@@ -41,8 +41,9 @@ class Stage(NamedTuple):
     cached: bool = True
     # Imported by the warm process before the stage can start (in pipeline order; see warm_stages).
     preloads: tuple = ()
-    # Imported by the stage itself once forked, not by the warm process: a library that would make the warm process
-    # the run's largest process for the whole run, to save the stage about a second (TFMA, for evaluate).
+    # Imported not by the warm process but by the stage's standby, a child it forks ahead of the stage
+    # (warm_stages.standby_stages): a library that would make the warm process the run's largest process for the
+    # whole run (TFMA, for evaluate).
     own_imports: tuple = ()
     # The stage's default time limit (components/platform/time_limits.py; measured in docs/safety.md).
     timeout_s: int = DEFAULT_TIMEOUT_S

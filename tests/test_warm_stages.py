@@ -209,6 +209,75 @@ def test_a_stage_runs_as_a_plain_process_when_the_warm_process_has_gone(local_ru
     assert task.outputs["report"].metadata["text"] == "still runs"
 
 
+# Imported by a standby in the next tests: it records which process imported it and, as absl's logging does on a
+# library's first message, gives the root logger a handler.
+STANDBY_MODULE = """
+import logging, os
+with open(os.environ["LIVING_PIPELINE_STANDBY_RECORD"], "a") as record:
+    record.write(f"{os.getpid()}\\n")
+if not logging.root.handlers:
+    logging.basicConfig()
+logging.getLogger("standby_module").warning("imported ahead of its stage")
+"""
+STANDBYS = {"describe_process": {"imports": ["standby_module"], "after": ["exit_with"]}}
+
+
+@pytest.fixture
+def standby_record(local_runs, monkeypatch):
+    """The file where each import of the standby's module writes its process's id."""
+    (local_runs / "standby_module.py").write_text(STANDBY_MODULE)
+    record = local_runs / "standby-imports"
+    monkeypatch.setenv("PYTHONPATH", str(local_runs))
+    monkeypatch.setenv("LIVING_PIPELINE_STANDBY_RECORD", str(record))
+    return record
+
+
+def standby_pids(record, count):
+    """The ids of the first `count` processes that imported the standby's module, once they have."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = record.read_text().split() if record.exists() else []
+        if len(pids) >= count:
+            return [int(pid) for pid in pids]
+        time.sleep(0.05)
+    raise AssertionError(f"{count} standby imports expected, {record} has {pids}")
+
+
+def test_a_stage_with_a_standby_starts_in_it_with_its_imports_done(local_runs, standby_record, capfd):
+    with warm_stage_processes(LIGHT_IMPORTS, STANDBYS) as stages:
+        before = describe_process(text="no standby yet")
+        assert not standby_record.exists(), "only a stage before it in `after` prepares a standby"
+        exit_with(code=0)
+        (standby,) = standby_pids(standby_record, 1)
+        capfd.readouterr()
+        task = describe_process(text="from the standby")
+        output = capfd.readouterr().out
+        exit_with(code=0)  # as the next run of demo-living starts: a new standby
+        second_standby = standby_pids(standby_record, 2)[1]
+    assert stages.used == 4 and stages.exit_status == 0
+    seen = task.outputs["report"].metadata
+    assert seen["pid"] == standby and seen["parent"] == stages.process_id
+    assert before.outputs["report"].metadata["pid"] != standby
+    assert seen["text"] == "from the standby" and seen["cwd"] == str(local_runs) and seen["stdin"] == ""
+    # kfp's executor configures the stage's logging as in a plain process, though the import configured it first.
+    assert "[KFP Executor" in output and "Looking for component `describe_process`" in output
+    assert "stage says from the standby" in output and "imported ahead of its stage" not in output
+    assert second_standby != standby and not os.path.exists(f"/proc/{second_standby}"), \
+        "a standby no stage used ends with the warm process"
+
+
+def test_a_stage_whose_standby_has_gone_is_forked(local_runs, standby_record):
+    with warm_stage_processes(LIGHT_IMPORTS, STANDBYS) as stages:
+        exit_with(code=0)
+        (standby,) = standby_pids(standby_record, 1)
+        os.kill(standby, signal.SIGKILL)
+        wait_until_ended(standby)
+        task = describe_process(text="forked instead")
+    seen = task.outputs["report"].metadata
+    assert seen["text"] == "forked instead" and seen["pid"] != standby and seen["parent"] == stages.process_id
+    assert stages.used == 2 and stages.exit_status == 0
+
+
 def comparable(value, roots):
     """`value` with each run's own folders named alike, so two runs' metadata compare."""
     if isinstance(value, dict):

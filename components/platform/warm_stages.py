@@ -4,11 +4,17 @@ kfp.local's SubprocessRunner starts each stage as a new Python (`sh -ec '... pyt
 kfp.dsl.executor_main ...'`) that imports TensorFlow, TFDV, TFT or TFMA again: 4-6 s a stage on this
 kind of machine, most of a small run. Here the local run starts one warm process first; it imports
 those libraries while the run compiles the spec and ingests the data, then forks one child per stage
-(TFMA excepted: evaluate imports it itself, see `own_imports` in components/stage_table.py).
+(TFMA excepted: see `own_imports` in components/stage_table.py, and the standby below).
 The child runs exactly what the stage's command would have run: kfp's executor on the component's
 source, with the command's arguments, the caller's environment, working directory, standard input and
 output, and returns the stage's exit status. The stage's semantics (inputs, outputs, logs, exit status)
 are those of the plain process; only the imports are shared.
+
+A stage that imports a library itself (`own_imports` in the stage table: TFMA, for evaluate) gets a standby:
+when one of the three stages before it starts (and the warm process has imported its own list), the warm process
+forks a child that imports the stage's own modules while those stages run, then waits. The stage's request
+goes to that child instead of a new fork, so the stage starts with its library already imported, and the
+warm process itself never holds it. A standby that is not used is ended with the warm process.
 
 A stage runs as a plain process instead, as kfp.local would, when this cannot apply: a command of
 another shape than a lightweight component's, an environment or working directory other than the ones
@@ -30,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from typing import NamedTuple
 
 from components.errors import error_line
 
@@ -59,10 +66,19 @@ def stage_request(full_command, python=sys.executable):
     return {"source": full_command[3], "arguments": list(full_command[4:])}
 
 
+def stage_name(request):
+    """The name of the component function a stage request runs (kfp's `--function_to_execute`), or None."""
+    arguments = request["arguments"]
+    for flag, value in zip(arguments, arguments[1:]):
+        if flag == "--function_to_execute":
+            return value
+    return None
+
+
 class WarmStages:
     """The run's side: starts the warm process and runs stage commands through it."""
 
-    def __init__(self, imports):
+    def __init__(self, imports, standbys=None):
         self.environment = dict(os.environ)
         self.cwd = os.getcwd()
         self._folder = tempfile.mkdtemp(prefix="living-pipeline-warm-")
@@ -74,7 +90,7 @@ class WarmStages:
         listener.listen(16)
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(listener.fileno()), ",".join(imports)],
+                [sys.executable, "-m", __name__, str(listener.fileno()), ",".join(imports), json.dumps(standbys or {})],
                 pass_fds=[listener.fileno()], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
                 cwd=self.cwd,
                 env={**self.environment, KFP_RUNTIME[0]: KFP_RUNTIME[1]})
@@ -152,13 +168,31 @@ def warm_imports(table=None):
     return (*_FIRST_IMPORTS, *(module for stage in table or STAGES for module in stage.preloads), *_LAST_IMPORTS)
 
 
+# A standby is prepared when one of the stages this many places before its own starts: for evaluate, transform,
+# whose Beam pipeline leaves the second core free for TFMA's import (about 1 s; imported during train, which uses
+# both cores, it slowed train by about as much). A run that validate stops imports nothing for it.
+STANDBY_LEAD = 3
+
+
+def standby_stages(table=None):
+    """{stage name: {"imports": its own imports, "after": the stages whose start prepares its standby}} for each
+    stage of `table` (default: the stage table) that imports modules itself (`own_imports`)."""
+    from components.stage_table import STAGES
+
+    table = table or STAGES
+    return {stage.name: {"imports": list(stage.own_imports),
+                         "after": [earlier.name for earlier in table[max(index - STANDBY_LEAD, 0):index]]}
+            for index, stage in enumerate(table) if stage.own_imports}
+
+
 _ACTIVE = []  # the WarmStages of the warm_stage_processes() that is active, if one is
 
 
 @contextlib.contextmanager
-def warm_stage_processes(imports=None):
+def warm_stage_processes(imports=None, standbys=None):
     """While active, kfp.local's SubprocessRunner starts stages from a warm process that has imported
-    `imports` (see the module's docstring); a stage it cannot start that way runs as kfp.local's plain
+    `imports`, with a standby for each stage of `standbys` (`standby_stages()`'s form; both default to the stage
+    table's; see the module's docstring); a stage it cannot start that way runs as kfp.local's plain
     process. Yields the `WarmStages`. Inside an active one (a command that runs the pipeline several times,
     demo-living) it starts no other warm process: the runs' stages are forked from the one already warm."""
     from kfp.local import subprocess_task_handler
@@ -166,7 +200,9 @@ def warm_stage_processes(imports=None):
     if _ACTIVE:
         yield _ACTIVE[0]
         return
-    stages = WarmStages(imports or warm_imports())
+    if imports is None:
+        imports, standbys = warm_imports(), standby_stages() if standbys is None else standbys
+    stages = WarmStages(imports, standbys)
     plain_process = subprocess_task_handler.run_local_subprocess
 
     def run_stage(full_command):
@@ -193,15 +229,26 @@ def _receive_all(connection):
 
 # The warm process.
 
+class _Standby(NamedTuple):
+    """A child forked for one stage ahead of its request; it imports the stage's own modules, then waits on `channel`
+    for the stage's request and file descriptors."""
+    pid: int
+    pidfd: int
+    channel: socket.socket
+
+
 class _WarmProcess:
     """Imports the stages' libraries and forks a child per stage request. A thread reports each child's exit status
     as soon as it ends: the main thread may be inside one import for seconds (TensorFlow's), and the run waits for
     that report before it starts the next stage."""
 
-    def __init__(self, listener, imports):
+    def __init__(self, listener, imports, standby_plan=None):
         self.listener = listener
         self.imports = imports
         self.running = {}  # pidfd -> (pid, connection); changed only under `_changes`
+        self.standby_plan = standby_plan or {}  # stage -> {"imports": [...], "after": [stages before it]}
+        self.standbys = {}  # stage -> _Standby, prepared and not yet used
+        self.standby_wanted = set()  # stages whose standby is to be prepared (once the imports are done)
         self._changes = threading.Condition()
         self._wake_read, self._wake_write = os.pipe()  # tells the reporting thread that `running` changed
         threading.Thread(target=self._report_exits, name="stage-exits", daemon=True).start()
@@ -213,12 +260,11 @@ class _WarmProcess:
             request = self._start_waiting_stages(timeout=0)
             if request is not None:
                 return request
-            try:
-                __import__(module)
-            except Exception as error:  # the stage that needs it imports it itself and reports the error
-                print(f"warm process: could not import {module}: {error!r}", file=sys.stderr, flush=True)
+            _import(module)
         while True:
-            request = self._start_waiting_stages(timeout=None)
+            request = self._prepare_standbys()
+            if request is None:
+                request = self._start_waiting_stages(timeout=None)
             if request is not None:
                 return request
 
@@ -233,37 +279,93 @@ class _WarmProcess:
                     if not os.read(sys.stdin.fileno(), 1024):
                         self._end()
                 else:
-                    request = self._fork_stage()
+                    request = self._start_stage()
                     if request is not None:
                         return request
             timeout = 0
 
-    def _fork_stage(self):
+    def _start_stage(self):
+        """Accepts a stage request and hands it to the stage's standby, or forks a child for it; the request in a
+        child."""
         connection, _ = self.listener.accept()
         _, fds, _, _ = socket.recv_fds(connection, 16, 2)
         request = json.loads(_receive_all(connection))
         output, stdin = fds
+        name = stage_name(request)
+        self.standby_wanted.update(stage for stage, plan in self.standby_plan.items()
+                                   if name in plan["after"] and stage not in self.standbys)
+        standby = self.standbys.pop(name, None)
+        if standby is not None and self._hand_over(standby, request, output, stdin, connection):
+            return None
         sys.stdout.flush()
         sys.stderr.flush()
         with self._changes:  # the child gets `running` whole, and the lock free
             pid = os.fork()
             if pid == 0:
-                for fd in [self.listener.fileno(), self._wake_read, self._wake_write, *self.running,
-                           *(c.fileno() for _, c in self.running.values())]:
-                    os.close(fd)
-                self.running = {}
+                self._forget_siblings()
                 connection.close()
-                os.dup2(stdin, 0)
-                os.dup2(output, 1)
-                os.dup2(output, 2)
-                os.close(stdin)
-                os.close(output)
+                _take_stage_descriptors(output, stdin)
                 return request
             self.running[os.pidfd_open(pid)] = (pid, connection)
         os.close(output)
         os.close(stdin)
         os.write(self._wake_write, b"+")
         return None
+
+    def _forget_siblings(self):
+        """In a child: closes what the warm process holds for the other children and for the run."""
+        for held in [self.listener, *(connection for _, connection in self.running.values()),
+                     *(standby.channel for standby in self.standbys.values())]:
+            held.close()
+        for fd in [self._wake_read, self._wake_write, *self.running, *(s.pidfd for s in self.standbys.values())]:
+            os.close(fd)
+        self.running, self.standbys = {}, {}
+
+    def _prepare_standbys(self):
+        """Forks the standbys wanted (the warm process's imports are done); the stage's request in a standby
+        once the stage is asked for."""
+        while self.standby_wanted:
+            stage = self.standby_wanted.pop()
+            if stage in self.standbys:
+                continue
+            channel, child_channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            with self._changes:
+                pid = os.fork()
+                if pid == 0:
+                    channel.close()
+                    self._forget_siblings()
+                    return _stand_by(self.standby_plan[stage]["imports"], child_channel)
+                self.standbys[stage] = _Standby(pid, os.pidfd_open(pid), channel)
+            child_channel.close()
+        return None
+
+    def _hand_over(self, standby, request, output, stdin, connection):
+        """Sends the stage's request and descriptors to its standby, which the reporting thread then watches;
+        False (nothing sent, the standby ended) if the standby has gone."""
+        try:
+            socket.send_fds(standby.channel, [b"stage"], [output, stdin])
+            standby.channel.sendall(json.dumps(request).encode())
+        except OSError:
+            self._end_standby(standby)
+            return False
+        finally:
+            standby.channel.close()
+        os.close(output)
+        os.close(stdin)
+        with self._changes:
+            self.running[standby.pidfd] = (standby.pid, connection)
+        os.write(self._wake_write, b"+")
+        return True
+
+    @staticmethod
+    def _end_standby(standby):
+        standby.channel.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(standby.pid, signal.SIGKILL)
+        os.waitpid(standby.pid, 0)
+        os.close(standby.pidfd)
 
     def _report_exits(self):
         """The reporting thread: waits for the running children and reports each one that ends."""
@@ -294,11 +396,58 @@ class _WarmProcess:
         """Once every started stage has been reported: ends without Python's clean-up (the warm process holds
         nothing to clean up, and Python's own after importing TensorFlow would keep the run waiting about two
         seconds for it)."""
+        for standby in self.standbys.values():  # it holds nothing: a stage's request never reached it
+            self._end_standby(standby)
         with self._changes:
             self._changes.wait_for(lambda: not self.running)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _import(module):
+    try:
+        __import__(module)
+    except Exception as error:  # the stage that needs it imports it itself and reports the error
+        print(f"warm process: could not import {module}: {error!r}", file=sys.stderr, flush=True)
+
+
+def _take_stage_descriptors(output, stdin):
+    """In the stage's process: the stage's standard input, and its output on standard output and error."""
+    os.dup2(stdin, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(stdin)
+    os.close(output)
+
+
+def _stand_by(imports, channel):
+    """In a standby: imports `imports`, then waits for its stage's request; returns it, with the stage's descriptors
+    in place. Ends the process if the warm process hands nothing over.
+
+    What the imports print goes to the warm process's log, as its own imports' output does. A library that logs
+    as it is imported (TFMA, through absl) gives Python's root logger a handler first; it is taken off again, so that
+    kfp's executor configures the stage's logging as in a plain process, where the stage imports the library after.
+    """
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    for module in imports:
+        _import(module)
+    for handler in [handler for handler in root.handlers if handler not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    try:
+        _, fds, _, _ = socket.recv_fds(channel, 16, 2)
+        request = _receive_all(channel)
+    except OSError:
+        fds, request = [], b""
+    channel.close()
+    if len(fds) != 2 or not request:
+        os._exit(0)
+    _take_stage_descriptors(*fds)
+    return json.loads(request)
 
 
 def _run_stage(request):
@@ -327,7 +476,7 @@ def main(argv):
     # `tf.keras` is Keras 2 (tf_keras). Set before TensorFlow is imported, TensorFlow loads Keras 2's optimizers
     # instead of Keras 3's, which no stage uses: 0.6-0.8 s less before the statistics stage can start, 35 MB less.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    request = _WarmProcess(listener, [name for name in argv[2].split(",") if name]).serve()
+    request = _WarmProcess(listener, [name for name in argv[2].split(",") if name], json.loads(argv[3])).serve()
     _run_stage(request)
 
 
