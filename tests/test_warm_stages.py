@@ -192,6 +192,23 @@ def test_a_stage_that_ends_during_a_long_import_is_reported_when_it_ends(local_r
     assert stages.exit_status == 0
 
 
+def test_a_run_that_ends_during_a_long_import_does_not_wait_for_it(local_runs, monkeypatch):
+    """A run whose first stage fails ends while the warm process imports TensorFlow: the warm process ends at once
+    instead of finishing the import (it used to keep the run waiting about 1.5 s)."""
+    (local_runs / "long_import.py").write_text("open('import-started', 'w').close()\n" + LONG_IMPORT_MODULE)
+    monkeypatch.setenv("PYTHONPATH", str(local_runs))
+    monkeypatch.setenv("LIVING_PIPELINE_IMPORT_MAY_END", str(local_runs / "never"))
+    with warm_stage_processes((*LIGHT_IMPORTS, "long_import")) as stages:
+        deadline = time.monotonic() + 60
+        while not (local_runs / "import-started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        closing = time.monotonic()
+    waited = time.monotonic() - closing
+    assert (local_runs / "import-started").exists()
+    assert stages.exit_status == 0, "the warm process ended itself"
+    assert waited < 5, f"the run waited {waited:.1f} s for the warm process"
+
+
 def wait_until_ended(pid):
     while True:
         with open(f"/proc/{pid}/status") as status:

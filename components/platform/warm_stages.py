@@ -249,13 +249,13 @@ class _WarmProcess:
         self.standby_plan = standby_plan or {}  # stage -> {"imports": [...], "after": [stages before it]}
         self.standbys = {}  # stage -> _Standby, prepared and not yet used
         self.standby_wanted = set()  # stages whose standby is to be prepared (once the imports are done)
-        self._changes = threading.Condition()
+        self._changes = threading.Lock()
         self._wake_read, self._wake_write = os.pipe()  # tells the reporting thread that `running` changed
         threading.Thread(target=self._report_exits, name="stage-exits", daemon=True).start()
 
     def serve(self):
-        """Imports `imports`, starting waiting stages between imports, then starts stages until its
-        standard input closes. Returns a request only in a forked child, which then runs it."""
+        """Imports `imports`, starting waiting stages between imports, then starts stages until the reporting
+        thread ends the process. Returns a request only in a forked child, which then runs it."""
         for module in self.imports:
             request = self._start_waiting_stages(timeout=0)
             if request is not None:
@@ -271,17 +271,12 @@ class _WarmProcess:
     def _start_waiting_stages(self, timeout):
         """Starts the stages waiting on the socket; a request in a child."""
         while True:
-            readable, _, _ = select.select([self.listener, sys.stdin], [], [], timeout)
+            readable, _, _ = select.select([self.listener], [], [], timeout)
             if not readable:
                 return None
-            for ready in readable:
-                if ready is sys.stdin:
-                    if not os.read(sys.stdin.fileno(), 1024):
-                        self._end()
-                else:
-                    request = self._start_stage()
-                    if request is not None:
-                        return request
+            request = self._start_stage()
+            if request is not None:
+                return request
             timeout = 0
 
     def _start_stage(self):
@@ -368,16 +363,27 @@ class _WarmProcess:
         os.close(standby.pidfd)
 
     def _report_exits(self):
-        """The reporting thread: waits for the running children and reports each one that ends."""
+        """The reporting thread: waits for the running children and reports each one that ends; once the run has
+        closed the warm process's standard input and every stage has been reported, ends the warm process, even
+        while the main thread is inside an import (a run that failed in its first stage does not wait for
+        TensorFlow's)."""
+        closed = False
         while True:
             with self._changes:
                 pidfds = list(self.running)
-            readable, _, _ = select.select([self._wake_read, *pidfds], [], [])
+            watched = [self._wake_read, *pidfds] + ([] if closed else [sys.stdin.fileno()])
+            readable, _, _ = select.select(watched, [], [])
             for ready in readable:
                 if ready == self._wake_read:
                     os.read(self._wake_read, 4096)
+                elif ready == sys.stdin.fileno():
+                    closed = closed or not os.read(ready, 1024)
                 else:
                     self._report_exit(ready)
+            if closed:
+                with self._changes:  # no stage is being forked meanwhile
+                    if not self.running:
+                        self._end()
 
     def _report_exit(self, pidfd):
         pid, connection = self.running[pidfd]  # only this thread removes entries
@@ -390,16 +396,12 @@ class _WarmProcess:
             del self.running[pidfd]
             connection.close()
             os.close(pidfd)
-            self._changes.notify_all()
 
     def _end(self):
-        """Once every started stage has been reported: ends without Python's clean-up (the warm process holds
-        nothing to clean up, and Python's own after importing TensorFlow would keep the run waiting about two
-        seconds for it)."""
-        for standby in self.standbys.values():  # it holds nothing: a stage's request never reached it
+        """Ends without Python's clean-up (the warm process holds nothing to clean up, and Python's own after
+        importing TensorFlow would keep the run waiting about two seconds for it), ending the unused standbys."""
+        for standby in list(self.standbys.values()):  # it holds nothing: a stage's request never reached it
             self._end_standby(standby)
-        with self._changes:
-            self._changes.wait_for(lambda: not self.running)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
