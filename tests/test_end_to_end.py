@@ -128,6 +128,7 @@ def test_run_summary_reports_metrics_and_blessing(first_run):
     for line in ("Blessing: BLESSED", "Evaluation (eval split):", "Training:", "  train       SUCCESS"):
         assert line in process.stdout
     stages = result["stages"]
+    assert stages["ingest"]["beam"] == "none (CSV input 15 kB, at most 1 MiB: read in this process)", stages
     assert stages["statistics"]["beam"].startswith("none for eval, train (at most 1,000 examples"), stages
     assert stages["transform"]["beam"].startswith("in process (input "), stages["transform"]
 

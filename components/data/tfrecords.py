@@ -10,7 +10,8 @@ on lists of a file's examples to decode: the same records, in file order, from a
 (gzip by the `.gz` name, as Beam's default `AUTO`). A file is read whole by one worker; files are spread over
 workers.
 
-Writing (`WriteGzippedTFRecords`): from Beam, a batch of records at a time, with a fast compression level.
+Writing (`WriteGzippedTFRecords`): from Beam, a batch of records at a time, with a fast compression level;
+`write_gzipped_tfrecord_file` writes the same file outside Beam (ingest's small inputs).
 
 Beam's `WriteToTFRecord` takes one record per element and compresses at zlib's default level (6). Ingest
 and transform write every example of every split, so both costs show at a million rows: level 1 makes
@@ -111,6 +112,22 @@ class WriteGzippedTFRecords(beam.PTransform):
 
     def expand(self, pcoll):
         return pcoll | beam.io.Write(self._sink)
+
+
+# The name Beam's file sink gives the only shard of a write (`<prefix>-00000-of-00001.gz`).
+_LONE_SHARD = "-00000-of-00001.gz"
+
+
+def write_gzipped_tfrecord_file(file_path_prefix, record_lists, level=COMPRESSION_LEVEL):
+    """Writes lists of serialized records, outside Beam, as the one file `WriteGzippedTFRecords` writes from a
+    single bundle: the same name and the same bytes (an empty file for no records, as Beam's sink leaves). Returns
+    its path; any file system Beam's FileSystems reach."""
+    path = file_path_prefix + _LONE_SHARD
+    writer = _GzipWriter(FileSystems.create(path, "application/octet-stream", CompressionTypes.UNCOMPRESSED), level)
+    for records in record_lists:
+        writer.write_records(records)
+    writer.close()
+    return path
 
 
 def read_tfrecord_file(path, block_bytes=_READ_BYTES):

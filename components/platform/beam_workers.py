@@ -67,7 +67,7 @@ class Choice:
         return BEAM_LINE_PREFIX + how
 
 
-def _megabytes(size):
+def megabytes(size):
     """A size in 3 significant digits: 15 kB, 23.6 MB, 1.2 GB."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6)):
         if size >= scale:
@@ -86,11 +86,11 @@ def choose(stage, reads, cores, idle=None, memory=None):
     total = sum(sum(read) for read in reads)
     files = len(max(reads, key=sum, default=[]))
     in_files = f"{files} file{'s' if files != 1 else ''}"
-    read = f"input {_megabytes(total)}" + (f" in {in_files}" if len(reads) == 1 else
+    read = f"input {megabytes(total)}" + (f" in {in_files}" if len(reads) == 1 else
                                            f", its largest part in {in_files}")
     minimum = MIN_INPUT_BYTES.get(stage, MIN_INPUT_BYTES["ingest"])
     if total < minimum:
-        return Choice(1, f"input {_megabytes(total)}, under the {_megabytes(minimum)} that pays for workers")
+        return Choice(1, f"input {megabytes(total)}, under the {megabytes(minimum)} that pays for workers")
     if files < 2:
         return Choice(1, f"{read}: a worker reads a whole file")
     if cores < 2:
@@ -103,7 +103,7 @@ def choose(stage, reads, cores, idle=None, memory=None):
     if available is not None and available < workers * WORKER_MEMORY_BYTES:
         workers = int(available // WORKER_MEMORY_BYTES)
         if workers < 2:
-            return Choice(1, f"{read}, {_megabytes(available)} of memory free")
+            return Choice(1, f"{read}, {megabytes(available)} of memory free")
     return Choice(workers, f"{read}, {free:.1f} of {cores} cores free")
 
 
