@@ -28,6 +28,7 @@ Splits (TFX's input_config / output_config):
 import csv
 import dataclasses
 import datetime
+import functools
 import hashlib
 import importlib.resources
 import io
@@ -627,9 +628,10 @@ def write_examples(source, plan, output_dir, beam_args=""):
     if not is_remote(output_dir):  # a bucket URI when Beam's workers run elsewhere
         os.makedirs(output_dir, exist_ok=True)
     types_path = os.path.join(output_dir, "column_types.json")
-    size = _in_process_size(source, beam_args)
+    piece_sizes = functools.cache(source.piece_sizes)  # the files are listed once, whichever path asks
+    size = _in_process_size(source, beam_args, piece_sizes)
     if size is None:
-        row_counts, errors = _write_with_beam(source, plan, output_dir, beam_args, types_path)
+        row_counts, errors = _write_with_beam(source, plan, output_dir, beam_args, types_path, piece_sizes)
     else:
         print(f"{BEAM_LINE_PREFIX}none (CSV input {megabytes(size)}, at most {IN_PROCESS_BYTES >> 20} MiB: read in "
               "this process)", flush=True)
@@ -647,21 +649,21 @@ def write_examples(source, plan, output_dir, beam_args=""):
     return row_counts, types
 
 
-def _in_process_size(source, beam_args):
+def _in_process_size(source, beam_args, piece_sizes):
     """The bytes of a CSV source to ingest in this process, or None where Beam runs the pipeline (another source,
     a larger input, a size not known, Beam arguments that choose the runner or the DirectRunner's mode)."""
     if not isinstance(source, _FileSource) or source.format != sources.CSV or not direct_mode_open(beam_args):
         return None
-    sizes = source.piece_sizes()
+    sizes = piece_sizes()
     if sizes is None or sum(sizes[0]) > IN_PROCESS_BYTES:
         return None
     return sum(sizes[0])
 
 
-def _write_with_beam(source, plan, output_dir, beam_args, types_path):
+def _write_with_beam(source, plan, output_dir, beam_args, types_path, piece_sizes):
     """Runs the Beam pipeline; returns (row counts, error lines)."""
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args, "ingest", source.piece_sizes))
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args, "ingest", piece_sizes))
     records, read_errors, column_types = source.read(pipeline, plan)
     column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
     examples = records | "AssignSplit" >> beam.ParDo(_AssignSplit(plan)).with_outputs("errors", *plan.names)
