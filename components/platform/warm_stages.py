@@ -321,8 +321,6 @@ class _WarmProcess:
         once the stage is asked for."""
         while self.standby_wanted:
             stage = self.standby_wanted.pop()
-            if stage in self.standbys:
-                continue
             channel, child_channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             sys.stdout.flush()
             sys.stderr.flush()
