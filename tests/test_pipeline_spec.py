@@ -7,6 +7,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from components import stage_table
+from components.platform.cluster import KFP_OBJECT_STORE
 from pipeline_cli import main
 
 STAGES = [stage.name for stage in stage_table.STAGES]
@@ -162,3 +163,35 @@ def test_push_records_the_run_and_a_digest_of_the_spec_it_runs_in(tmp_path):
     assert push["run_name"].runtime_value.constant.string_value == "{{$.pipeline_job_name}}"
     for flag in ("hyperparameters", "custom_config", "module", "data_pattern"):
         assert push[flag].component_input_parameter == flag
+
+
+def test_compiling_from_deep_in_a_notebook_leaves_the_callers_frames_unread(tmp_path, monkeypatch):
+    """kfp's task setters read the source of every frame on the stack they are called from (inspect.stack());
+    each frame of a notebook cell sends inspect through every loaded module. The spec is the same, and the
+    setters never see the caller's frames."""
+    from kfp import compiler
+
+    from pipeline import create_pipeline
+
+    frames_seen = []
+    real_stack = inspect.stack
+
+    def stack_recorded(*args, **kwargs):
+        frames = real_stack(*args, **kwargs)
+        frames_seen.append([frame.filename for frame in frames])
+        return frames
+
+    monkeypatch.setattr(inspect, "stack", stack_recorded)
+    cell = compile("def nested(depth, build):\n    return nested(depth - 1, build) if depth else build()\n",
+                   "<notebook cell 7>", "exec")
+    notebook = {}
+    exec(cell, notebook)
+    deep = tmp_path / "deep.yaml"
+    notebook["nested"](60, lambda: compiler.Compiler().compile(
+        create_pipeline(IMAGE, object_store=KFP_OBJECT_STORE), package_path=str(deep)))
+    assert frames_seen, "kfp's setters no longer inspect the stack: this test checks nothing"
+    assert not [files for files in frames_seen if "<notebook cell 7>" in files]
+    shallow = tmp_path / "shallow.yaml"
+    compiler.Compiler().compile(create_pipeline(IMAGE, object_store=KFP_OBJECT_STORE),
+                                package_path=str(shallow))
+    assert deep.read_text() == shallow.read_text()

@@ -19,6 +19,7 @@ one of two places, both KFP-only settings that never reach the portable spec Ver
 Either way, each pod also gets the platform's own deadline (`activeDeadlineSeconds`), a few minutes after
 its stage's own time limit (components/platform/time_limits.py), in case the stage cannot stop itself.
 """
+import concurrent.futures
 from typing import NamedTuple
 
 from components.platform.time_limits import platform_deadline
@@ -49,6 +50,15 @@ def configure_tasks(tasks, kfp_volume=None, object_store=None, timeouts=None):
     it in the stages that keep state; with `object_store` (an ObjectStore), gives every stage its endpoint
     and keys as environment variables. A spec for KFP (either of those) also gets each pod's deadline from
     `timeouts` ({stage: seconds}; the portable spec holds no Kubernetes settings, as Vertex AI needs)."""
+    # kfp's task setters (set_cpu_limit, set_env_variable, ...) each call inspect.stack(), which reads every
+    # frame of the caller's stack and scans all of sys.modules for each frame whose file is no module's
+    # (`python -m`, a notebook cell, pytest-xdist's worker): 14-17 ms a setter once TensorFlow is imported,
+    # half a second a spec. In a thread of their own they see a stack of a few frames, ours and kfp's.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="configure-tasks") as thread:
+        return thread.submit(_configure, tasks, kfp_volume, object_store, timeouts).result()
+
+
+def _configure(tasks, kfp_volume, object_store, timeouts):
     for task in tasks:
         stage = BY_NAME[task.name]
         resources = stage.resources
