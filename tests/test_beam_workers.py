@@ -11,11 +11,11 @@ import glob
 import os
 
 import pytest
-import tensorflow as tf
 from apache_beam.options.pipeline_options import DirectOptions, SetupOptions
 
 from components.platform import beam_options, beam_workers
 from components.platform.beam_workers import MAX_WORKERS, MIN_INPUT_BYTES, choose
+from helpers import approximately, records, transformed_columns
 
 BIG = max(MIN_INPUT_BYTES.values())
 IN_PROCESS = "--direct_running_mode=in_memory --direct_num_workers=1"
@@ -110,29 +110,6 @@ def split_demo_csv(folder):
     return os.path.join(folder, "*.csv")
 
 
-def records(folder, split):
-    from components.data.layout import examples_pattern
-
-    return [bytes(record.numpy()) for path in sorted(glob.glob(examples_pattern(folder, split)))
-            for record in tf.data.TFRecordDataset(path, compression_type="GZIP")]
-
-
-def transformed_columns(folder, split):
-    """A split's transformed examples: each feature's values, sorted (floats close to the same sorted values stay
-    close, value for value), and the rows' whole numbers and text, as a sorted list of rows."""
-    columns, rows = {}, []
-    for record in records(folder, split):
-        row = []
-        for name, feature in sorted(tf.train.Example.FromString(record).features.feature.items()):
-            kind = feature.WhichOneof("kind")
-            values = list(getattr(feature, kind).value) if kind else []
-            columns.setdefault(name, []).extend(values)
-            if kind != "float_list":
-                row.append((name, tuple(values)))
-        rows.append(tuple(row))
-    return {name: sorted(values) for name, values in columns.items()}, sorted(rows)
-
-
 def numeric_statistics(statistics_dir, split):
     from components.stage_logic.statistics import load_statistics
 
@@ -150,15 +127,6 @@ def numeric_statistics(statistics_dir, split):
             exact[name] = (stats.common_stats.num_non_missing, stats.unique,
                            [(value.value, value.frequency) for value in stats.top_values])
     return exact, rounded
-
-
-def approximately(value):
-    """`value` (JSON: dicts, lists, numbers, text) with its floats as pytest.approx(value, rel=1e-6)."""
-    if isinstance(value, dict):
-        return {key: approximately(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [approximately(item) for item in value]
-    return pytest.approx(value, rel=1e-6) if isinstance(value, float) else value
 
 
 @pytest.mark.slow  # runs four Beam stages, each with two worker processes
