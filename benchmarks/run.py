@@ -37,7 +37,7 @@ def run_pipeline(variant, rows, work, beam_args):
          "--module", MODULES[variant], "--schema", "", "--statistics-root", "", "--warn-on-anomalies",
          "--serving-root", os.path.join(work, f"serving-{variant}-{rows}"),
          "--pipeline-root", os.path.join(work, f"outputs-{variant}-{rows}"), "--summary-json", summary,
-         "--beam-args", beam_args],
+         f"--beam-args={beam_args}"],  # one word: Beam arguments start with a dash
         capture_output=True, text=True)
     seconds = time.monotonic() - started
     stages = stage_summary(summary)
