@@ -11,7 +11,8 @@ names (credentials are refused: components.state.storage) sees what Beam will do
 
 A Beam stage's pipeline takes its options from `pipeline_options(beam_args, stage, input_sizes)`: where
 --beam-args leave the DirectRunner's mode open, components.platform.beam_workers chooses between the stage's
-process and worker processes from the size of the input, and the stage's log says which and why.
+process and worker processes from the size of the input, and the stage's log says which and why. On the
+DirectRunner the pipeline pickles its DoFns with cloudpickle unless --beam-args name a pickle library.
 """
 import argparse
 import functools
@@ -40,10 +41,9 @@ _WORKER_PLUGIN = "--beam_plugin=components.platform.beam_worker"
 # What a stage's worker processes import after _WORKER_PLUGIN to compute as the stage process does.
 _STAGE_WORKER_PLUGINS = {"statistics": ["--beam_plugin=components.platform.statistics_worker"]}
 # The DirectRunner pickles every DoFn of a pipeline as it builds it and unpickles them to run it. Beam 2.59's
-# default, dill, scans every loaded module for each dict it pickles and compresses with bz2; cloudpickle (Beam's
-# own option, its default from Beam 2.65) gives the same artifacts sooner: on the demo, transform 5.5-5.8 s ->
-# 4.9 s and evaluate 2.3-2.7 s -> 2.0 s. --beam-args that name a pickle library keep it; other runners keep
-# Beam's default.
+# default, dill, scans every loaded module for each dict it pickles; cloudpickle (Beam's own option, its default
+# from Beam 2.65) gives the same artifacts sooner: on the demo, transform 5.5-5.8 s -> 4.9 s and evaluate
+# 2.3-2.7 s -> 2.0 s. --beam-args that name a pickle library keep it; other runners keep Beam's default.
 _DIRECT_PICKLER = "--pickle_library=cloudpickle"
 
 
