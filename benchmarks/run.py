@@ -1,6 +1,6 @@
 """The benchmark runner: the whole local pipeline on synthetic data from 10 thousand to 1 million rows.
 
-    python -m benchmarks.run [--sizes 10000,100000,1000000] [--variants demo,wide] [--out DIR]
+    python -m benchmarks.run [--sizes 10000,100000,1000000] [--variants demo,wide] [--out DIR] [--beam-args=ARGS]
 
 For each variant and size it generates the data (deterministic, `generate.py`), runs
 `pipeline.py run` on it exactly as a user would (the compiled spec through kfp.local), and records

@@ -1,6 +1,7 @@
 """Helpers the test files share: the repository's root, a free loopback port, a tool's path, and ways to compare
 examples and metrics that two runs wrote."""
 import contextlib
+import glob
 import os
 import shutil
 import socket
@@ -40,8 +41,6 @@ def tool(name):
 
 def records(folder, split):
     """A split's serialized examples, file by file in name order."""
-    import glob
-
     import tensorflow as tf
 
     from components.data.layout import examples_pattern

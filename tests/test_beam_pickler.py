@@ -16,10 +16,10 @@ def pickler(beam_args, stage=""):
     return pipeline_options(beam_args, stage, lambda: [[100]]).view_as(SetupOptions).pickle_library
 
 
-def test_the_direct_runner_pickles_with_cloudpickle_unless_beam_args_name_a_library(capsys):
+def test_the_direct_runner_pickles_with_cloudpickle_unless_beam_args_name_a_library():
     assert pickler("") == pickler("", "transform") == "cloudpickle"
-    assert pickler("--runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2",
-                   "evaluate") == "cloudpickle"  # its worker processes read the option too
+    assert pickler("--runner=DirectRunner --direct_running_mode=multi_processing --direct_num_workers=2"
+                   ) == "cloudpickle"  # its worker processes read the option too
     assert pickler(DILL, "transform") == "dill"
     assert pickler("--pickle_lib=default", "transform") == "default"  # an abbreviation, as Beam reads it
     assert pickler("--runner=PortableRunner --job_endpoint=localhost:8099", "evaluate") == "default"
@@ -44,6 +44,8 @@ def test_dill_and_cloudpickle_give_the_same_transform_and_evaluation(tmp_path, e
             open(os.path.join(with_cloudpickle, RANGES_FILE)) as theirs:
         assert ours.read() == theirs.read()
     assets = os.path.join("transform_fn", "assets")
+    assert sorted(os.listdir(os.path.join(graph, assets))) == sorted(
+        os.listdir(os.path.join(with_cloudpickle_graph, assets)))
     for name in os.listdir(os.path.join(with_cloudpickle_graph, assets)):
         with open(os.path.join(graph, assets, name), "rb") as ours, \
                 open(os.path.join(with_cloudpickle_graph, assets, name), "rb") as theirs:

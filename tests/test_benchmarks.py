@@ -53,3 +53,18 @@ def test_smallest_size_end_to_end(tmp_path):
     assert "| demo | 10,000 | transform |" in table and "| wide | 10,000 | **whole run** |" in table
     with Image.open(tmp_path / "results.png") as image:
         assert image.size[0] > 600
+
+
+def test_beam_args_reach_pipeline_py_as_one_value(tmp_path, monkeypatch):
+    """Beam arguments start with a dash: given as a word of their own, pipeline.py's parser takes one for a flag."""
+    import benchmarks.run
+
+    commands = []
+    monkeypatch.setattr(benchmarks.run.subprocess, "run",
+                        lambda command, **_: commands.append(command) or subprocess.CompletedProcess(command, 0))
+    benchmarks.run.run_pipeline("demo", 100, str(tmp_path), "--pickle_library=dill")
+    [command] = commands
+    assert command[1:3] == [benchmarks.run.os.path.join(benchmarks.run.REPO, "pipeline.py"), "run"]
+    from pipeline_cli import parse_args
+
+    assert parse_args(command[2:]).beam_args == "--pickle_library=dill"

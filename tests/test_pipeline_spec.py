@@ -167,10 +167,12 @@ def test_push_records_the_run_and_a_digest_of_the_spec_it_runs_in(tmp_path):
 
 def test_compiling_from_deep_in_a_notebook_leaves_the_callers_frames_unread(tmp_path, monkeypatch):
     """kfp's task setters read the source of every frame on the stack they are called from (inspect.stack());
-    each frame of a notebook cell sends inspect through every loaded module. The spec is the same, and the
-    setters never see the caller's frames."""
+    each frame of a notebook cell sends inspect through every loaded module. The setters never see the caller's
+    frames, and the spec is the one they write when called on the caller's own stack."""
     from kfp import compiler
 
+    import pipeline
+    from components.platform import cluster
     from pipeline import create_pipeline
 
     frames_seen = []
@@ -190,8 +192,11 @@ def test_compiling_from_deep_in_a_notebook_leaves_the_callers_frames_unread(tmp_
     notebook["nested"](60, lambda: compiler.Compiler().compile(
         create_pipeline(IMAGE, object_store=KFP_OBJECT_STORE), package_path=str(deep)))
     assert frames_seen, "kfp's setters no longer inspect the stack: this test checks nothing"
-    assert not [files for files in frames_seen if "<notebook cell 7>" in files]
-    shallow = tmp_path / "shallow.yaml"
+    assert sum("<notebook cell 7>" in files for files in frames_seen) == 0
+    seen_from_the_notebook = len(frames_seen)
+    monkeypatch.setattr(pipeline, "configure_tasks", cluster._configure)  # the setters on the caller's stack
+    on_the_callers_stack = tmp_path / "on_the_callers_stack.yaml"
     compiler.Compiler().compile(create_pipeline(IMAGE, object_store=KFP_OBJECT_STORE),
-                                package_path=str(shallow))
-    assert deep.read_text() == shallow.read_text()
+                                package_path=str(on_the_callers_stack))
+    assert all(__file__ in files for files in frames_seen[seen_from_the_notebook:])
+    assert deep.read_text() == on_the_callers_stack.read_text()

@@ -33,7 +33,8 @@ RECORD_BATCH_SIZE = 4096
 _LOCAL_DEFAULTS = ["--runner=DirectRunner"]
 _DIRECT_RUNNERS = {"direct", "directrunner", "switchingdirectrunner"}
 # What the workers log reaches the stage's log through Beam: their warnings and errors, without the notices
-# each worker gives as it starts (no main session to load, which Beam's worker logs as `__main__`; the
+# each worker gives as it starts (no main session to load, which Beam's worker logs as `__main__` when it pickles
+# with dill, as --beam-args may choose; the
 # DirectRunner's options it does not know; no python-snappy, which the stage process has said once already).
 _WORKER_LOGGING = ["--default_sdk_harness_log_level=WARNING", "--sdk_harness_log_level_overrides=" + json.dumps(
     {"__main__": "ERROR", "apache_beam.options.pipeline_options": "ERROR", "apache_beam.io.tfrecordio": "ERROR"})]
@@ -67,8 +68,7 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
     if stage:
         args = _with_direct_mode(args, stage, input_sizes)
     settings = _direct_settings(args)
-    if settings and (settings[0] or "DirectRunner").lower() in _DIRECT_RUNNERS and \
-            _options_read(args, "pickle_library") == (None,):
+    if settings and _is_direct(settings[0]) and _options_read(args, "pickle_library") == (None,):
         args = [*args, _DIRECT_PICKLER]
     if settings and settings[1] == "multi_processing":
         given = {arg.split("=", 1)[0] for arg in args}
@@ -122,7 +122,7 @@ def direct_mode_open(beam_args):
     if settings is None:
         return False
     runner, mode, workers = settings
-    return (runner or "DirectRunner").lower() in _DIRECT_RUNNERS and mode is None and workers is None
+    return _is_direct(runner) and mode is None and workers is None
 
 
 def _with_direct_mode(args, stage, input_sizes):
@@ -131,7 +131,7 @@ def _with_direct_mode(args, stage, input_sizes):
     runner, mode, workers = settings or ("", None, None)
     if settings is None:
         choice = beam_workers.Choice(0, "as --beam-args set it")
-    elif (runner or "DirectRunner").lower() not in _DIRECT_RUNNERS:
+    elif not _is_direct(runner):
         choice = beam_workers.Choice(0, f"the {runner} that --beam-args give")
     elif mode is not None or workers is not None:
         mode, workers = mode or "in_memory", 1 if workers is None else workers
@@ -146,6 +146,11 @@ def _with_direct_mode(args, stage, input_sizes):
         args = [*args, f"--direct_running_mode={mode}", f"--direct_num_workers={choice.workers}"]
     print(choice.line(), flush=True)
     return args
+
+
+def _is_direct(runner):
+    """Whether `runner` (as --beam-args name it; None: unset) is Beam's DirectRunner."""
+    return (runner or "DirectRunner").lower() in _DIRECT_RUNNERS
 
 
 def _count(workers, one, many):

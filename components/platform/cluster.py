@@ -54,8 +54,8 @@ def configure_tasks(tasks, kfp_volume=None, object_store=None, timeouts=None):
     # frame of the caller's stack and scans all of sys.modules for each frame whose file is no module's
     # (`python -m`, a notebook cell, pytest-xdist's worker): 14-17 ms a setter once TensorFlow is imported,
     # half a second a spec. In a thread of their own they see a stack of a few frames, ours and kfp's.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="configure-tasks") as thread:
-        return thread.submit(_configure, tasks, kfp_volume, object_store, timeouts).result()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="configure-tasks") as setter_thread:
+        return setter_thread.submit(_configure, tasks, kfp_volume, object_store, timeouts).result()
 
 
 def _configure(tasks, kfp_volume, object_store, timeouts):
