@@ -67,8 +67,8 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
     args = beam_arg_list(beam_args)
     if stage:
         args = _with_direct_mode(args, stage, input_sizes)
-    settings = _direct_settings(args)
-    if settings and _is_direct(settings[0]) and _options_read(args, "pickle_library") == (None,):
+    settings = _options_read(args, "runner", "direct_running_mode", "pickle_library")  # None: Beam will say why
+    if settings and _is_direct(settings[0]) and settings[2] is None:
         args = [*args, _DIRECT_PICKLER]
     if settings and settings[1] == "multi_processing":
         given = {arg.split("=", 1)[0] for arg in args}
