@@ -12,7 +12,8 @@ names (credentials are refused: components.state.storage) sees what Beam will do
 A Beam stage's pipeline takes its options from `pipeline_options(beam_args, stage, input_sizes)`: where
 --beam-args leave the DirectRunner's mode open, components.platform.beam_workers chooses between the stage's
 process and worker processes from the size of the input, and the stage's log says which and why. On the
-DirectRunner the pipeline pickles its DoFns with cloudpickle unless --beam-args name a pickle library.
+DirectRunner the pipeline pickles its DoFns with cloudpickle unless --beam-args name a pickle library, and
+compresses them quickly (components.platform.beam_compression).
 """
 import argparse
 import functools
@@ -21,7 +22,7 @@ import json
 # Beam's own parser class (private in Beam 2.59, which constraints.txt pins): its abbreviation rules are Beam's.
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from components.platform import beam_signatures, beam_workers
+from components.platform import beam_compression, beam_signatures, beam_workers
 from components.platform.flags import split_flags
 
 # Examples per Arrow record batch where transform and evaluate read tf.Examples. TFXIO's default grows
@@ -68,8 +69,11 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
     if stage:
         args = _with_direct_mode(args, stage, input_sizes)
     settings = _options_read(args, "runner", "direct_running_mode", "pickle_library")  # None: Beam will say why
-    if settings and _is_direct(settings[0]) and settings[2] is None:
+    direct = bool(settings) and _is_direct(settings[0])
+    if direct and settings[2] is None:
         args = [*args, _DIRECT_PICKLER]
+    # The pickles of a graph that stays on this machine (components.platform.beam_compression).
+    beam_compression.compress_quickly(direct)
     if settings and settings[1] == "multi_processing":
         given = {arg.split("=", 1)[0] for arg in args}
         args = [*args, _WORKER_PLUGIN, *_STAGE_WORKER_PLUGINS.get(stage, []),

@@ -1,0 +1,61 @@
+"""How Beam's cloudpickle pickles are compressed (components/platform/beam_compression.py): quickly for a DirectRunner
+pipeline, as Beam does for any other runner, whose workers run Beam's own code; each setting reads the other's.
+The DirectRunner's worker processes read the quick pickles: tests/test_beam_workers.py runs stages in them."""
+import base64
+import bz2
+
+import cloudpickle
+import pytest
+from apache_beam.internal import cloudpickle_pickler
+
+from components.platform.beam_options import pipeline_options
+
+PORTABLE = "--runner=PortableRunner --job_endpoint=localhost:8099"
+DATAFLOW = "--runner=DataflowRunner --project=p --region=r --temp_location=gs://b/t"
+PAYLOAD = {"a DoFn's state": list(range(1000)), "text": "penguins " * 100}
+
+
+def pickled_for(beam_args, stage="transform"):
+    pipeline_options(beam_args, stage, lambda: [[100]])
+    return cloudpickle_pickler.dumps(PAYLOAD)
+
+
+def beams_own_loads(encoded):
+    """What Beam's pickler does to unpickle, in a worker that has nothing of ours (a remote runner's)."""
+    return cloudpickle.loads(bz2.decompress(base64.b64decode(encoded)))
+
+
+@pytest.fixture(autouse=True)
+def beams_setting_afterwards():
+    yield
+    pipeline_options(PORTABLE)  # later tests in this process start from Beam's own compression
+
+
+@pytest.mark.parametrize("beam_args", ["", "--direct_running_mode=multi_processing --direct_num_workers=2",
+                                       "--runner=DirectRunner --pickle_library=cloudpickle"])
+def test_a_direct_runner_pipeline_compresses_its_pickles_quickly_and_reads_them_back(beam_args):
+    encoded = pickled_for(beam_args)
+    compressed = base64.b64decode(encoded)
+    assert compressed[:1] == b"\x78", "not a zlib stream"
+    assert cloudpickle_pickler.loads(encoded) == PAYLOAD
+    with pytest.raises(OSError):
+        beams_own_loads(encoded)  # which is why the workers of another runner get Beam's own
+
+
+@pytest.mark.parametrize("beam_args", [PORTABLE, DATAFLOW])
+def test_another_runner_gets_beams_own_pickles(beam_args):
+    encoded = pickled_for(beam_args)
+    assert base64.b64decode(encoded)[:3] == b"BZh"
+    assert beams_own_loads(encoded) == PAYLOAD
+
+
+def test_either_kind_of_pickle_is_read_whichever_setting_is_on():
+    quick, beams = pickled_for(""), pickled_for(PORTABLE)
+    for beam_args in ("", PORTABLE):
+        pipeline_options(beam_args)
+        assert cloudpickle_pickler.loads(quick) == cloudpickle_pickler.loads(beams) == PAYLOAD
+
+
+def test_quick_pickles_are_no_larger_than_a_few_times_beams():
+    """Level 1 zlib gives up some size for speed; the pickled graph stays in this machine's memory."""
+    assert len(pickled_for("")) < 3 * len(pickled_for(PORTABLE))
