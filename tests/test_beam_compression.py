@@ -1,5 +1,6 @@
-"""How Beam's cloudpickle pickles are compressed (components/platform/beam_compression.py): quickly for a DirectRunner
-pipeline, as Beam does for any other runner, whose workers run Beam's own code; each setting reads the other's.
+"""How Beam's cloudpickle pickles are compressed (components/platform/beam_compression.py): quickly while a DirectRunner
+stage pipeline is built and run (`quick_pickles`), as Beam does for any other runner, whose workers run Beam's own
+code, and outside a stage's pipeline (a user's own pipeline in the same process); each setting reads the other's.
 The DirectRunner's worker processes read the quick pickles: tests/test_beam_workers.py runs stages in them."""
 import base64
 import bz2
@@ -8,7 +9,7 @@ import cloudpickle
 import pytest
 from apache_beam.internal import cloudpickle_pickler
 
-from components.platform.beam_options import pipeline_options
+from components.platform.beam_options import pipeline_options, quick_pickles
 
 PORTABLE = "--runner=PortableRunner --job_endpoint=localhost:8099"
 DATAFLOW = "--runner=DataflowRunner --project=p --region=r --temp_location=gs://b/t"
@@ -16,19 +17,13 @@ PAYLOAD = {"a DoFn's state": list(range(1000)), "text": "penguins " * 100}
 
 
 def pickled_for(beam_args, stage="transform"):
-    pipeline_options(beam_args, stage, lambda: [[100]])
-    return cloudpickle_pickler.dumps(PAYLOAD)
+    with quick_pickles(pipeline_options(beam_args, stage, lambda: [[100]])):
+        return cloudpickle_pickler.dumps(PAYLOAD)
 
 
 def beams_own_loads(encoded):
     """What Beam's pickler does to unpickle, in a worker that has nothing of ours (a remote runner's)."""
     return cloudpickle.loads(bz2.decompress(base64.b64decode(encoded)))
-
-
-@pytest.fixture(autouse=True)
-def beams_setting_afterwards():
-    yield
-    pipeline_options(PORTABLE)  # later tests in this process start from Beam's own compression
 
 
 @pytest.mark.parametrize("beam_args", ["", "--direct_running_mode=multi_processing --direct_num_workers=2",
@@ -52,8 +47,23 @@ def test_another_runner_gets_beams_own_pickles(beam_args):
 def test_either_kind_of_pickle_is_read_whichever_setting_is_on():
     quick, beams = pickled_for(""), pickled_for(PORTABLE)
     for beam_args in ("", PORTABLE):
-        pipeline_options(beam_args)
-        assert cloudpickle_pickler.loads(quick) == cloudpickle_pickler.loads(beams) == PAYLOAD
+        with quick_pickles(pipeline_options(beam_args)):
+            assert cloudpickle_pickler.loads(quick) == cloudpickle_pickler.loads(beams) == PAYLOAD
+    assert cloudpickle_pickler.loads(quick) == cloudpickle_pickler.loads(beams) == PAYLOAD
+
+
+def test_outside_a_stage_pipeline_pickles_are_beams_own_even_after_a_failed_one():
+    """A pipeline of the user's own, built in the same process after a stage's (a notebook), goes to its runner's
+    workers as Beam pickles it; so does one built after a stage's pipeline failed, and one inside a stage's scope
+    for another runner."""
+    assert base64.b64decode(cloudpickle_pickler.dumps(PAYLOAD))[:3] == b"BZh"
+    with pytest.raises(RuntimeError), quick_pickles(pipeline_options("")):
+        assert base64.b64decode(cloudpickle_pickler.dumps(PAYLOAD))[:1] == b"\x78"
+        with quick_pickles(pipeline_options(PORTABLE)):
+            assert base64.b64decode(cloudpickle_pickler.dumps(PAYLOAD))[:3] == b"BZh"
+        assert base64.b64decode(cloudpickle_pickler.dumps(PAYLOAD))[:1] == b"\x78"
+        raise RuntimeError("the stage failed")
+    assert beams_own_loads(cloudpickle_pickler.dumps(PAYLOAD)) == PAYLOAD
 
 
 def test_quick_pickles_are_no_larger_than_a_few_times_beams():

@@ -3,9 +3,11 @@
 Beam 2.59's cloudpickle pickler compresses every DoFn, source and combiner it pickles with bz2 at level 9, to
 keep a pipeline's graph small on its way to a remote service. The DirectRunner pickles each of them as it
 builds the graph and unpickles them again for every bundle: on the demo's transform about 1,800 compressions
-and 2,200 decompressions, a tenth of the stage. Where the graph stays on this machine (the DirectRunner, in
-the stage's process or in its worker processes), `compress_quickly(True)` makes them zlib at level 1: the
-demo's transform 4.6 -> 4.0 s. Any other runner gets Beam's bz2, so its workers need nothing of ours.
+and 2,200 decompressions, a tenth of the stage. While a pipeline whose graph stays on this machine is built and
+run (the DirectRunner, in the stage's process or in its worker processes), `quickly_while(True)` makes them zlib
+at level 1: the demo's transform 4.6 -> 4.0 s. Outside such a `with`, and for any other runner, they are Beam's
+bz2, so a remote runner's workers need nothing of ours, and a pipeline of the user's own in the same process (a
+notebook's) is pickled as Beam pickles it.
 
 Decompression reads either, by the stream's own header: a bz2 stream starts with "BZh", and a zlib stream
 cannot (its first byte names the method, 8, in its low four bits; "B" is 0x42). So whatever one setting
@@ -17,6 +19,7 @@ Beam 2.59 is pinned (constraints.txt): its cloudpickle pickler calls `bz2.compre
 through its module's `bz2` name.
 """
 import bz2
+import contextlib
 import importlib
 import zlib
 
@@ -45,7 +48,14 @@ def install():
         pickler.bz2 = _Codec
 
 
-def compress_quickly(quickly):
-    """From now on, pickles are compressed with zlib at level 1 (`quickly`) or with Beam's bz2 at level 9."""
+@contextlib.contextmanager
+def quickly_while(quickly):
+    """Inside the `with`, pickles are compressed with zlib at level 1 (`quickly`) or with Beam's bz2 at level 9;
+    after it, as before it."""
     install()
+    before = _Codec.quickly
     _Codec.quickly = bool(quickly)
+    try:
+        yield
+    finally:
+        _Codec.quickly = before

@@ -13,14 +13,14 @@ A Beam stage's pipeline takes its options from `pipeline_options(beam_args, stag
 --beam-args leave the DirectRunner's mode open, components.platform.beam_workers chooses between the stage's
 process and worker processes from the size of the input, and the stage's log says which and why. On the
 DirectRunner the pipeline pickles its DoFns with cloudpickle unless --beam-args name a pickle library, and
-compresses them quickly (components.platform.beam_compression).
+compresses them quickly inside `quick_pickles` (components.platform.beam_compression).
 """
 import argparse
 import functools
 import json
 
 # Beam's own parser class (private in Beam 2.59, which constraints.txt pins): its abbreviation rules are Beam's.
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
 from components.platform import beam_compression, beam_signatures, beam_workers
 from components.platform.flags import split_flags
@@ -69,11 +69,8 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
     if stage:
         args = _with_direct_mode(args, stage, input_sizes)
     settings = _options_read(args, "runner", "direct_running_mode", "pickle_library")  # None: Beam will say why
-    direct = bool(settings) and _is_direct(settings[0])
-    if direct and settings[2] is None:
+    if settings and _is_direct(settings[0]) and settings[2] is None:
         args = [*args, _DIRECT_PICKLER]
-    # The pickles of a graph that stays on this machine (components.platform.beam_compression).
-    beam_compression.compress_quickly(direct)
     if settings and settings[1] == "multi_processing":
         given = {arg.split("=", 1)[0] for arg in args}
         args = [*args, _WORKER_PLUGIN, *_STAGE_WORKER_PLUGINS.get(stage, []),
@@ -81,6 +78,13 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
         if stage:
             beam_workers.worker_peaks_folder()  # named in the environment the workers inherit
     return PipelineOptions(args)
+
+
+def quick_pickles(options):
+    """Around a stage's pipeline with `options`, from before it is built until it has run (a `with`): on the
+    DirectRunner its pickles are compressed quickly (components.platform.beam_compression); on any other runner,
+    and outside the `with`, as Beam compresses them."""
+    return beam_compression.quickly_while(_is_direct(options.view_as(StandardOptions).runner))
 
 
 def matched_files(patterns):

@@ -26,7 +26,13 @@ from components.data.example_files import TFExampleFiles
 from components.data.tfrecords import read_tfrecord_file
 from components.errors import StageError
 from components.platform import beam_runner, tfdv_histograms
-from components.platform.beam_options import direct_mode_open, file_sizes, matched_files, pipeline_options
+from components.platform.beam_options import (
+    direct_mode_open,
+    file_sizes,
+    matched_files,
+    pipeline_options,
+    quick_pickles,
+)
 from components.platform.beam_workers import BEAM_LINE_PREFIX
 from components.stage_logic.ingest import SERVING_SPLIT, ingest_serving_sample
 from components.state.storage import Storage
@@ -122,7 +128,8 @@ def _write_small_splits(patterns, output_dir, beam_args, slice_columns, options,
 def _beam_statistics(patterns, output_dir, beam_args, options):
     """Writes each split's statistics from one Beam pipeline."""
     sizes = functools.partial(file_sizes, list(patterns.values()))
-    with beam.Pipeline(options=pipeline_options(beam_args, "statistics", sizes)) as pipeline:
+    options = pipeline_options(beam_args, "statistics", sizes)
+    with quick_pickles(options), beam.Pipeline(options=options) as pipeline:
         for split, pattern in patterns.items():
             source = TFExampleFiles(file_pattern=pattern, telemetry_descriptors=TELEMETRY)
             _ = (pipeline
