@@ -1,9 +1,12 @@
 """How Beam's cloudpickle pickles are compressed (components/platform/beam_compression.py): quickly while a DirectRunner
-stage pipeline is built and run (`quick_pickles`), as Beam does for any other runner, whose workers run Beam's own
-code, and outside a stage's pipeline (a user's own pipeline in the same process); each setting reads the other's.
-The DirectRunner's worker processes read the quick pickles: tests/test_beam_workers.py runs stages in them."""
+stage pipeline is built and run (`quick_pickles`), as Beam does for any other runner, whose workers need not install
+the codec, and outside a stage's pipeline (a user's own pipeline in the same process); each setting reads the other's.
+A process that imports the DirectRunner workers' plugin reads the quick pickles (here, and in
+tests/test_beam_workers.py, which runs stages in real worker processes)."""
 import base64
 import bz2
+import subprocess
+import sys
 
 import cloudpickle
 import pytest
@@ -16,8 +19,8 @@ DATAFLOW = "--runner=DataflowRunner --project=p --region=r --temp_location=gs://
 PAYLOAD = {"a DoFn's state": list(range(1000)), "text": "penguins " * 100}
 
 
-def pickled_for(beam_args, stage="transform"):
-    with quick_pickles(pipeline_options(beam_args, stage, lambda: [[100]])):
+def pickled_for(beam_args):
+    with quick_pickles(pipeline_options(beam_args)):
         return cloudpickle_pickler.dumps(PAYLOAD)
 
 
@@ -69,3 +72,22 @@ def test_outside_a_stage_pipeline_pickles_are_beams_own_even_after_a_failed_one(
 def test_quick_pickles_are_no_larger_than_a_few_times_beams():
     """Level 1 zlib gives up some size for speed; the pickled graph stays in this machine's memory."""
     assert len(pickled_for("")) < 3 * len(pickled_for(PORTABLE))
+
+
+@pytest.mark.parametrize("plugin", [True, False])
+def test_a_fresh_process_reads_the_quick_pickles_once_it_imports_the_workers_plugin(plugin):
+    """What a DirectRunner worker process does as it starts (Beam imports `--beam_plugin` first): with the plugin a
+    quick pickle is read; without it, Beam's own code cannot read it."""
+    from helpers import REPO
+
+    reader = ("import sys; from apache_beam.internal import cloudpickle_pickler; "
+              "print(sorted(cloudpickle_pickler.loads(sys.stdin.read().encode())))")
+    if plugin:
+        reader = "import components.platform.beam_worker; " + reader
+    process = subprocess.run([sys.executable, "-c", reader], input=pickled_for("").decode(), capture_output=True,
+                             text=True, cwd=REPO, timeout=120)
+    if plugin:
+        assert process.returncode == 0, process.stderr[-2000:]
+        assert process.stdout.strip() == str(sorted(PAYLOAD))
+    else:
+        assert process.returncode != 0 and "Invalid data stream" in process.stderr
