@@ -342,8 +342,8 @@ def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam
     extractors = (batched_extractors(shared_models, eval_config, source.TensorAdapterConfig()) if grouped
                   else None)
     sizes = functools.partial(file_sizes, [layout.examples_pattern(examples_dir, layout.EVAL)])
-    options = pipeline_options(beam_args, "evaluate", sizes)
-    with quick_pickles(options), beam.Pipeline(options=options) as pipeline:
+    beam_settings = pipeline_options(beam_args, "evaluate", sizes)
+    with quick_pickles(beam_settings), beam.Pipeline(options=beam_settings) as pipeline:
         examples = pipeline | "ReadEval" >> source.BeamSource(RECORD_BATCH_SIZE)
         if readable_only:
             examples = examples | "KeepReadable" >> beam.ParDo(_KeepReadable(readable_only))

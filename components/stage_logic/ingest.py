@@ -663,9 +663,9 @@ def _in_process_size(source, beam_args, piece_sizes):
 def _write_with_beam(source, plan, output_dir, beam_args, types_path, piece_sizes):
     """Runs the Beam pipeline; returns (row counts, error lines)."""
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
-    options = pipeline_options(beam_args, "ingest", piece_sizes)
-    with quick_pickles(options):
-        pipeline = beam.Pipeline(options=options)
+    beam_settings = pipeline_options(beam_args, "ingest", piece_sizes)
+    with quick_pickles(beam_settings):
+        pipeline = beam.Pipeline(options=beam_settings)
         records, read_errors, column_types = source.read(pipeline, plan)
         column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
         examples = records | "AssignSplit" >> beam.ParDo(_AssignSplit(plan)).with_outputs("errors", *plan.names)

@@ -128,8 +128,8 @@ def _write_small_splits(patterns, output_dir, beam_args, slice_columns, options,
 def _beam_statistics(patterns, output_dir, beam_args, options):
     """Writes each split's statistics from one Beam pipeline."""
     sizes = functools.partial(file_sizes, list(patterns.values()))
-    options = pipeline_options(beam_args, "statistics", sizes)
-    with quick_pickles(options), beam.Pipeline(options=options) as pipeline:
+    beam_settings = pipeline_options(beam_args, "statistics", sizes)
+    with quick_pickles(beam_settings), beam.Pipeline(options=beam_settings) as pipeline:
         for split, pattern in patterns.items():
             source = TFExampleFiles(file_pattern=pattern, telemetry_descriptors=TELEMETRY)
             _ = (pipeline

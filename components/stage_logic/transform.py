@@ -142,9 +142,9 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
 def _run_transform(sources, splits, preprocessing_fn, transform_graph_dir, transformed_examples_dir, beam_args,
                    storage, input_sizes=None):
     """The Beam pipeline: analyze the train split, transform and write every split, and the train ranges."""
-    options = pipeline_options(beam_args, "transform", input_sizes)
-    with beam_runner.scratch(transform_graph_dir, storage) as temp_dir, quick_pickles(options), \
-            beam.Pipeline(options=options) as pipeline, tft_beam.Context(temp_dir=temp_dir):
+    beam_settings = pipeline_options(beam_args, "transform", input_sizes)
+    with beam_runner.scratch(transform_graph_dir, storage) as temp_dir, quick_pickles(beam_settings), \
+            beam.Pipeline(options=beam_settings) as pipeline, tft_beam.Context(temp_dir=temp_dir):
         # The train split is read once for the analyzers and again to transform it: one read feeding both
         # would be held in memory whole until the analyzers finish (Beam cannot stream it to a step that
         # waits for the transform graph), which grows with the data.
