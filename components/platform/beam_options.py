@@ -9,15 +9,18 @@ Beam reads a flag the way Python's argparse does, in every view of the options (
 space form. `options_set_by` asks Beam's own parsers which options a flag sets, so a check on option
 names (credentials are refused: components.state.storage) sees what Beam will do with the flag.
 
-A Beam stage's pipeline takes its options from `pipeline_options(beam_args, stage, input_sizes)`: where
---beam-args leave the DirectRunner's mode open, components.platform.beam_workers chooses between the stage's
-process and worker processes from the size of the input, and the stage's log says which and why. On the
-DirectRunner the pipeline pickles its DoFns with cloudpickle unless --beam-args name a pickle library, and
-compresses them quickly inside `quick_pickles` (components.platform.beam_compression).
+A Beam stage's pipeline (`stage_pipeline`) takes its options from `pipeline_options(beam_args, stage,
+input_sizes)`: where --beam-args leave the DirectRunner's mode open, components.platform.beam_workers chooses
+between the stage's process and worker processes from the size of the input, and the stage's log says which and
+why. On the DirectRunner the pipeline pickles its DoFns with cloudpickle unless --beam-args name a pickle library,
+and compresses them quickly while it is built and run (`quick_pickles`; components.platform.beam_compression).
 """
 import argparse
+import contextlib
 import functools
 import json
+
+import apache_beam as beam
 
 # Beam's own parser class (private in Beam 2.59, which constraints.txt pins): its abbreviation rules are Beam's.
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
@@ -78,6 +81,15 @@ def pipeline_options(beam_args, stage="", input_sizes=None):
         if stage:
             beam_workers.worker_peaks_folder()  # named in the environment the workers inherit
     return PipelineOptions(args)
+
+
+@contextlib.contextmanager
+def stage_pipeline(beam_args, stage, input_sizes=None):
+    """A stage's Beam pipeline, with `pipeline_options(beam_args, stage, input_sizes)`, run and waited for as the
+    `with` ends (its result is then the pipeline's `result`), with its pickles compressed as `quick_pickles` says."""
+    options = pipeline_options(beam_args, stage, input_sizes)
+    with quick_pickles(options), beam.Pipeline(options=options) as pipeline:
+        yield pipeline
 
 
 def quick_pickles(options):

@@ -41,7 +41,7 @@ from components.evaluation.blessing import (
 )
 from components.evaluation.tfma_batches import batched_extractors
 from components.platform import beam_runner
-from components.platform.beam_options import RECORD_BATCH_SIZE, file_sizes, pipeline_options, quick_pickles
+from components.platform.beam_options import RECORD_BATCH_SIZE, file_sizes, stage_pipeline
 from components.stage_logic.schema import load_schema
 from components.stage_logic.statistics import TELEMETRY
 from components.stage_logic.train import SERVING_SIGNATURE, TRANSFORM_SIGNATURE
@@ -342,8 +342,7 @@ def run_tfma(eval_config, model_dirs, examples_dir, schema_dir, output_dir, beam
     extractors = (batched_extractors(shared_models, eval_config, source.TensorAdapterConfig()) if grouped
                   else None)
     sizes = functools.partial(file_sizes, [layout.examples_pattern(examples_dir, layout.EVAL)])
-    beam_settings = pipeline_options(beam_args, "evaluate", sizes)
-    with quick_pickles(beam_settings), beam.Pipeline(options=beam_settings) as pipeline:
+    with stage_pipeline(beam_args, "evaluate", sizes) as pipeline:
         examples = pipeline | "ReadEval" >> source.BeamSource(RECORD_BATCH_SIZE)
         if readable_only:
             examples = examples | "KeepReadable" >> beam.ParDo(_KeepReadable(readable_only))

@@ -47,7 +47,7 @@ from components.data.query_check import short_query
 from components.data.tf_example import canonical_bytes, example_values, serialize_example
 from components.data.tfrecords import WriteGzippedTFRecords, write_gzipped_tfrecord_file
 from components.errors import StageError
-from components.platform.beam_options import direct_mode_open, file_sizes, pipeline_options, quick_pickles
+from components.platform.beam_options import direct_mode_open, file_sizes, stage_pipeline
 from components.platform.beam_workers import BEAM_LINE_PREFIX, megabytes
 from components.state.storage import Storage, is_remote
 
@@ -663,9 +663,7 @@ def _in_process_size(source, beam_args, piece_sizes):
 def _write_with_beam(source, plan, output_dir, beam_args, types_path, piece_sizes):
     """Runs the Beam pipeline; returns (row counts, error lines)."""
     errors_prefix = os.path.join(output_dir, _ERRORS_FILE)
-    beam_settings = pipeline_options(beam_args, "ingest", piece_sizes)
-    with quick_pickles(beam_settings):
-        pipeline = beam.Pipeline(options=beam_settings)
+    with stage_pipeline(beam_args, "ingest", piece_sizes) as pipeline:
         records, read_errors, column_types = source.read(pipeline, plan)
         column_types | "WriteTypes" >> beam.Map(_write_json, types_path)
         examples = records | "AssignSplit" >> beam.ParDo(_AssignSplit(plan)).with_outputs("errors", *plan.names)
@@ -676,8 +674,7 @@ def _write_with_beam(source, plan, output_dir, beam_args, types_path, piece_size
         for name in plan.names:
             examples[name] | f"Write{name}" >> WriteGzippedTFRecords(
                 os.path.join(layout.split_dir(output_dir, name), "data_tfrecord"))
-        result = pipeline.run()
-        result.wait_until_finish()
+    result = pipeline.result
 
     errors = []
     if FileSystems.exists(errors_prefix):

@@ -14,7 +14,6 @@ statistics are Beam's bit for bit (tests/test_statistics_in_process.py) without 
 """
 import functools
 
-import apache_beam as beam
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation import constants as tfdv_constants
 from tensorflow_data_validation.statistics import stats_impl
@@ -26,13 +25,7 @@ from components.data.example_files import TFExampleFiles
 from components.data.tfrecords import read_tfrecord_file
 from components.errors import StageError
 from components.platform import beam_runner, tfdv_histograms
-from components.platform.beam_options import (
-    direct_mode_open,
-    file_sizes,
-    matched_files,
-    pipeline_options,
-    quick_pickles,
-)
+from components.platform.beam_options import direct_mode_open, file_sizes, matched_files, stage_pipeline
 from components.platform.beam_workers import BEAM_LINE_PREFIX
 from components.stage_logic.ingest import SERVING_SPLIT, ingest_serving_sample
 from components.state.storage import Storage
@@ -128,8 +121,7 @@ def _write_small_splits(patterns, output_dir, beam_args, slice_columns, options,
 def _beam_statistics(patterns, output_dir, beam_args, options):
     """Writes each split's statistics from one Beam pipeline."""
     sizes = functools.partial(file_sizes, list(patterns.values()))
-    beam_settings = pipeline_options(beam_args, "statistics", sizes)
-    with quick_pickles(beam_settings), beam.Pipeline(options=beam_settings) as pipeline:
+    with stage_pipeline(beam_args, "statistics", sizes) as pipeline:
         for split, pattern in patterns.items():
             source = TFExampleFiles(file_pattern=pattern, telemetry_descriptors=TELEMETRY)
             _ = (pipeline

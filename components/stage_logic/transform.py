@@ -27,7 +27,7 @@ from components.data.example_files import TFExampleFiles
 from components.data.tfrecords import WriteGzippedTFRecords
 from components.errors import StageError
 from components.platform import beam_runner
-from components.platform.beam_options import RECORD_BATCH_SIZE, file_sizes, pipeline_options, quick_pickles
+from components.platform.beam_options import RECORD_BATCH_SIZE, file_sizes, stage_pipeline
 from components.stage_logic.schema import load_schema
 from components.stage_logic.statistics import TELEMETRY
 from components.state.storage import Storage, is_remote
@@ -142,9 +142,8 @@ def transform_examples(examples_dir, schema_dir, module, transform_graph_dir, tr
 def _run_transform(sources, splits, preprocessing_fn, transform_graph_dir, transformed_examples_dir, beam_args,
                    storage, input_sizes=None):
     """The Beam pipeline: analyze the train split, transform and write every split, and the train ranges."""
-    beam_settings = pipeline_options(beam_args, "transform", input_sizes)
-    with beam_runner.scratch(transform_graph_dir, storage) as temp_dir, quick_pickles(beam_settings), \
-            beam.Pipeline(options=beam_settings) as pipeline, tft_beam.Context(temp_dir=temp_dir):
+    with beam_runner.scratch(transform_graph_dir, storage) as temp_dir, \
+            stage_pipeline(beam_args, "transform", input_sizes) as pipeline, tft_beam.Context(temp_dir=temp_dir):
         # The train split is read once for the analyzers and again to transform it: one read feeding both
         # would be held in memory whole until the analyzers finish (Beam cannot stream it to a step that
         # waits for the transform graph), which grows with the data.
